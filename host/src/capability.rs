@@ -1,0 +1,173 @@
+//! Manifest ∩ policy -> [`Capabilities`]: plain data resolved once per load,
+//! applied to every new instance by [`Capabilities::wasi_ctx`].
+//!
+//! Deny by default: a plugin whose manifest declares nothing gets clocks and
+//! random, a closed stdin, stdout/stderr routed to the log, no arguments, no
+//! environment, no files, no sockets and no name lookup.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
+
+use crate::error::{Error, Result};
+use crate::imports::LogWriter;
+use crate::manifest::{FsAccess, HostPattern, Manifest, MessageAccess};
+use crate::policy::Policy;
+
+/// Guest path of a plugin's private data directory (`write_files` / `data-dir`).
+pub const DATA_DIR_GUEST_PATH: &str = "/plugin-data";
+
+/// What a plugin is actually granted.
+#[derive(Debug, Clone, Serialize)]
+pub struct Capabilities {
+    pub messages: MessageAccess,
+    pub kv: bool,
+    /// Outgoing HTTP destinations.
+    pub network: Vec<HostPattern>,
+    pub preopens: Vec<Preopen>,
+    /// Environment variables and their values, read from the host at load.
+    #[serde(serialize_with = "env_names_only")]
+    pub env: Vec<(String, String)>,
+    /// Everything declared but not granted, one human-readable line each.
+    pub denied: Vec<String>,
+}
+
+/// A host directory visible to the guest.
+#[derive(Debug, Clone, Serialize)]
+pub struct Preopen {
+    /// Canonical host path.
+    pub host: PathBuf,
+    pub guest: String,
+    pub access: FsAccess,
+}
+
+fn env_names_only<S: serde::Serializer>(env: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(env.iter().map(|(k, _)| k))
+}
+
+impl Capabilities {
+    /// Nothing at all: what a plugin gets before its manifest is considered.
+    pub fn none() -> Self {
+        Capabilities {
+            messages: MessageAccess::None,
+            kv: false,
+            network: Vec::new(),
+            preopens: Vec::new(),
+            env: Vec::new(),
+            denied: Vec::new(),
+        }
+    }
+
+    /// Resolves what `manifest` declares against `policy`.
+    ///
+    /// `plugin_dir` is the directory relative paths resolve against;
+    /// `data_root`, if set, holds one private data directory per plugin.
+    pub fn resolve(
+        manifest: &Manifest,
+        plugin_dir: &Path,
+        policy: &Policy,
+        data_root: Option<&Path>,
+    ) -> Result<Capabilities> {
+        let name = manifest.name.as_str();
+        let perms = &manifest.permissions;
+        let plugin_policy = policy.for_plugin(name);
+        let mut caps = Capabilities::none();
+        caps.messages = perms.messages;
+        caps.kv = perms.kv;
+
+        // Filesystem: inside the plugin's own directory, or under a policy root.
+        let own_dir = plugin_dir.canonicalize().map_err(|e| Error::io(plugin_dir, e))?;
+        let roots: Vec<PathBuf> = std::iter::once(own_dir)
+            .chain(policy.filesystem_roots.iter().cloned())
+            .chain(plugin_policy.into_iter().flat_map(|p| p.filesystem_roots.iter().cloned()))
+            .filter_map(|r| r.canonicalize().ok())
+            .collect();
+        for grant in &perms.filesystem {
+            let host = plugin_dir.join(&grant.host);
+            match host.canonicalize() {
+                Ok(canonical) if roots.iter().any(|r| canonical.starts_with(r)) => caps.preopens.push(Preopen {
+                    host: canonical,
+                    guest: grant.guest.clone(),
+                    access: grant.access,
+                }),
+                Ok(canonical) => caps.denied.push(format!(
+                    "filesystem `{}` -> `{}`: outside the plugin's directory and not allowed by policy",
+                    canonical.display(),
+                    grant.guest
+                )),
+                Err(e) => caps.denied.push(format!("filesystem `{}`: {e}", host.display())),
+            }
+        }
+        if perms.data_dir {
+            match data_root {
+                Some(root) => {
+                    let dir = root.join(name);
+                    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+                    let host = dir.canonicalize().map_err(|e| Error::io(&dir, e))?;
+                    caps.preopens.push(Preopen {
+                        host,
+                        guest: DATA_DIR_GUEST_PATH.to_string(),
+                        access: FsAccess::ReadWrite,
+                    });
+                }
+                None => caps.denied.push("data directory: this host has no data root".to_string()),
+            }
+        }
+
+        // Environment: only the named variables, with the host's values.
+        for var in &perms.env {
+            match std::env::var(var.as_str()) {
+                Ok(value) => caps.env.push((var.as_str().to_string(), value)),
+                Err(_) => caps.denied.push(format!("env `{}`: not set on the host", var.as_str())),
+            }
+        }
+
+        // Network: exact hosts as declared; wildcards need policy.
+        let approved: &[HostPattern] = plugin_policy.map(|p| p.network.as_slice()).unwrap_or(&[]);
+        for pattern in &perms.network {
+            if !pattern.is_wildcard() || policy.allow_wildcard_network || approved.contains(pattern) {
+                caps.network.push(pattern.clone());
+            } else {
+                caps.denied.push(format!("network `{pattern}`: wildcard patterns need operator policy"));
+            }
+        }
+        if perms.network_from_policy {
+            if approved.is_empty() {
+                caps.denied.push("network_access: the operator's policy lists no hosts for this plugin".into());
+            }
+            for pattern in approved {
+                if !caps.network.contains(pattern) {
+                    caps.network.push(pattern.clone());
+                }
+            }
+        }
+        Ok(caps)
+    }
+
+    /// Builds the WASI context of one instance. This is the only place grants
+    /// become WASI capabilities.
+    pub(crate) fn wasi_ctx(&self, plugin: &Arc<str>) -> Result<WasiCtx> {
+        let mut b = WasiCtxBuilder::new();
+        b.stdout(LogWriter::new(plugin.clone(), "stdout"))
+            .stderr(LogWriter::new(plugin.clone(), "stderr"))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        for (k, v) in &self.env {
+            b.env(k, v);
+        }
+        for p in &self.preopens {
+            let perms = match p.access {
+                FsAccess::Read => FsPerms::ReadOnly,
+                FsAccess::ReadWrite => FsPerms::ReadWrite,
+            };
+            b.preopened_dir(&p.host, &p.guest, perms).map_err(|e| Error::Component {
+                plugin: plugin.to_string(),
+                message: format!("cannot open `{}` for the guest: {e}", p.host.display()),
+            })?;
+        }
+        Ok(b.build())
+    }
+}

@@ -1,0 +1,65 @@
+//! The error type of the public API.
+
+use std::path::PathBuf;
+
+use crate::manifest::ManifestError;
+
+/// Everything that can go wrong when loading plugins or running hooks.
+///
+/// Messages are lowercase and name the plugin or file involved, so that an
+/// operator can act on them without reading logs.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A `plugin.yaml` (or an embedded manifest) is malformed or invalid.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+
+    /// A file could not be read or written.
+    #[error("cannot access `{path}`: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A plugin source is not a usable WebAssembly component.
+    #[error("plugin `{plugin}`: {message}")]
+    Component { plugin: String, message: String },
+
+    /// A plugin's `init` failed, trapped or timed out while loading.
+    #[error("plugin `{plugin}`: init failed: {message}")]
+    Init { plugin: String, message: String },
+
+    /// Two plugins share a name, or two providers share a provider type.
+    #[error("{0}")]
+    Conflict(String),
+
+    /// The host refuses to load more plugins than configured.
+    #[error("cannot load plugin `{plugin}`: the host already holds its maximum of {max} plugins")]
+    TooManyPlugins { plugin: String, max: usize },
+
+    /// No plugin with that name (or provider type) is loaded.
+    #[error("no plugin named `{0}` is loaded")]
+    NotFound(String),
+
+    /// The plugin exists but does not implement what was asked of it.
+    #[error("plugin `{plugin}` does not implement `{hook}`")]
+    HookNotImplemented { plugin: String, hook: String },
+
+    /// A hook call failed (the plugin errored, trapped, timed out or broke a limit).
+    #[error(transparent)]
+    Plugin(#[from] crate::plugin::PluginFailure),
+
+    /// The wasmtime engine could not be set up.
+    #[error("engine: {0}")]
+    Engine(String),
+}
+
+/// Shorthand for results of the public API.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+}

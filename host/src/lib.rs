@@ -1,0 +1,74 @@
+//! # plugbox-host
+//!
+//! A WebAssembly-sandboxed plugin host for LLM services. Plugins are
+//! WebAssembly components (built for `wasm32-wasip2` against the
+//! `plugbox:plugin` WIT package) described by a `plugin.yaml` manifest. The
+//! host grants each plugin exactly the capabilities its manifest declares and
+//! the operator's [`Policy`] allows, keeps a pool of warm instances per
+//! plugin, and runs their hooks around LLM provider calls with a deadline and
+//! a memory cap per call.
+//!
+//! ```no_run
+//! use plugbox_host::{HostBuilder, Message, Request, RequestContext, Response, Role, Choice};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let host = HostBuilder::new().build()?;
+//! let report = host.load_dir("plugins".as_ref()).await?;
+//! for failure in &report.failed {
+//!     eprintln!("{failure}"); // one broken plugin never stops the others
+//! }
+//!
+//! let request = Request {
+//!     model: "gpt-4o".into(),
+//!     messages: vec![Message { role: Role::User, content: "hi".into(), name: None, tool_calls: vec![], tool_call_id: None }],
+//!     temperature: None, max_tokens: None, stream: false, tools: vec![], extra: None,
+//! };
+//! let ctx = RequestContext::new("gpt-4o").with_caller("team-a");
+//! let response = host
+//!     .run_request(&ctx, request, |req| async move {
+//!         // Call your provider with the (possibly modified) request.
+//!         let text = req.messages.last().map(|m| m.content.clone()).unwrap_or_default();
+//!         Ok(Response {
+//!             id: "r1".into(), model: req.model, usage: None, extra: None,
+//!             choices: vec![Choice { index: 0, finish_reason: Some("stop".into()),
+//!                 message: Message { role: Role::Assistant, content: text, name: None, tool_calls: vec![], tool_call_id: None } }],
+//!         })
+//!     })
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Modules: [`manifest`] (plugin.yaml), [`policy`] and [`capability`]
+//! (what plugins may touch), [`loader`] (plugin directory forms), the pipeline
+//! rules on [`Host::run_request`].
+
+mod bindings;
+pub mod capability;
+pub mod engine;
+mod devtools;
+mod error;
+mod host;
+pub mod imports;
+pub mod loader;
+pub mod manifest;
+pub mod pipeline;
+pub mod plugin;
+pub mod policy;
+pub mod registry;
+
+pub use error::{Error, Result};
+pub use host::{Host, HostBuilder, LoadFailure, LoadReport};
+pub use imports::kv::{KvError, KvStore, MemoryKv};
+pub use manifest::{Hook, Manifest};
+pub use pipeline::{HookTrace, Outcome, PipelineConfig, PreStage, RequestContext, RequestError, ToolDecision};
+pub use plugin::{FailureKind, LoadedPlugin, PluginFailure};
+pub use policy::Policy;
+
+/// The LLM-shaped data types of the `plugbox:plugin` WIT package.
+pub use bindings::types::{
+    ChunkAction, Choice, DeviceKind, DeviceReport, ErrorKind, Health, LlmError, LogLevel, Message, PostAction,
+    PreAction, Request, RequestInfo, Response, Role, StreamChunk, ToolAction, ToolCall, ToolDefinition, Usage,
+};
+
+/// The version of the `plugbox:plugin` WIT package this host implements.
+pub const WIT_VERSION: semver::Version = semver::Version::new(0, 1, 0);

@@ -1,0 +1,476 @@
+//! A loaded plugin: manifest, capabilities, `InstancePre`, and its pool of warm
+//! instances. Every hook call goes through [`LoadedPlugin::call`], which applies
+//! the deadline and memory cap and discards an instance that failed.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use wasmtime::component::InstancePre;
+use wasmtime::{Store, StoreLimitsBuilder, Trap};
+
+use crate::bindings::{
+    device_hooks, device_probe, endpoint, lifecycle, provider, request_hooks, stream_hooks, tool_hooks,
+};
+use crate::capability::Capabilities;
+use crate::engine::{CompileSource, EPOCH_TICK};
+use crate::imports::kv::KvNamespace;
+use crate::imports::{ContextMap, DeviceReports, StoreState};
+use crate::manifest::{Hook, Manifest, ResolvedLimits};
+
+/// Time allowed for `init` on a fresh instance (on top of nothing: it is not
+/// counted against the hook's own deadline when instances are made at load).
+pub const INIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How a plugin was found on disk.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginSource {
+    /// The manifest file, or `None` when the manifest is embedded in the component.
+    pub manifest: Option<PathBuf>,
+    pub component: PathBuf,
+    pub form: SourceForm,
+}
+
+/// The three plugin directory forms the loader accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceForm {
+    /// `plugins/<name>/plugin.yaml` with its `.wasm`.
+    Directory,
+    /// `plugins/<name>.wasm` with `plugins/<name>.yaml` beside it.
+    Sidecar,
+    /// A lone `plugins/<name>.wasm` carrying its manifest in a custom section.
+    Embedded,
+}
+
+/// Why a hook call did not produce a usable result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("plugin `{plugin}` failed in `{hook}`: {kind}")]
+pub struct PluginFailure {
+    pub plugin: String,
+    pub hook: &'static str,
+    pub kind: FailureKind,
+}
+
+/// The ways a plugin call fails.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FailureKind {
+    /// The hook returned `err(..)`: the plugin reports its own failure.
+    #[error("{0}")]
+    Error(String),
+    /// The guest trapped (panic, unreachable, out-of-bounds access ...).
+    #[error("trapped: {0}")]
+    Trap(String),
+    /// The call ran past its wall-clock deadline.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// The guest tried to grow its memory past the plugin's cap.
+    #[error("exceeded its memory limit of {0} bytes")]
+    MemoryLimit(u64),
+    /// The guest exhausted its wasm stack (deep recursion).
+    #[error("overflowed its stack")]
+    StackOverflow,
+    /// The hook answered with something the host refuses (bad JSON, changes it
+    /// has no permission for, oversize output ...).
+    #[error("invalid output: {0}")]
+    InvalidOutput(String),
+    /// Every instance was busy for the whole deadline.
+    #[error("all {0} instances busy until the deadline")]
+    Busy(u32),
+    /// The component does not export what the hook needs.
+    #[error("not implemented by the component")]
+    NotImplemented,
+}
+
+/// Per-plugin counters, readable at any time.
+#[derive(Debug, Default)]
+pub struct PluginStats {
+    pub calls: AtomicU64,
+    pub errors: AtomicU64,
+    pub traps: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub instances_created: AtomicU64,
+    pub instances_discarded: AtomicU64,
+    /// Sum of call durations, for the mean.
+    pub busy_nanos: AtomicU64,
+}
+
+/// A point-in-time copy of [`PluginStats`].
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub calls: u64,
+    pub errors: u64,
+    pub traps: u64,
+    pub timeouts: u64,
+    pub instances_created: u64,
+    pub instances_discarded: u64,
+    pub mean_call_micros: u64,
+}
+
+impl PluginStats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let calls = self.calls.load(Ordering::Relaxed);
+        StatsSnapshot {
+            calls,
+            errors: self.errors.load(Ordering::Relaxed),
+            traps: self.traps.load(Ordering::Relaxed),
+            timeouts: self.timeouts.load(Ordering::Relaxed),
+            instances_created: self.instances_created.load(Ordering::Relaxed),
+            instances_discarded: self.instances_discarded.load(Ordering::Relaxed),
+            mean_call_micros: self.busy_nanos.load(Ordering::Relaxed) / calls.max(1) / 1000,
+        }
+    }
+}
+
+/// Export indices of the interfaces this plugin's hooks need, resolved once.
+#[derive(Default)]
+pub(crate) struct ExportIndices {
+    lifecycle: Option<lifecycle::GuestIndices>,
+    request: Option<request_hooks::GuestIndices>,
+    stream: Option<stream_hooks::GuestIndices>,
+    tool: Option<tool_hooks::GuestIndices>,
+    provider: Option<provider::GuestIndices>,
+    device_hooks: Option<device_hooks::GuestIndices>,
+    device_probe: Option<device_probe::GuestIndices>,
+    endpoint: Option<endpoint::GuestIndices>,
+}
+
+/// The WIT interface name a hook's interface is exported under.
+pub(crate) fn interface_export_name(interface: &str) -> String {
+    format!("plugbox:plugin/{interface}@{}", crate::WIT_VERSION)
+}
+
+impl ExportIndices {
+    /// Resolves the exports for `hooks`; a missing interface is an error naming it.
+    pub(crate) fn resolve(pre: &InstancePre<StoreState>, hooks: &[Hook]) -> Result<Self, String> {
+        fn need<I>(r: wasmtime::Result<I>, hook: &Hook) -> Result<Option<I>, String> {
+            r.map(Some).map_err(|e| {
+                format!(
+                    "declares hook `{}` but its component does not export `{}` ({})",
+                    hook.as_str(),
+                    interface_export_name(hook.interface()),
+                    crate::engine::first_line(&e)
+                )
+            })
+        }
+        let mut x = ExportIndices {
+            // Lifecycle is optional: a component without it needs no init.
+            lifecycle: lifecycle::GuestIndices::new(pre).ok(),
+            ..Default::default()
+        };
+        for hook in hooks {
+            match hook {
+                Hook::PreRequest | Hook::PostResponse if x.request.is_none() => {
+                    x.request = need(request_hooks::GuestIndices::new(pre), hook)?
+                }
+                Hook::OnChunk | Hook::OnStreamEnd if x.stream.is_none() => {
+                    x.stream = need(stream_hooks::GuestIndices::new(pre), hook)?
+                }
+                Hook::OnToolCall => x.tool = need(tool_hooks::GuestIndices::new(pre), hook)?,
+                Hook::Provider => x.provider = need(provider::GuestIndices::new(pre), hook)?,
+                Hook::OnDeviceProbe => x.device_hooks = need(device_hooks::GuestIndices::new(pre), hook)?,
+                Hook::DeviceProbe => x.device_probe = need(device_probe::GuestIndices::new(pre), hook)?,
+                Hook::Endpoint => x.endpoint = need(endpoint::GuestIndices::new(pre), hook)?,
+                _ => {}
+            }
+        }
+        Ok(x)
+    }
+}
+
+/// One warm instance: its store and the typed exports, used by one call at a time.
+pub(crate) struct Live {
+    pub(crate) store: Store<StoreState>,
+    pub(crate) lifecycle: Option<lifecycle::Guest>,
+    pub(crate) request: Option<request_hooks::Guest>,
+    pub(crate) stream: Option<stream_hooks::Guest>,
+    pub(crate) tool: Option<tool_hooks::Guest>,
+    pub(crate) provider: Option<provider::Guest>,
+    pub(crate) device_hooks: Option<device_hooks::Guest>,
+    pub(crate) device_probe: Option<device_probe::Guest>,
+    pub(crate) endpoint: Option<endpoint::Guest>,
+}
+
+/// A typed hook invocation: what to call on a [`Live`] instance.
+pub(crate) trait Invoke: Send {
+    type Output: Send;
+    const HOOK: &'static str;
+    fn invoke<'a>(self, live: &'a mut Live) -> impl Future<Output = wasmtime::Result<Self::Output>> + Send + 'a
+    where
+        Self: 'a;
+}
+
+/// Everything the host knows about one loaded plugin.
+pub struct LoadedPlugin {
+    pub(crate) name: Arc<str>,
+    pub(crate) manifest: Manifest,
+    pub(crate) source: PluginSource,
+    pub(crate) caps: Capabilities,
+    pub(crate) limits: ResolvedLimits,
+    /// Effective config (manifest defaults + operator values), JSON.
+    pub(crate) config_json: String,
+    pub(crate) provider_type: Option<String>,
+    pub(crate) compile_source: CompileSource,
+    pub(crate) load_time: Duration,
+    pub(crate) loaded_at: SystemTime,
+    pub(crate) stats: PluginStats,
+    pub(crate) pre: InstancePre<StoreState>,
+    pub(crate) exports: ExportIndices,
+    pub(crate) kv: KvNamespace,
+    pub(crate) devices: DeviceReports,
+    idle: Mutex<Vec<Live>>,
+    permits: Semaphore,
+}
+
+/// The parts of a plugin that [`LoadedPlugin::new`] assembles.
+pub(crate) struct PluginParts {
+    pub manifest: Manifest,
+    pub source: PluginSource,
+    pub caps: Capabilities,
+    pub limits: ResolvedLimits,
+    pub config_json: String,
+    pub compile_source: CompileSource,
+    pub pre: InstancePre<StoreState>,
+    pub exports: ExportIndices,
+    pub kv: KvNamespace,
+    pub devices: DeviceReports,
+}
+
+impl LoadedPlugin {
+    pub(crate) fn new(p: PluginParts, started: Instant) -> Self {
+        LoadedPlugin {
+            name: Arc::from(p.manifest.name.as_str()),
+            permits: Semaphore::new(p.limits.instances as usize),
+            manifest: p.manifest,
+            source: p.source,
+            caps: p.caps,
+            limits: p.limits,
+            config_json: p.config_json,
+            provider_type: None,
+            compile_source: p.compile_source,
+            load_time: started.elapsed(),
+            loaded_at: SystemTime::now(),
+            stats: PluginStats::default(),
+            pre: p.pre,
+            exports: p.exports,
+            kv: p.kv,
+            devices: p.devices,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+    pub fn source(&self) -> &PluginSource {
+        &self.source
+    }
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+    pub fn limits(&self) -> &ResolvedLimits {
+        &self.limits
+    }
+    pub fn provider_type(&self) -> Option<&str> {
+        self.provider_type.as_deref()
+    }
+    pub fn compile_source(&self) -> CompileSource {
+        self.compile_source
+    }
+    /// Time from reading the files to the first initialised instance.
+    pub fn load_time(&self) -> Duration {
+        self.load_time
+    }
+    pub fn loaded_at(&self) -> SystemTime {
+        self.loaded_at
+    }
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+    pub fn implements(&self, hook: Hook) -> bool {
+        self.manifest.hooks.contains(&hook)
+    }
+    /// Number of warm instances waiting in the pool.
+    pub fn idle_instances(&self) -> usize {
+        self.idle.lock().len()
+    }
+
+    fn failure(&self, hook: &'static str, kind: FailureKind) -> PluginFailure {
+        PluginFailure { plugin: self.name.to_string(), hook, kind }
+    }
+
+    /// Creates, instantiates and initialises a fresh instance.
+    pub(crate) async fn instantiate(&self) -> Result<Live, PluginFailure> {
+        let hook = "init";
+        let wasi = self.caps.wasi_ctx(&self.name).map_err(|e| self.failure(hook, FailureKind::Error(e.to_string())))?;
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(usize::try_from(self.limits.memory).unwrap_or(usize::MAX))
+            .trap_on_grow_failure(true)
+            .build();
+        let state = StoreState {
+            plugin: self.name.clone(),
+            wasi,
+            table: Default::default(),
+            limits,
+            kv: self.kv.clone(),
+            devices: self.devices.clone(),
+            context: None,
+        };
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|s| &mut s.limits);
+        set_deadline(&mut store, INIT_TIMEOUT);
+        self.stats.instances_created.fetch_add(1, Ordering::Relaxed);
+        let fut = async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            let x = &self.exports;
+            let mut live = Live {
+                lifecycle: x.lifecycle.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
+                request: x.request.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
+                stream: x.stream.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
+                tool: x.tool.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
+                provider: x.provider.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
+                device_hooks: x.device_hooks.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
+                device_probe: x.device_probe.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
+                endpoint: x.endpoint.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
+                store,
+            };
+            let init = match &live.lifecycle {
+                Some(l) => l.call_init(&mut live.store, &self.config_json).await?,
+                None => Ok(()),
+            };
+            wasmtime::Result::Ok((live, init))
+        };
+        match tokio::time::timeout(INIT_TIMEOUT + Duration::from_millis(100), fut).await {
+            Ok(Ok((live, Ok(())))) => Ok(live),
+            Ok(Ok((_, Err(message)))) => Err(self.failure(hook, FailureKind::Error(message))),
+            Ok(Err(e)) => Err(self.failure(hook, classify(&e, self.limits.memory, INIT_TIMEOUT))),
+            Err(_) => Err(self.failure(hook, FailureKind::Timeout(INIT_TIMEOUT))),
+        }
+    }
+
+    /// Creates, instantiates and initialises a fresh instance, then drops it:
+    /// what a call costs when no warm instance is available (diagnostics, benches).
+    pub async fn instantiate_fresh(&self) -> Result<(), PluginFailure> {
+        self.instantiate().await.map(drop)
+    }
+
+    /// Puts a healthy instance back into the pool (used at load).
+    pub(crate) fn park(&self, live: Live) {
+        self.idle.lock().push(live);
+    }
+
+    /// Runs one hook on a pooled instance within `timeout`.
+    ///
+    /// `context` is the request's shared map, visible to the `context` import
+    /// for the duration of the call. An instance that trapped, timed out or hit
+    /// a limit is dropped; the next call gets a fresh one.
+    #[tracing::instrument(name = "plugbox.hook", skip_all, fields(plugin = %self.name, hook = I::HOOK))]
+    pub(crate) async fn call<I: Invoke>(
+        &self,
+        context: Option<&ContextMap>,
+        timeout: Duration,
+        invoke: I,
+    ) -> Result<I::Output, PluginFailure> {
+        let started = Instant::now();
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let result = self.call_inner(context, timeout, invoke, started).await;
+        self.stats.busy_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        if let Err(f) = &result {
+            let counter = match f.kind {
+                FailureKind::Timeout(_) => &self.stats.timeouts,
+                FailureKind::Trap(_) | FailureKind::MemoryLimit(_) | FailureKind::StackOverflow => &self.stats.traps,
+                _ => &self.stats.errors,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(plugin = %self.name, hook = I::HOOK, "{}", f.kind);
+        }
+        result
+    }
+
+    async fn call_inner<I: Invoke>(
+        &self,
+        context: Option<&ContextMap>,
+        timeout: Duration,
+        invoke: I,
+        started: Instant,
+    ) -> Result<I::Output, PluginFailure> {
+        let _permit = match tokio::time::timeout(timeout, self.permits.acquire()).await {
+            Ok(Ok(p)) => p,
+            _ => return Err(self.failure(I::HOOK, FailureKind::Busy(self.limits.instances))),
+        };
+        let pooled = self.idle.lock().pop();
+        let mut live = match pooled {
+            Some(live) => live,
+            None => self.instantiate().await?,
+        };
+        let remaining = timeout.saturating_sub(started.elapsed());
+        if remaining.is_zero() {
+            self.park(live);
+            return Err(self.failure(I::HOOK, FailureKind::Timeout(timeout)));
+        }
+        live.store.data_mut().context = context.cloned();
+        set_deadline(&mut live.store, remaining);
+        // The epoch deadline stops wasm code; the outer timeout also covers time
+        // spent awaiting in host imports.
+        let outcome = tokio::time::timeout(remaining + EPOCH_TICK * 2, invoke.invoke(&mut live)).await;
+        match outcome {
+            Ok(Ok(value)) => {
+                live.store.data_mut().context = None;
+                self.park(live);
+                Ok(value)
+            }
+            Ok(Err(e)) => {
+                self.stats.instances_discarded.fetch_add(1, Ordering::Relaxed);
+                Err(self.failure(I::HOOK, classify(&e, self.limits.memory, timeout)))
+            }
+            Err(_) => {
+                self.stats.instances_discarded.fetch_add(1, Ordering::Relaxed);
+                Err(self.failure(I::HOOK, FailureKind::Timeout(timeout)))
+            }
+        }
+    }
+
+    /// Calls `shutdown` on every idle instance and empties the pool.
+    pub(crate) async fn shutdown(&self) {
+        let instances: Vec<Live> = std::mem::take(&mut *self.idle.lock());
+        for mut live in instances {
+            if let Some(l) = live.lifecycle.take() {
+                set_deadline(&mut live.store, self.limits.timeout);
+                let call = l.call_shutdown(&mut live.store);
+                if let Ok(Err(e)) | Err(e) = tokio::time::timeout(self.limits.timeout, call)
+                    .await
+                    .map_err(|_| wasmtime::format_err!("timed out"))
+                {
+                    tracing::warn!(plugin = %self.name, "shutdown failed: {}", crate::engine::first_line(&e));
+                }
+            }
+        }
+    }
+}
+
+fn set_deadline(store: &mut Store<StoreState>, budget: Duration) {
+    let ticks = budget.as_micros().div_ceil(EPOCH_TICK.as_micros()).max(1) as u64 + 1;
+    store.set_epoch_deadline(ticks);
+}
+
+/// Maps a wasmtime error to a [`FailureKind`].
+fn classify(e: &wasmtime::Error, memory_cap: u64, timeout: Duration) -> FailureKind {
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => return FailureKind::Timeout(timeout),
+        Some(Trap::StackOverflow) => return FailureKind::StackOverflow,
+        _ => {}
+    }
+    let text = format!("{e:#}");
+    if text.contains("forcing trap when growing memory") {
+        return FailureKind::MemoryLimit(memory_cap);
+    }
+    FailureKind::Trap(text.lines().next().unwrap_or_default().to_string())
+}

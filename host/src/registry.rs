@@ -1,0 +1,111 @@
+//! The set of loaded plugins. Readers take an immutable [`Snapshot`]; every
+//! change builds a new snapshot and swaps it in atomically, so a request that
+//! started on one snapshot finishes on it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::manifest::Hook;
+use crate::plugin::LoadedPlugin;
+
+/// What a plugin implements, for grouping (seed 001's "categories").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Category {
+    Request,
+    Stream,
+    Tool,
+    Provider,
+    DeviceHook,
+    DeviceProbe,
+    Endpoint,
+}
+
+impl Category {
+    pub fn of(hook: Hook) -> Category {
+        match hook {
+            Hook::PreRequest | Hook::PostResponse => Category::Request,
+            Hook::OnChunk | Hook::OnStreamEnd => Category::Stream,
+            Hook::OnToolCall => Category::Tool,
+            Hook::Provider => Category::Provider,
+            Hook::OnDeviceProbe => Category::DeviceHook,
+            Hook::DeviceProbe => Category::DeviceProbe,
+            Hook::Endpoint => Category::Endpoint,
+        }
+    }
+}
+
+/// An immutable view of the loaded plugins.
+#[derive(Default)]
+pub struct Snapshot {
+    pub(crate) plugins: BTreeMap<String, Arc<LoadedPlugin>>,
+    /// Plugins with request hooks, ascending priority (ties by name).
+    pub(crate) request_chain: Vec<Arc<LoadedPlugin>>,
+    /// Provider plugins by provider type.
+    pub(crate) providers: BTreeMap<String, Arc<LoadedPlugin>>,
+}
+
+impl Snapshot {
+    fn build(plugins: BTreeMap<String, Arc<LoadedPlugin>>) -> Snapshot {
+        let mut request_chain: Vec<_> = plugins
+            .values()
+            .filter(|p| p.implements(Hook::PreRequest) || p.implements(Hook::PostResponse))
+            .cloned()
+            .collect();
+        sort_by_priority(&mut request_chain);
+        let providers = plugins
+            .values()
+            .filter_map(|p| p.provider_type().map(|t| (t.to_string(), p.clone())))
+            .collect();
+        Snapshot { plugins, request_chain, providers }
+    }
+
+    /// Plugins implementing `hook`, ascending priority.
+    pub fn chain(&self, hook: Hook) -> Vec<Arc<LoadedPlugin>> {
+        let mut v: Vec<_> = self.plugins.values().filter(|p| p.implements(hook)).cloned().collect();
+        sort_by_priority(&mut v);
+        v
+    }
+
+    /// Plugins grouped by what they implement.
+    pub fn by_category(&self) -> BTreeMap<Category, Vec<String>> {
+        let mut map: BTreeMap<Category, Vec<String>> = BTreeMap::new();
+        for p in self.plugins.values() {
+            let mut cats: Vec<Category> = p.manifest.hooks.iter().map(|h| Category::of(*h)).collect();
+            cats.sort();
+            cats.dedup();
+            for c in cats {
+                map.entry(c).or_default().push(p.name().to_string());
+            }
+        }
+        map
+    }
+}
+
+fn sort_by_priority(v: &mut [Arc<LoadedPlugin>]) {
+    v.sort_by(|a, b| a.manifest.priority.cmp(&b.manifest.priority).then_with(|| a.name().cmp(b.name())));
+}
+
+/// The registry: current snapshot plus a writer lock so that changes serialise.
+#[derive(Default)]
+pub(crate) struct Registry {
+    current: RwLock<Arc<Snapshot>>,
+    write: Mutex<()>,
+}
+
+impl Registry {
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.read().clone()
+    }
+
+    /// Applies `change` to a copy of the plugin map and swaps the result in.
+    pub(crate) fn update<R>(&self, change: impl FnOnce(&mut BTreeMap<String, Arc<LoadedPlugin>>) -> R) -> R {
+        let _guard = self.write.lock();
+        let mut plugins = self.snapshot().plugins.clone();
+        let result = change(&mut plugins);
+        *self.current.write() = Arc::new(Snapshot::build(plugins));
+        result
+    }
+}
