@@ -118,6 +118,10 @@ fn spawn_epoch_ticker(engine: &Engine) {
 }
 
 /// Compiled components on disk: `<dir>/<sha256 of bytes>-<engine hash>.cwasm`.
+///
+/// Entries are memory-mapped while a plugin is loaded, so they are written
+/// once, through a temporary file and a rename, and never rewritten in place
+/// (truncating a mapped file would crash the host with SIGBUS).
 struct CompileCache {
     dir: PathBuf,
     engine_hash: String,

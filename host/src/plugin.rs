@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 use wasmtime::component::InstancePre;
 use wasmtime::{Store, StoreLimitsBuilder, Trap};
 
@@ -372,27 +374,35 @@ impl LoadedPlugin {
     /// `context` is the request's shared map, visible to the `context` import
     /// for the duration of the call. An instance that trapped, timed out or hit
     /// a limit is dropped; the next call gets a fresh one.
-    #[tracing::instrument(name = "plugbox.hook", skip_all, fields(plugin = %self.name, hook = I::HOOK))]
-    pub(crate) async fn call<I: Invoke>(
-        &self,
-        context: Option<&ContextMap>,
+    pub(crate) fn call<'s, I: Invoke + 's>(
+        &'s self,
+        context: Option<&'s ContextMap>,
         timeout: Duration,
         invoke: I,
-    ) -> Result<I::Output, PluginFailure> {
-        let started = Instant::now();
-        self.stats.calls.fetch_add(1, Ordering::Relaxed);
-        let result = self.call_inner(context, timeout, invoke, started).await;
-        self.stats.busy_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        if let Err(f) = &result {
-            let counter = match f.kind {
-                FailureKind::Timeout(_) => &self.stats.timeouts,
-                FailureKind::Trap(_) | FailureKind::MemoryLimit(_) | FailureKind::StackOverflow => &self.stats.traps,
-                _ => &self.stats.errors,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(plugin = %self.name, hook = I::HOOK, "{}", f.kind);
-        }
-        result
+    ) -> Pin<Box<dyn Future<Output = Result<I::Output, PluginFailure>> + Send + 's>> {
+        // Boxed: keeps callers' futures `Send` (and small) whatever `I` is.
+        let span = tracing::debug_span!("plugbox.hook", plugin = %self.name, hook = I::HOOK);
+        Box::pin(
+            async move {
+                let started = Instant::now();
+                self.stats.calls.fetch_add(1, Ordering::Relaxed);
+                let result = self.call_inner(context, timeout, invoke, started).await;
+                self.stats.busy_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                if let Err(f) = &result {
+                    let counter = match f.kind {
+                        FailureKind::Timeout(_) => &self.stats.timeouts,
+                        FailureKind::Trap(_) | FailureKind::MemoryLimit(_) | FailureKind::StackOverflow => {
+                            &self.stats.traps
+                        }
+                        _ => &self.stats.errors,
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(plugin = %self.name, hook = I::HOOK, "{}", f.kind);
+                }
+                result
+            }
+            .instrument(span),
+        )
     }
 
     async fn call_inner<I: Invoke>(
@@ -463,7 +473,8 @@ fn set_deadline(store: &mut Store<StoreState>, budget: Duration) {
 
 /// Maps a wasmtime error to a [`FailureKind`].
 fn classify(e: &wasmtime::Error, memory_cap: u64, timeout: Duration) -> FailureKind {
-    match e.downcast_ref::<Trap>() {
+    let trap = e.downcast_ref::<Trap>().copied().or_else(|| e.chain().find_map(|c| c.downcast_ref::<Trap>().copied()));
+    match trap {
         Some(Trap::Interrupt) => return FailureKind::Timeout(timeout),
         Some(Trap::StackOverflow) => return FailureKind::StackOverflow,
         _ => {}
@@ -472,5 +483,9 @@ fn classify(e: &wasmtime::Error, memory_cap: u64, timeout: Duration) -> FailureK
     if text.contains("forcing trap when growing memory") {
         return FailureKind::MemoryLimit(memory_cap);
     }
-    FailureKind::Trap(text.lines().next().unwrap_or_default().to_string())
+    // The root cause says what happened ("wasm `unreachable` instruction
+    // executed"); the backtrace that wraps it belongs in debug logs.
+    tracing::debug!("guest trap: {text}");
+    let root = e.root_cause().to_string();
+    FailureKind::Trap(root.lines().next().unwrap_or_default().to_string())
 }

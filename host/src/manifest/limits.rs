@@ -87,11 +87,13 @@ pub struct Limits {
 }
 
 /// Limits with every default filled in, in plain units, ready to apply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct ResolvedLimits {
     /// Linear memory cap per instance, in bytes.
     pub memory: u64,
     /// Wall-clock deadline per hook call.
+    #[serde(serialize_with = "serialize_duration")]
     pub timeout: Duration,
     /// Instances that may run at once.
     pub instances: u32,
@@ -265,4 +267,8 @@ mod tests {
         let json = serde_json::to_string(&l).unwrap();
         assert_eq!(serde_json::from_str::<Limits>(&json).unwrap(), l);
     }
+}
+
+fn serialize_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_duration(*d))
 }

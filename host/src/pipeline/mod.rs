@@ -397,15 +397,16 @@ impl crate::Host {
         // One snapshot for the whole request: a reload in the middle never mixes versions.
         let chain = self.inner.registry.snapshot().request_chain.clone();
         let mut stage = self.pre_stage(ctx, &chain, request).await;
-        let outcome = match (stage.short_circuit.take(), &stage.failure) {
+        let failed = stage.failure.is_some();
+        let outcome = match (stage.short_circuit.take(), failed) {
             (Some(outcome), _) => outcome,
-            (None, Some(_)) => Err(LlmError {
+            (None, true) => Err(LlmError {
                 kind: ErrorKind::Internal,
                 message: String::new(),
                 allow_fallback: false,
                 retry_after_ms: None,
             }),
-            (None, None) => provider(std::mem::replace(&mut stage.request, empty_request())).await,
+            (None, false) => provider(std::mem::replace(&mut stage.request, empty_request())).await,
         };
         self.post_response(ctx, stage, outcome).await
     }

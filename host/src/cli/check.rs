@@ -1,0 +1,172 @@
+//! `plugbox check` and `plugbox list`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use plugbox_host::loader::{self, MANIFEST_FILE};
+use plugbox_host::plugin::PluginSource;
+use plugbox_host::{Host, LoadedPlugin};
+use serde_json::json;
+
+/// The name a plugin source will load under (reads only the manifest).
+pub fn plugin_name(source: &PluginSource) -> Result<String> {
+    let manifest = match &source.manifest {
+        Some(path) => plugbox_host::Manifest::from_path(path)?,
+        None => {
+            let wasm = std::fs::read(&source.component)?;
+            let text = loader::embedded_manifest(&wasm)
+                .ok_or_else(|| anyhow::anyhow!("`{}` has no embedded manifest", source.component.display()))?;
+            plugbox_host::Manifest::from_str(&String::from_utf8(text)?, &source.component)?
+        }
+    };
+    Ok(manifest.name.as_str().to_string())
+}
+
+fn describe(p: &LoadedPlugin) -> serde_json::Value {
+    let m = p.manifest();
+    json!({
+        "name": p.name(),
+        "version": m.version.to_string(),
+        "description": m.description,
+        "author": m.author,
+        "hooks": m.hooks.iter().map(|h| h.as_str()).collect::<Vec<_>>(),
+        "priority": m.priority,
+        "on-error": m.on_error,
+        "provider-type": p.provider_type(),
+        "source": p.source(),
+        "limits": p.limits(),
+        "grants": p.capabilities(),
+        "load-ms": p.load_time().as_secs_f64() * 1000.0,
+        "compiled-from": p.compile_source(),
+        "stats": p.stats(),
+    })
+}
+
+fn print_plugin(p: &LoadedPlugin) {
+    let m = p.manifest();
+    let l = p.limits();
+    let c = p.capabilities();
+    println!("{} {}  ({:?} form, {})", p.name(), m.version, p.source().form, p.source().component.display());
+    if let Some(d) = &m.description {
+        println!("  {d}");
+    }
+    let hooks: Vec<&str> = m.hooks.iter().map(|h| h.as_str()).collect();
+    println!("  hooks:       {}  (priority {}, {:?})", hooks.join(", "), m.priority, m.on_error);
+    if let Some(t) = p.provider_type() {
+        println!("  provider:    {t}");
+    }
+    println!(
+        "  limits:      memory {}, timeout {:?}, {} instances, max-output {}",
+        bytesize(l.memory),
+        l.timeout,
+        l.instances,
+        bytesize(l.max_output)
+    );
+    println!("  grants:");
+    println!("    messages   {:?}", c.messages);
+    println!("    kv         {}", if c.kv { "own namespace" } else { "no" });
+    let net: Vec<String> = c.network.iter().map(|n| n.to_string()).collect();
+    println!("    network    {}", if net.is_empty() { "none".to_string() } else { net.join(", ") });
+    if c.preopens.is_empty() {
+        println!("    files      none");
+    }
+    for o in &c.preopens {
+        println!("    files      {} -> {} ({:?})", o.host.display(), o.guest, o.access);
+    }
+    let env: Vec<&str> = c.env.iter().map(|(k, _)| k.as_str()).collect();
+    println!("    env        {}", if env.is_empty() { "none".to_string() } else { env.join(", ") });
+    for d in &c.denied {
+        println!("  NOT granted: {d}");
+    }
+    println!(
+        "  loaded in {:.1} ms ({:?})",
+        p.load_time().as_secs_f64() * 1000.0,
+        p.compile_source()
+    );
+}
+
+fn bytesize(n: u64) -> String {
+    if n >= 1 << 20 && n % (1 << 20) == 0 {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 10 && n % (1 << 10) == 0 {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} B")
+    }
+}
+
+pub async fn check(host: Host, paths: &[PathBuf], json: bool) -> Result<ExitCode> {
+    let mut ok = true;
+    let mut out = Vec::new();
+    for path in paths {
+        match host.load_plugin(path).await {
+            Ok(p) => {
+                if json {
+                    out.push(describe(&p));
+                } else {
+                    print_plugin(&p);
+                    println!();
+                }
+            }
+            Err(e) => {
+                ok = false;
+                if json {
+                    out.push(json!({ "path": path, "error": e.to_string() }));
+                } else {
+                    eprintln!("error: {}", with_path(path, &e));
+                }
+            }
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    host.unload_all().await;
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Errors that do not name a file get the path they came from.
+fn with_path(path: &Path, e: &plugbox_host::Error) -> String {
+    match e {
+        plugbox_host::Error::Manifest(_) | plugbox_host::Error::Io { .. } => e.to_string(),
+        _ => format!("{}: {e}", path.display()),
+    }
+}
+
+pub async fn list(host: Host, dir: &Path, json: bool) -> Result<ExitCode> {
+    let report = host.load_dir(dir).await?;
+    let plugins = host.plugins();
+    if json {
+        let v = json!({
+            "plugins": plugins.iter().map(|p| describe(p)).collect::<Vec<_>>(),
+            "failed": report.failed.iter().map(|f| json!({"path": f.path, "error": f.to_string()})).collect::<Vec<_>>(),
+            "categories": host.snapshot().by_category(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("{:<18} {:<9} {:>8} {:<12} {:<10} {:>8}  hooks", "NAME", "VERSION", "PRIORITY", "ON-ERROR", "FORM", "LOAD ms");
+        for p in &plugins {
+            let m = p.manifest();
+            let hooks: Vec<&str> = m.hooks.iter().map(|h| h.as_str()).collect();
+            println!(
+                "{:<18} {:<9} {:>8} {:<12} {:<10} {:>8.1}  {}",
+                p.name(),
+                m.version.to_string(),
+                m.priority,
+                format!("{:?}", m.on_error),
+                format!("{:?}", p.source().form),
+                p.load_time().as_secs_f64() * 1000.0,
+                hooks.join(",")
+            );
+        }
+        for f in &report.failed {
+            println!("FAILED  {f}");
+        }
+        if plugins.is_empty() && report.failed.is_empty() {
+            println!("(no plugins under `{}`; a plugin is a directory with {MANIFEST_FILE}, a .wasm with a .yaml beside it, or a packed .wasm)", dir.display());
+        }
+    }
+    host.unload_all().await;
+    Ok(if report.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

@@ -1,0 +1,205 @@
+//! `plugbox demo`: the example plugins at work on a few requests, with the
+//! echo provider plugin answering (no network, no API key).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use plugbox_host::{Host, HostBuilder, Message, Request, RequestContext, RequestError, Role};
+use serde_json::json;
+
+/// Lays out the bundled example plugins in the three forms the loader accepts.
+#[cfg(feature = "demo-plugins")]
+fn bundled_plugins(dir: &Path) -> Result<()> {
+    for a in plugbox_artifacts::EXAMPLES {
+        let wasm_name = format!("{}.wasm", a.name);
+        match a.name {
+            // A lone .wasm: its manifest is embedded by the SDK.
+            "hello-world" => {
+                std::fs::copy(a.wasm, dir.join(&wasm_name))?;
+            }
+            // A .wasm with a .yaml beside it.
+            "logging" => {
+                std::fs::copy(a.wasm, dir.join(&wasm_name))?;
+                std::fs::copy(a.manifest, dir.join(format!("{}.yaml", a.name)))?;
+            }
+            // A directory with plugin.yaml.
+            _ => {
+                let d = dir.join(a.name);
+                std::fs::create_dir_all(&d)?;
+                std::fs::copy(a.wasm, d.join(&wasm_name))?;
+                std::fs::copy(a.manifest, d.join("plugin.yaml"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "demo-plugins"))]
+fn bundled_plugins(_dir: &Path) -> Result<()> {
+    bail!("this binary was built without the example plugins: run `cargo demo`, or pass --plugins DIR")
+}
+
+/// A plugin that traps on every call, dropped in to show fail-open isolation.
+#[cfg(feature = "demo-plugins")]
+fn flaky_plugin(dir: &Path) -> Result<PathBuf> {
+    let d = dir.join("flaky");
+    std::fs::create_dir_all(&d)?;
+    std::fs::copy(plugbox_artifacts::SCRIPTED, d.join("scripted.wasm"))?;
+    std::fs::write(
+        d.join("plugin.yaml"),
+        "name: flaky\nversion: 0.0.1\ndescription: a buggy plugin that panics in pre-request\n\
+         hooks: [pre-request, post-response]\npriority: 25\non-error: fail-open\n\
+         config:\n  tag: { type: string, default: flaky }\n  pre: { type: string, default: trap }\n  post: { type: string, default: continue }\n",
+    )?;
+    Ok(d)
+}
+
+#[cfg(not(feature = "demo-plugins"))]
+fn flaky_plugin(_dir: &Path) -> Result<PathBuf> {
+    bail!("built without the example plugins")
+}
+
+fn user(text: &str) -> Message {
+    Message { role: Role::User, content: text.into(), name: None, tool_calls: vec![], tool_call_id: None }
+}
+
+fn request(text: &str) -> Request {
+    Request {
+        model: "demo-model".into(),
+        messages: vec![user(text)],
+        temperature: None,
+        max_tokens: None,
+        stream: false,
+        tools: vec![],
+        extra: None,
+    }
+}
+
+async fn send(host: &Host, caller: &str, text: &str) -> Result<()> {
+    let ctx = RequestContext::new("demo-model").with_caller(caller).with_provider("echo");
+    println!("> {caller}: {text:?}");
+    let result = host
+        .run_request(&ctx, request(text), |req| {
+            let host = host.clone();
+            let ctx = ctx.clone();
+            async move {
+                let system: Vec<&str> =
+                    req.messages.iter().filter(|m| m.role == Role::System).map(|m| m.content.as_str()).collect();
+                if !system.is_empty() {
+                    println!("    provider `echo` got system prompt {:?}", system.join(" "));
+                }
+                println!("    provider `echo` got user text {:?}", req.messages.last().map(|m| m.content.as_str()).unwrap_or(""));
+                match host.complete(&ctx, "echo", &req).await {
+                    Ok(r) => Ok(r),
+                    Err(RequestError::Llm(e)) => Err(e),
+                    Err(RequestError::Plugin(f)) => Err(plugbox_host::LlmError {
+                        kind: plugbox_host::ErrorKind::Provider,
+                        message: f.to_string(),
+                        allow_fallback: true,
+                        retry_after_ms: None,
+                    }),
+                }
+            }
+        })
+        .await;
+    for t in ctx.trace() {
+        println!("    {:<15} {:<14} {:<40} {:>6} us", t.plugin, t.hook, t.action, t.micros);
+    }
+    match result {
+        Ok(resp) => {
+            let text = resp.choices.first().map(|c| c.message.content.as_str()).unwrap_or("");
+            let cached = resp.extra.as_deref().is_some_and(|e| e.contains("hit"));
+            println!("  < {text:?}{}", if cached { "   (served from response-cache)" } else { "" });
+        }
+        Err(e) => println!("  < error: {e}"),
+    }
+    println!();
+    Ok(())
+}
+
+pub async fn run(builder: HostBuilder, plugins: Option<&Path>) -> Result<ExitCode> {
+    let scratch = std::env::temp_dir().join(format!("plugbox-demo-{}", std::process::id()));
+    let dir = match plugins {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let _ = std::fs::remove_dir_all(&scratch);
+            std::fs::create_dir_all(&scratch)?;
+            bundled_plugins(&scratch)?;
+            scratch.clone()
+        }
+    };
+    let obj = |v: serde_json::Value| v.as_object().cloned().unwrap_or_default();
+    let host = builder
+        .plugin_config("system-prompt", obj(json!({ "prompt": "You are a concise assistant." })))
+        .plugin_config("rate-limit", obj(json!({ "rps": 0.2, "burst": 3 })))
+        .data_root(scratch.join("data"))
+        .build()?;
+
+    println!("plugbox demo: loading plugins from {}\n", dir.display());
+    let report = host.load_dir(&dir).await.context("loading plugins")?;
+    for p in host.plugins() {
+        let hooks: Vec<&str> = p.manifest().hooks.iter().map(|h| h.as_str()).collect();
+        println!(
+            "  loaded {:<15} v{:<6} {:<10} priority {:>4}  {:<28} {:>6.1} ms ({:?})",
+            p.name(),
+            p.manifest().version.to_string(),
+            format!("{:?}", p.source().form),
+            p.manifest().priority,
+            hooks.join(","),
+            p.load_time().as_secs_f64() * 1000.0,
+            p.compile_source()
+        );
+    }
+    for f in &report.failed {
+        println!("  FAILED {f}");
+    }
+    if host.provider("echo").is_none() {
+        bail!("the echo provider plugin is not loaded");
+    }
+    println!();
+
+    println!("1. personal data is redacted before the provider sees it; a system prompt is added");
+    send(&host, "alice", "Hi! Mail me at alice@example.com or call +1 415 555 0100.").await?;
+    println!("2. the same request again is answered by response-cache (the provider is not called)");
+    send(&host, "alice", "Hi! Mail me at alice@example.com or call +1 415 555 0100.").await?;
+    println!("3. bob sends 4 requests at once; rate-limit allows a burst of 3");
+    for i in 1..=4 {
+        send(&host, "bob", &format!("ping {i}")).await?;
+    }
+    println!("4. a buggy plugin (it panics) is dropped in: it fails open, the request is still served");
+    let flaky = flaky_plugin(&dir)?;
+    host.load_plugin(&flaky).await?;
+    send(&host, "carol", "Does one bad plugin break the gateway?").await?;
+    host.unload("flaky").await?;
+    println!("   ...and unloaded again (WebAssembly plugins can be unloaded; Go .so plugins cannot)\n");
+
+    println!("per-plugin counters:");
+    println!("  {:<15} {:>6} {:>7} {:>6} {:>9} {:>10}", "plugin", "calls", "errors", "traps", "timeouts", "mean us");
+    for p in host.plugins() {
+        let s = p.stats();
+        println!(
+            "  {:<15} {:>6} {:>7} {:>6} {:>9} {:>10}",
+            p.name(),
+            s.calls,
+            s.errors,
+            s.traps,
+            s.timeouts,
+            s.mean_call_micros
+        );
+    }
+    let metrics = host.kv().keys("metrics");
+    if !metrics.is_empty() {
+        println!("\nwhat the metrics plugin stored in its kv namespace:");
+        for key in metrics {
+            if let Ok(Some(v)) = host.kv().get("metrics", &key) {
+                println!("  {key} = {}", String::from_utf8_lossy(&v));
+            }
+        }
+    }
+    host.unload_all().await;
+    if plugins.is_none() {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    Ok(ExitCode::SUCCESS)
+}

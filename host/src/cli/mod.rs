@@ -1,0 +1,166 @@
+//! Subcommands of `plugbox`. `anyhow` is used here only, never in the library.
+
+mod check;
+mod demo;
+mod scaffold;
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use plugbox_host::{Hook, HostBuilder, Policy};
+
+#[derive(Parser)]
+#[command(name = "plugbox", version, about = "WebAssembly-sandboxed plugin host for LLM services")]
+struct Cli {
+    /// Operator policy file (YAML): what plugins may be granted.
+    #[arg(long, global = true, env = "PLUGBOX_POLICY")]
+    policy: Option<PathBuf>,
+    /// Compile cache directory (default: ~/.cache/plugbox/compiled).
+    #[arg(long, global = true, env = "PLUGBOX_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Log filter (tracing env-filter syntax), e.g. `info` or `plugbox=debug`.
+    #[arg(long, global = true, env = "PLUGBOX_LOG", default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate plugins (a plugin directory, a plugin.yaml, or a .wasm): load,
+    /// compile and initialise each, then print what it is and what it may do.
+    Check {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load every plugin of a directory and list them (and what failed).
+    List {
+        #[arg(long, default_value = "plugins")]
+        plugins: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one hook of a plugin with JSON input and print the JSON result.
+    Call {
+        /// Plugin directory, plugin.yaml or .wasm.
+        path: PathBuf,
+        /// pre-request, post-response, on-chunk, on-stream-end, on-tool-call,
+        /// provider, on-device-probe, device-probe or endpoint.
+        hook: String,
+        /// JSON input file, or `-` for stdin.
+        #[arg(long, short, default_value = "-")]
+        input: String,
+        /// Operator config for the plugin, as a JSON object.
+        #[arg(long)]
+        config: Option<String>,
+    },
+    /// Create a new plugin crate from the template.
+    New {
+        /// Plugin name ([a-z0-9-]).
+        name: String,
+        /// Parent directory of the new crate.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Path to plugbox's plugin-sdk crate (default: the one this binary was built from).
+        #[arg(long)]
+        sdk_path: Option<PathBuf>,
+    },
+    /// Embed a manifest into a component, so the .wasm alone is a plugin.
+    Pack {
+        /// The plugin.yaml to embed (validated first).
+        #[arg(long)]
+        manifest: PathBuf,
+        /// The component to embed it into.
+        #[arg(long)]
+        component: PathBuf,
+        /// Output file (default: overwrite the component).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Print the JSON Schema of plugin.yaml.
+    Schema,
+    /// Load the example plugins and run requests through the pipeline with the
+    /// echo provider, showing what each plugin did.
+    Demo {
+        /// Use plugins from this directory instead of the bundled examples.
+        #[arg(long)]
+        plugins: Option<PathBuf>,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .compact()
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn builder(cli: &Cli) -> Result<HostBuilder> {
+    let mut b = HostBuilder::new();
+    if let Some(p) = &cli.policy {
+        b = b.policy(Policy::from_path(p)?);
+    }
+    if let Some(dir) = &cli.cache_dir {
+        b = b.cache_dir(Some(dir.clone()));
+    }
+    Ok(b)
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match &cli.command {
+        Command::Check { paths, json } => check::check(builder(&cli)?.build()?, paths, *json).await,
+        Command::List { plugins, json } => check::list(builder(&cli)?.build()?, plugins, *json).await,
+        Command::Call { path, hook, input, config } => {
+            let hook: Hook = hook.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+            let input = read_input(input)?;
+            let mut b = builder(&cli)?;
+            let source = plugbox_host::loader::source_for_path(path)?;
+            let name = check::plugin_name(&source)?;
+            if let Some(config) = config {
+                let values: serde_json::Value = serde_json::from_str(config).context("--config is not JSON")?;
+                let serde_json::Value::Object(map) = values else { bail!("--config must be a JSON object") };
+                b = b.plugin_config(name.clone(), map);
+            }
+            let host = b.build()?;
+            host.load_plugin(path).await?;
+            let out = host.call_hook_json(&name, hook, &input).await?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::New { name, dir, sdk_path } => scaffold::new_plugin(name, dir, sdk_path.as_deref()),
+        Command::Pack { manifest, component, output } => scaffold::pack(manifest, component, output.as_deref()),
+        Command::Schema => {
+            println!("{}", serde_json::to_string_pretty(&plugbox_host::manifest::json_schema())?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { plugins } => demo::run(builder(&cli)?, plugins.as_deref()).await,
+    }
+}
+
+fn read_input(input: &str) -> Result<serde_json::Value> {
+    let text = if input == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).context("reading stdin")?;
+        s
+    } else {
+        std::fs::read_to_string(input).with_context(|| format!("reading `{input}`"))?
+    };
+    serde_json::from_str(&text).with_context(|| format!("`{input}` is not valid JSON"))
+}

@@ -1,0 +1,124 @@
+//! plugbox's integration tests: one test binary (STYLE 14), real compiled
+//! plugins from `plugbox-artifacts` (built for wasm32-wasip2 by its build script).
+
+mod cli;
+mod examples;
+mod limits;
+mod loader;
+mod manifest;
+mod pipeline;
+
+use std::path::{Path, PathBuf};
+
+use plugbox_host::{Choice, Host, HostBuilder, LlmError, Message, Outcome, Request, Response, Role};
+
+/// A temporary plugin directory.
+pub struct PluginDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl PluginDir {
+    pub fn new() -> Self {
+        PluginDir { dir: tempfile::tempdir().expect("tempdir") }
+    }
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    /// `<dir>/<name>/plugin.yaml` + the component (directory form).
+    pub fn add(&self, name: &str, wasm: &str, manifest: &str) -> PathBuf {
+        let d = self.dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::copy(wasm, d.join("plugin.wasm")).unwrap();
+        std::fs::write(d.join("plugin.yaml"), manifest).unwrap();
+        d
+    }
+}
+
+/// A host with no compile cache sharing between tests' expectations, but a
+/// shared on-disk cache to keep the suite fast.
+pub fn host() -> Host {
+    builder().build().expect("host")
+}
+
+pub fn builder() -> HostBuilder {
+    let cache = std::env::temp_dir().join("plugbox-test-cache");
+    HostBuilder::new().cache_dir(Some(cache))
+}
+
+/// Manifest of the `scripted` fixture as plugin `name`.
+pub fn scripted(name: &str, priority: i32, pre: &str, post: &str) -> String {
+    scripted_with(name, priority, pre, post, "fail-open", "write")
+}
+
+pub fn scripted_with(name: &str, priority: i32, pre: &str, post: &str, on_error: &str, messages: &str) -> String {
+    format!(
+        "name: {name}\nversion: 0.1.0\nhooks: [pre-request, post-response, on-chunk, on-tool-call]\n\
+         priority: {priority}\non-error: {on_error}\nlimits: {{ timeout: 100ms, memory: 16MiB }}\n\
+         permissions: {{ messages: {messages}, kv: true }}\n\
+         config:\n  tag: {{ type: string, default: {name} }}\n  pre: {{ type: string, default: {pre} }}\n\
+         \x20 post: {{ type: string, default: {post} }}\n  init: {{ type: string, default: ok }}\n\
+         \x20 chunk: {{ type: string, default: continue }}\n  tool: {{ type: string, default: allow }}\n"
+    )
+}
+
+pub fn user(text: &str) -> Message {
+    Message { role: Role::User, content: text.into(), name: None, tool_calls: vec![], tool_call_id: None }
+}
+
+pub fn request(text: &str) -> Request {
+    Request {
+        model: "test-model".into(),
+        messages: vec![user(text)],
+        temperature: None,
+        max_tokens: None,
+        stream: false,
+        tools: vec![],
+        extra: None,
+    }
+}
+
+pub fn response(text: &str) -> Response {
+    Response {
+        id: "native".into(),
+        model: "test-model".into(),
+        choices: vec![Choice {
+            index: 0,
+            message: Message { role: Role::Assistant, content: text.into(), name: None, tool_calls: vec![], tool_call_id: None },
+            finish_reason: Some("stop".into()),
+        }],
+        usage: None,
+        extra: None,
+    }
+}
+
+/// A native provider: answers `echo: <last user message>`.
+pub async fn echo(req: Request) -> Outcome {
+    let text = req.messages.last().map(|m| m.content.clone()).unwrap_or_default();
+    Ok(response(&format!("echo: {text}")))
+}
+
+/// A native provider that fails.
+pub async fn failing(_req: Request) -> Outcome {
+    Err(LlmError {
+        kind: plugbox_host::ErrorKind::Provider,
+        message: "upstream down".into(),
+        allow_fallback: true,
+        retry_after_ms: None,
+    })
+}
+
+pub fn text(resp: &Response) -> &str {
+    &resp.choices[0].message.content
+}
+
+/// Loads `plugins` (name, manifest) built from the `scripted` fixture.
+pub async fn scripted_host(plugins: &[(&str, String)]) -> (Host, PluginDir) {
+    let dir = PluginDir::new();
+    for (name, manifest) in plugins {
+        dir.add(name, plugbox_artifacts::SCRIPTED, manifest);
+    }
+    let host = host();
+    let report = host.load_dir(dir.path()).await.unwrap();
+    assert!(report.failed.is_empty(), "load failures: {:?}", report.failed);
+    (host, dir)
+}
