@@ -127,7 +127,7 @@ impl Capabilities {
         // Network: exact hosts as declared; wildcards need policy.
         let approved: &[HostPattern] = plugin_policy.map(|p| p.network.as_slice()).unwrap_or(&[]);
         for pattern in &perms.network {
-            if !pattern.is_wildcard() || policy.allow_wildcard_network || approved.contains(pattern) {
+            if !pattern.has_wildcard() || policy.allow_wildcard_network || approved.contains(pattern) {
                 caps.network.push(pattern.clone());
             } else {
                 caps.denied.push(format!("network `{pattern}`: wildcard patterns need operator policy"));

@@ -34,11 +34,22 @@ pub struct EngineOptions {
     pub cache_dir: Option<PathBuf>,
     /// Maximum wasm stack size in bytes.
     pub max_wasm_stack: usize,
+    /// Fuel metering (deterministic instruction budgets, `limits.fuel`).
+    pub fuel: bool,
+    /// Epoch interruption: what enforces hook deadlines inside wasm code.
+    /// Only turn it off to measure what deadlines cost: without it a plugin
+    /// that loops forever keeps its thread busy forever.
+    pub epoch_interruption: bool,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { cache_dir: default_cache_dir(), max_wasm_stack: DEFAULT_MAX_WASM_STACK }
+        EngineOptions {
+            cache_dir: default_cache_dir(),
+            max_wasm_stack: DEFAULT_MAX_WASM_STACK,
+            fuel: false,
+            epoch_interruption: true,
+        }
     }
 }
 
@@ -54,6 +65,14 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 pub(crate) struct PlugboxEngine {
     pub(crate) engine: Engine,
     cache: Option<CompileCache>,
+    pub(crate) exec: ExecOptions,
+}
+
+/// What every store of this engine must be set up with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ExecOptions {
+    pub(crate) fuel: bool,
+    pub(crate) epochs: bool,
 }
 
 /// Where a component came from when loaded: compiled now, or read from the cache.
@@ -70,14 +89,18 @@ impl PlugboxEngine {
         config
             .wasm_component_model(true)
             .concurrency_support(false)
-            .epoch_interruption(true)
+            .epoch_interruption(options.epoch_interruption)
+            .consume_fuel(options.fuel)
             .max_wasm_stack(options.max_wasm_stack)
             // Fibers for async calls need room for the wasm stack plus host frames.
             .async_stack_size(options.max_wasm_stack + 1024 * 1024);
         let engine = Engine::new(&config).map_err(|e| Error::Engine(format!("{e:#}")))?;
-        spawn_epoch_ticker(&engine);
+        if options.epoch_interruption {
+            spawn_epoch_ticker(&engine);
+        }
         let cache = options.cache_dir.as_ref().map(|dir| CompileCache::new(dir.clone(), &engine));
-        Ok(PlugboxEngine { engine, cache })
+        let exec = ExecOptions { fuel: options.fuel, epochs: options.epoch_interruption };
+        Ok(PlugboxEngine { engine, cache, exec })
     }
 
     /// Compiles `bytes` (or loads the cached artifact). Blocking: call it from

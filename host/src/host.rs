@@ -12,6 +12,7 @@ use wasmtime::component::Linker;
 
 use crate::bindings::Plugin as PluginWorld;
 use crate::capability::Capabilities;
+use crate::breaker::BreakerConfig;
 use crate::engine::{EngineOptions, PlugboxEngine};
 use crate::error::{Error, Result};
 use crate::imports::kv::{KvNamespace, KvStore, MemoryKv};
@@ -36,6 +37,7 @@ pub struct HostBuilder {
     plugin_config: BTreeMap<String, Map<String, Value>>,
     kv: Arc<dyn KvStore>,
     data_root: Option<PathBuf>,
+    breaker: BreakerConfig,
 }
 
 impl Default for HostBuilder {
@@ -47,6 +49,7 @@ impl Default for HostBuilder {
             plugin_config: BTreeMap::new(),
             kv: Arc::new(MemoryKv::new()),
             data_root: None,
+            breaker: BreakerConfig::default(),
         }
     }
 }
@@ -80,6 +83,23 @@ impl HostBuilder {
         self.kv = kv;
         self
     }
+    /// When a failing plugin is quarantined, and for how long.
+    pub fn circuit_breaker(mut self, config: BreakerConfig) -> Self {
+        self.breaker = config;
+        self
+    }
+    /// Enables fuel metering: a manifest's `limits.fuel` becomes a
+    /// deterministic per-call instruction budget. Off by default (it costs
+    /// every call some speed); without it `limits.fuel` is reported as not granted.
+    pub fn fuel(mut self, enabled: bool) -> Self {
+        self.engine.fuel = enabled;
+        self
+    }
+    /// Engine settings (cache directory, stack size, fuel, epochs).
+    pub fn engine_options(mut self, options: EngineOptions) -> Self {
+        self.engine = options;
+        self
+    }
     /// Directory holding one private data directory per plugin.
     pub fn data_root(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_root = Some(dir.into());
@@ -90,6 +110,9 @@ impl HostBuilder {
         let engine = PlugboxEngine::new(&self.engine)?;
         let mut linker: Linker<StoreState> = Linker::new(&engine.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| Error::Engine(format!("{e:#}")))?;
+        // Outgoing HTTP: every request is checked against the plugin's grant.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| Error::Engine(format!("{e:#}")))?;
         PluginWorld::add_to_linker::<_, wasmtime::component::HasSelf<StoreState>>(&mut linker, |s| s)
             .map_err(|e| Error::Engine(format!("{e:#}")))?;
         Ok(Host {
@@ -101,6 +124,7 @@ impl HostBuilder {
                 plugin_config: RwLock::new(self.plugin_config),
                 kv: self.kv,
                 data_root: self.data_root,
+                breaker: self.breaker,
                 devices: DeviceReports::default(),
                 registry: Registry::default(),
             }),
@@ -116,6 +140,7 @@ pub(crate) struct HostInner {
     plugin_config: RwLock<BTreeMap<String, Map<String, Value>>>,
     kv: Arc<dyn KvStore>,
     data_root: Option<PathBuf>,
+    breaker: BreakerConfig,
     pub(crate) devices: DeviceReports,
     pub(crate) registry: Registry,
 }
@@ -236,8 +261,19 @@ impl Host {
         let name = manifest.name.as_str().to_string();
         let operator = self.inner.plugin_config.read().get(&name).cloned().unwrap_or_default();
         let config = manifest.resolve_config(&operator)?;
-        let limits = manifest.limits.resolve();
-        let caps = Capabilities::resolve(&manifest, &read.base_dir, &self.inner.policy, self.inner.data_root.as_deref())?;
+        let (limits, lowered) = self.inner.policy.cap_limits(manifest.limits.resolve());
+        let mut caps =
+            Capabilities::resolve(&manifest, &read.base_dir, &self.inner.policy, self.inner.data_root.as_deref())?;
+        caps.denied.extend(lowered);
+        if limits.fuel.is_some() && !self.inner.engine.exec.fuel {
+            caps.denied.push("limits.fuel: this host runs without fuel metering (the timeout still applies)".into());
+        }
+        if manifest.limits.stack.is_some() {
+            caps.denied.push(format!(
+                "limits.stack: the wasm stack is set host-wide ({} KiB)",
+                crate::engine::DEFAULT_MAX_WASM_STACK / 1024
+            ));
+        }
         for denied in &caps.denied {
             tracing::warn!(plugin = %name, "not granted: {denied}");
         }
@@ -267,6 +303,8 @@ impl Host {
             exports,
             kv,
             devices: self.inner.devices.clone(),
+            breaker: self.inner.breaker,
+            exec: self.inner.engine.exec,
         };
         let mut plugin = LoadedPlugin::new(parts, started);
         // One instance now: proves it instantiates and initialises, and warms the pool.

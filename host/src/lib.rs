@@ -43,6 +43,7 @@
 //! rules on [`Host::run_request`].
 
 mod bindings;
+pub mod breaker;
 pub mod capability;
 pub mod engine;
 mod devtools;
@@ -56,6 +57,7 @@ pub mod plugin;
 pub mod policy;
 pub mod registry;
 
+pub use breaker::{BreakerConfig, BreakerState};
 pub use error::{Error, Result};
 pub use host::{Host, HostBuilder, LoadFailure, LoadReport};
 pub use imports::kv::{KvError, KvStore, MemoryKv};

@@ -19,8 +19,9 @@ use wasmtime::{Store, StoreLimitsBuilder, Trap};
 use crate::bindings::{
     device_hooks, device_probe, endpoint, lifecycle, provider, request_hooks, stream_hooks, tool_hooks,
 };
+use crate::breaker::{Breaker, BreakerConfig, BreakerState};
 use crate::capability::Capabilities;
-use crate::engine::{CompileSource, EPOCH_TICK};
+use crate::engine::{CompileSource, EPOCH_TICK, ExecOptions};
 use crate::imports::kv::KvNamespace;
 use crate::imports::{ContextMap, DeviceReports, StoreState};
 use crate::manifest::{Hook, Manifest, ResolvedLimits};
@@ -74,6 +75,9 @@ pub enum FailureKind {
     /// The guest tried to grow its memory past the plugin's cap.
     #[error("exceeded its memory limit of {0} bytes")]
     MemoryLimit(u64),
+    /// The call used up its fuel budget (`limits.fuel`).
+    #[error("used up its fuel budget")]
+    FuelExhausted,
     /// The guest exhausted its wasm stack (deep recursion).
     #[error("overflowed its stack")]
     StackOverflow,
@@ -84,9 +88,9 @@ pub enum FailureKind {
     /// Every instance was busy for the whole deadline.
     #[error("all {0} instances busy until the deadline")]
     Busy(u32),
-    /// The component does not export what the hook needs.
-    #[error("not implemented by the component")]
-    NotImplemented,
+    /// The plugin failed too often in a row and is quarantined for a while.
+    #[error("quarantined after repeated failures ({0:?} left)")]
+    Quarantined(Duration),
 }
 
 /// Per-plugin counters, readable at any time.
@@ -103,7 +107,7 @@ pub struct PluginStats {
 }
 
 /// A point-in-time copy of [`PluginStats`].
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 pub struct StatsSnapshot {
     pub calls: u64,
     pub errors: u64,
@@ -112,12 +116,17 @@ pub struct StatsSnapshot {
     pub instances_created: u64,
     pub instances_discarded: u64,
     pub mean_call_micros: u64,
+    /// Failures since the last success.
+    pub consecutive_failures: u32,
+    pub breaker: BreakerState,
 }
 
 impl PluginStats {
-    pub fn snapshot(&self) -> StatsSnapshot {
+    fn snapshot(&self, breaker: &Breaker) -> StatsSnapshot {
         let calls = self.calls.load(Ordering::Relaxed);
         StatsSnapshot {
+            consecutive_failures: breaker.consecutive_failures(),
+            breaker: breaker.state(),
             calls,
             errors: self.errors.load(Ordering::Relaxed),
             traps: self.traps.load(Ordering::Relaxed),
@@ -225,6 +234,10 @@ pub struct LoadedPlugin {
     pub(crate) exports: ExportIndices,
     pub(crate) kv: KvNamespace,
     pub(crate) devices: DeviceReports,
+    breaker: Breaker,
+    exec: ExecOptions,
+    /// The network grant, shared by every instance's `wasi:http` hooks.
+    network: Arc<[crate::manifest::HostPattern]>,
     idle: Mutex<Vec<Live>>,
     permits: Semaphore,
 }
@@ -241,6 +254,8 @@ pub(crate) struct PluginParts {
     pub exports: ExportIndices,
     pub kv: KvNamespace,
     pub devices: DeviceReports,
+    pub breaker: BreakerConfig,
+    pub exec: ExecOptions,
 }
 
 impl LoadedPlugin {
@@ -248,6 +263,9 @@ impl LoadedPlugin {
         LoadedPlugin {
             name: Arc::from(p.manifest.name.as_str()),
             permits: Semaphore::new(p.limits.instances as usize),
+            network: p.caps.network.clone().into(),
+            breaker: Breaker::new(p.breaker),
+            exec: p.exec,
             manifest: p.manifest,
             source: p.source,
             caps: p.caps,
@@ -295,7 +313,15 @@ impl LoadedPlugin {
         self.loaded_at
     }
     pub fn stats(&self) -> StatsSnapshot {
-        self.stats.snapshot()
+        self.stats.snapshot(&self.breaker)
+    }
+
+    /// Records a failure the caller detected in a hook's answer (an error it
+    /// returned, an output the host refused); feeds the circuit breaker.
+    pub(crate) fn record_failure(&self, f: &PluginFailure) {
+        if let Some(backoff) = self.breaker.failed() {
+            tracing::error!(plugin = %self.name, "quarantined for {backoff:?} after repeated failures (last: {})", f.kind);
+        }
     }
     pub fn implements(&self, hook: Hook) -> bool {
         self.manifest.hooks.contains(&hook)
@@ -325,10 +351,12 @@ impl LoadedPlugin {
             kv: self.kv.clone(),
             devices: self.devices.clone(),
             context: None,
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            net: crate::imports::http::NetHooks { plugin: self.name.clone(), allowed: self.network.clone() },
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
-        set_deadline(&mut store, INIT_TIMEOUT);
+        self.arm(&mut store, INIT_TIMEOUT);
         self.stats.instances_created.fetch_add(1, Ordering::Relaxed);
         let fut = async {
             let instance = self.pre.instantiate_async(&mut store).await?;
@@ -385,13 +413,23 @@ impl LoadedPlugin {
         Box::pin(
             async move {
                 let started = Instant::now();
+                if let Err(left) = self.breaker.admit() {
+                    return Err(self.failure(I::HOOK, FailureKind::Quarantined(left)));
+                }
                 self.stats.calls.fetch_add(1, Ordering::Relaxed);
                 let result = self.call_inner(context, timeout, invoke, started).await;
+                match &result {
+                    Ok(_) => self.breaker.succeeded(),
+                    Err(f) => self.record_failure(f),
+                }
                 self.stats.busy_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 if let Err(f) = &result {
                     let counter = match f.kind {
                         FailureKind::Timeout(_) => &self.stats.timeouts,
-                        FailureKind::Trap(_) | FailureKind::MemoryLimit(_) | FailureKind::StackOverflow => {
+                        FailureKind::Trap(_)
+                        | FailureKind::MemoryLimit(_)
+                        | FailureKind::StackOverflow
+                        | FailureKind::FuelExhausted => {
                             &self.stats.traps
                         }
                         _ => &self.stats.errors,
@@ -427,7 +465,7 @@ impl LoadedPlugin {
             return Err(self.failure(I::HOOK, FailureKind::Timeout(timeout)));
         }
         live.store.data_mut().context = context.cloned();
-        set_deadline(&mut live.store, remaining);
+        self.arm(&mut live.store, remaining);
         // The epoch deadline stops wasm code; the outer timeout also covers time
         // spent awaiting in host imports.
         let outcome = tokio::time::timeout(remaining + EPOCH_TICK * 2, invoke.invoke(&mut live)).await;
@@ -453,7 +491,7 @@ impl LoadedPlugin {
         let instances: Vec<Live> = std::mem::take(&mut *self.idle.lock());
         for mut live in instances {
             if let Some(l) = live.lifecycle.take() {
-                set_deadline(&mut live.store, self.limits.timeout);
+                self.arm(&mut live.store, self.limits.timeout);
                 let call = l.call_shutdown(&mut live.store);
                 if let Ok(Err(e)) | Err(e) = tokio::time::timeout(self.limits.timeout, call)
                     .await
@@ -466,9 +504,17 @@ impl LoadedPlugin {
     }
 }
 
-fn set_deadline(store: &mut Store<StoreState>, budget: Duration) {
-    let ticks = budget.as_micros().div_ceil(EPOCH_TICK.as_micros()).max(1) as u64 + 1;
-    store.set_epoch_deadline(ticks);
+impl LoadedPlugin {
+    /// Sets the wall-clock deadline (epochs) and the fuel budget of the next call.
+    fn arm(&self, store: &mut Store<StoreState>, budget: Duration) {
+        if self.exec.epochs {
+            let ticks = budget.as_micros().div_ceil(EPOCH_TICK.as_micros()).max(1) as u64 + 1;
+            store.set_epoch_deadline(ticks);
+        }
+        if self.exec.fuel {
+            let _ = store.set_fuel(self.limits.fuel.unwrap_or(u64::MAX));
+        }
+    }
 }
 
 /// Maps a wasmtime error to a [`FailureKind`].
@@ -477,6 +523,7 @@ fn classify(e: &wasmtime::Error, memory_cap: u64, timeout: Duration) -> FailureK
     match trap {
         Some(Trap::Interrupt) => return FailureKind::Timeout(timeout),
         Some(Trap::StackOverflow) => return FailureKind::StackOverflow,
+        Some(Trap::OutOfFuel) => return FailureKind::FuelExhausted,
         _ => {}
     }
     let text = format!("{e:#}");

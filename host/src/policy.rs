@@ -8,11 +8,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::manifest::HostPattern;
+use crate::manifest::{HostPattern, Limits, ResolvedLimits};
 
 /// Operator policy, usually read from a YAML file (`plugbox --policy FILE`).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -25,6 +26,12 @@ pub struct Policy {
     /// Whether network patterns with a wildcard (`*.example.com`, `*`) may be granted.
     #[serde(default)]
     pub allow_wildcard_network: bool,
+    /// Upper bounds on what a manifest's `limits` may ask for (same syntax
+    /// as the manifest's `limits`). Unset bounds default to
+    /// [`Policy::DEFAULT_CAPS`]: 256 MiB memory, 10 s timeout, 32 instances,
+    /// 16 MiB output.
+    #[serde(default)]
+    pub limits: Limits,
     /// Per-plugin settings, by plugin name.
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginPolicy>,
@@ -60,5 +67,43 @@ impl Policy {
 
     pub(crate) fn for_plugin(&self, name: &str) -> Option<&PluginPolicy> {
         self.plugins.get(name)
+    }
+
+    /// Bounds used where the policy sets none.
+    pub const DEFAULT_CAPS: ResolvedLimits = ResolvedLimits {
+        memory: 256 << 20,
+        timeout: Duration::from_secs(10),
+        instances: 32,
+        stack: 4 << 20,
+        fuel: None,
+        max_output: 16 << 20,
+    };
+
+    /// Applies the policy's bounds to a plugin's limits; returns the bounded
+    /// limits and one line per limit that was lowered.
+    pub fn cap_limits(&self, mut limits: ResolvedLimits) -> (ResolvedLimits, Vec<String>) {
+        let caps = self.limits.resolve_with(Policy::DEFAULT_CAPS);
+        let mut lowered = Vec::new();
+        let mut cap = |name: &str, value: &mut u64, max: u64, show: &dyn Fn(u64) -> String| {
+            if *value > max {
+                lowered.push(format!("limits.{name} {} lowered to {} by policy", show(*value), show(max)));
+                *value = max;
+            }
+        };
+        let bytes = |n: u64| bytesize::ByteSize(n).to_string();
+        cap("memory", &mut limits.memory, caps.memory, &bytes);
+        cap("max-output", &mut limits.max_output, caps.max_output, &bytes);
+        let mut instances = u64::from(limits.instances);
+        cap("instances", &mut instances, u64::from(caps.instances), &|n| n.to_string());
+        limits.instances = instances as u32;
+        let mut ms = limits.timeout.as_millis() as u64;
+        cap("timeout", &mut ms, caps.timeout.as_millis() as u64, &|n| format!("{n}ms"));
+        limits.timeout = limits.timeout.min(Duration::from_millis(ms));
+        if let (Some(max), fuel) = (caps.fuel, &mut limits.fuel) {
+            let mut f = fuel.unwrap_or(u64::MAX);
+            cap("fuel", &mut f, max, &|n| n.to_string());
+            *fuel = Some(f);
+        }
+        (limits, lowered)
     }
 }

@@ -229,3 +229,132 @@ impl<P: Plugin> endpoint::Guest for Adapter<P> {
         .unwrap_or_else(Health::unhealthy)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Message, Role, testing};
+
+    /// Counts calls; `greeting` comes from the config.
+    struct Counter {
+        greeting: String,
+        calls: u32,
+    }
+
+    impl Plugin for Counter {
+        fn init(config: Config) -> Result<Self, String> {
+            if config.get_bool("fail")?.unwrap_or(false) {
+                return Err("asked to fail".into());
+            }
+            let greeting = config.get_str("greeting")?.unwrap_or("hi").to_string();
+            Ok(Counter { greeting, calls: 0 })
+        }
+
+        fn shutdown(&mut self) {
+            crate::log::info(&format!("shutdown after {} calls", self.calls));
+        }
+
+        fn pre_request(&mut self, _info: &RequestInfo, _req: Request) -> Result<PreAction, String> {
+            self.calls += 1;
+            crate::context::set("calls", &self.calls.to_string());
+            Ok(PreAction::Continue)
+        }
+
+        fn complete(&mut self, _info: &RequestInfo, req: Request) -> Result<Response, LlmError> {
+            Ok(Response::text(req.model, self.greeting.clone()))
+        }
+    }
+
+    type A = Adapter<Counter>;
+
+    fn info() -> RequestInfo {
+        RequestInfo::new("r", "m")
+    }
+
+    fn req() -> Request {
+        Request::new("m", vec![Message::user("x")])
+    }
+
+    #[test]
+    fn state_lives_between_calls_and_init_replaces_it() {
+        testing::reset();
+        // A hook before init initialises with an empty config.
+        <A as request_hooks::Guest>::pre_request(info(), req()).unwrap();
+        <A as request_hooks::Guest>::pre_request(info(), req()).unwrap();
+        assert_eq!(testing::context()["calls"], "2");
+
+        <A as lifecycle::Guest>::init(r#"{"greeting": "hello"}"#.into()).unwrap();
+        <A as request_hooks::Guest>::pre_request(info(), req()).unwrap();
+        assert_eq!(testing::context()["calls"], "1");
+        let response = <A as provider::Guest>::complete(info(), req()).unwrap();
+        assert_eq!(response.content(), Some("hello"));
+
+        <A as lifecycle::Guest>::shutdown();
+        assert_eq!(testing::logs().last().unwrap().1, "shutdown after 1 calls");
+    }
+
+    #[test]
+    fn init_errors_are_reported() {
+        let err = <A as lifecycle::Guest>::init(r#"{"fail": true}"#.into()).unwrap_err();
+        assert_eq!(err, "asked to fail");
+        assert!(<A as lifecycle::Guest>::init("[]".into()).is_err());
+        assert!(<A as lifecycle::Guest>::init(r#"{"greeting": 3}"#.into()).is_err());
+    }
+
+    #[test]
+    fn defaults() {
+        <A as lifecycle::Guest>::init("{}".into()).unwrap();
+        let chunk = StreamChunk::text(0, "c");
+        assert!(matches!(
+            <A as stream_hooks::Guest>::on_chunk(info(), chunk).unwrap(),
+            ChunkAction::Continue
+        ));
+        assert!(
+            <A as stream_hooks::Guest>::on_stream_end(info(), None)
+                .unwrap()
+                .is_empty()
+        );
+        let call = ToolCall::new("1", "f", "{}");
+        assert!(matches!(
+            <A as tool_hooks::Guest>::on_tool_call(info(), call).unwrap(),
+            ToolAction::Allow
+        ));
+        assert!(matches!(
+            <A as request_hooks::Guest>::post_response(info(), Err(LlmError::internal("x")))
+                .unwrap(),
+            PostAction::Continue
+        ));
+        assert_eq!(<A as provider::Guest>::provider_type(), "");
+        assert!(<A as device_probe::Guest>::probe().unwrap().is_empty());
+        assert!(
+            <A as device_hooks::Guest>::on_device_probe(Vec::new())
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(<A as endpoint::Guest>::mode(), "");
+        assert!(<A as endpoint::Guest>::validate_request("/v1/x".into(), "m".into()).is_err());
+        assert!(!<A as endpoint::Guest>::health_check("m".into(), "u".into(), 1, 2).healthy);
+
+        // start_stream defaults to complete, chunked.
+        let mut plugin = Counter::init(Config::empty()).unwrap();
+        let mut stream = plugin.start_stream(&info(), req()).unwrap();
+        let first = stream.next_chunk().unwrap().unwrap();
+        assert_eq!(
+            (first.role, first.content.as_deref()),
+            (Some(Role::Assistant), Some("hi"))
+        );
+        let last = stream.next_chunk().unwrap().unwrap();
+        assert_eq!(last.finish_reason.as_deref(), Some("stop"));
+        assert!(stream.next_chunk().unwrap().is_none());
+
+        struct NotAProvider;
+        impl Plugin for NotAProvider {
+            fn init(_: Config) -> Result<Self, String> {
+                Ok(NotAProvider)
+            }
+        }
+        let err = NotAProvider.complete(&info(), req()).unwrap_err();
+        assert!(err.message.contains("not a provider"), "{}", err.message);
+        assert!(NotAProvider.start_stream(&info(), req()).is_err());
+    }
+}

@@ -1,6 +1,7 @@
 //! What lives in each instance's `Store`, and the host side of the WIT imports
 //! `log`, `context`, `kv` and `devices`.
 
+pub(crate) mod http;
 pub mod kv;
 mod stdio;
 
@@ -33,6 +34,14 @@ pub(crate) struct StoreState {
     pub(crate) devices: DeviceReports,
     /// The request being served by the current call, if any.
     pub(crate) context: Option<ContextMap>,
+    pub(crate) http: wasmtime_wasi_http::WasiHttpCtx,
+    pub(crate) net: http::NetHooks,
+}
+
+impl wasmtime_wasi_http::WasiHttpView for StoreState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.net }
+    }
 }
 
 impl WasiView for StoreState {

@@ -58,6 +58,12 @@ impl HostPattern {
         self.host == HostMatch::Any
     }
 
+    /// Whether the pattern matches more than one host name: `*` or
+    /// `*.suffix`. Such grants need the operator's policy.
+    pub fn has_wildcard(&self) -> bool {
+        matches!(self.host, HostMatch::Any | HostMatch::Subdomains(_))
+    }
+
     /// Whether a request to `host` on `port` is allowed by this pattern.
     ///
     /// `host` is compared case-insensitively; a trailing dot and the brackets

@@ -142,20 +142,26 @@ impl Limits {
     /// | `fuel`       | none     | at least 1       |
     /// | `max-output` | 4 MiB    | 1 KiB – 64 MiB   |
     pub fn resolve(&self) -> ResolvedLimits {
-        let size = |value: Option<ByteSize>, rule: SizeRule| {
-            value.map_or(rule.default, |v| v.as_u64().clamp(rule.min, rule.max))
+        self.resolve_with(ResolvedLimits::DEFAULT)
+    }
+
+    /// Like [`Limits::resolve`], with `defaults` for the limits that are not
+    /// set (the operator policy uses it for its bounds).
+    pub fn resolve_with(&self, defaults: ResolvedLimits) -> ResolvedLimits {
+        let size = |value: Option<ByteSize>, rule: SizeRule, default: u64| {
+            value.map_or(default, |v| v.as_u64().clamp(rule.min, rule.max))
         };
         ResolvedLimits {
-            memory: size(self.memory, MEMORY),
+            memory: size(self.memory, MEMORY, defaults.memory),
             timeout: self
                 .timeout
-                .map_or(TIMEOUT_DEFAULT, |t| t.clamp(TIMEOUT_MIN, TIMEOUT_MAX)),
-            instances: self.instances.map_or(INSTANCES_DEFAULT, |n| {
+                .map_or(defaults.timeout, |t| t.clamp(TIMEOUT_MIN, TIMEOUT_MAX)),
+            instances: self.instances.map_or(defaults.instances, |n| {
                 n.clamp(INSTANCES.min as u32, INSTANCES.max as u32)
             }),
-            stack: size(self.stack, STACK),
-            fuel: self.fuel.map(|f| f.max(FUEL.min)),
-            max_output: size(self.max_output, MAX_OUTPUT),
+            stack: size(self.stack, STACK, defaults.stack),
+            fuel: self.fuel.map(|f| f.max(FUEL.min)).or(defaults.fuel),
+            max_output: size(self.max_output, MAX_OUTPUT, defaults.max_output),
         }
     }
 }

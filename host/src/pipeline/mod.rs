@@ -424,8 +424,11 @@ fn empty_request() -> Request {
     }
 }
 
-fn failure(plugin: &LoadedPlugin, hook: &'static str, kind: FailureKind) -> PluginFailure {
+/// A failure the pipeline found in a hook's answer: counted, and fed to the
+/// plugin's circuit breaker.
+pub(crate) fn failure(plugin: &LoadedPlugin, hook: &'static str, kind: FailureKind) -> PluginFailure {
     let f = PluginFailure { plugin: plugin.name().to_string(), hook, kind };
     plugin.stats.errors.fetch_add(1, Ordering::Relaxed);
+    plugin.record_failure(&f);
     f
 }
