@@ -168,3 +168,23 @@ async fn warm_load_comes_from_the_compile_cache() {
 pub fn manifest_of(name: &str) -> String {
     plugbox_artifacts::EXAMPLES.iter().find(|a| a.name == name).expect("example exists").manifest.to_string()
 }
+
+#[tokio::test]
+async fn plugins_built_against_other_compatible_wit_versions_load() {
+    // api-0-1-0 is frozen at the WIT as it was at 0.1.0 (it keeps proving that
+    // old plugins load as the host moves to 0.1.y); api-0-1-99 was built
+    // against a later 0.1 patch. Both link their imports and exports by semver.
+    let dir = PluginDir::new();
+    for (name, wasm) in [("api-0-1-0", plugbox_artifacts::API_0_1_0), ("api-0-1-99", plugbox_artifacts::API_0_1_99)] {
+        dir.add(name, wasm, &format!("name: {name}\nversion: 0.1.0\nhooks: [pre-request, post-response]\npriority: {}\n", name.len()));
+    }
+    let host = host();
+    let report = host.load_dir(dir.path()).await.unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let ctx = RequestContext::new("m");
+    host.run_request(&ctx, request("hi"), echo).await.unwrap();
+    let by_plugin: Vec<(String, String)> = ctx.trace().into_iter().map(|t| (t.plugin, t.action)).collect();
+    assert_eq!(by_plugin.iter().filter(|(_, a)| a == "continue").count(), 4, "{by_plugin:?}");
+    // The later of the two pre hooks wrote last.
+    assert_eq!(ctx.get("api-version").as_deref(), Some("0.1.99"));
+}
