@@ -10,6 +10,8 @@
 //! - `instance/pooled-call` vs `instance/fresh`: a pooled call against
 //!   creating, instantiating and initialising a fresh instance.
 //! - `load/cold` (compile) vs `load/warm` (compile cache).
+//! - `limits/*`: the 4-plugin pipeline with epoch deadlines (the default),
+//!   without them, and with fuel metering on top: what the limits cost.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +19,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use parking_lot::Mutex;
+use plugbox_host::engine::EngineOptions;
 use plugbox_host::{Choice, Host, HostBuilder, Message, Outcome, Request, RequestContext, Response, Role};
 
 fn request(bytes: usize) -> Request {
@@ -76,7 +79,11 @@ fn cache_dir() -> PathBuf {
 }
 
 async fn host_for(dir: &Path) -> Host {
-    let host = HostBuilder::new().cache_dir(Some(cache_dir())).build().unwrap();
+    host_with(dir, HostBuilder::new()).await
+}
+
+async fn host_with(dir: &Path, builder: HostBuilder) -> Host {
+    let host = builder.cache_dir(Some(cache_dir())).build().unwrap();
     let report = host.load_dir(dir).await.unwrap();
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     host
@@ -189,6 +196,22 @@ fn benches(c: &mut Criterion) {
         })
     });
     g.bench_function("fresh", |b| b.to_async(&rt).iter(|| async { plugin.instantiate_fresh().await.unwrap() }));
+    g.finish();
+
+    let mut g = c.benchmark_group("limits");
+    let no_epochs = rt.block_on(host_with(
+        four.path(),
+        HostBuilder::new().engine_options(EngineOptions { epoch_interruption: false, ..Default::default() }),
+    ));
+    let fuel = rt.block_on(host_with(four.path(), HostBuilder::new().fuel(true)));
+    for (label, host) in [("epochs (default)", &wasm4), ("no epochs", &no_epochs), ("epochs + fuel", &fuel)] {
+        g.bench_function(label, |b| {
+            b.to_async(&rt).iter(|| async {
+                let ctx = RequestContext::new("bench");
+                host.run_request(&ctx, req_1k.clone(), provider).await.unwrap()
+            })
+        });
+    }
     g.finish();
 
     let mut g = c.benchmark_group("load");

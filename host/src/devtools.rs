@@ -29,12 +29,12 @@ use crate::plugin::{Invoke, LoadedPlugin};
 
 fn field<T: DeserializeOwned>(input: &Value, name: &str) -> Result<T> {
     let v = input.get(name).cloned().unwrap_or(Value::Null);
-    serde_json::from_value(v).map_err(|e| Error::Engine(format!("input field `{name}`: {e}")))
+    serde_json::from_value(v).map_err(|e| Error::InvalidInput(format!("field `{name}`: {e}")))
 }
 
 fn info(input: &Value, model: &str) -> Result<RequestInfo> {
     match input.get("info") {
-        Some(v) => serde_json::from_value(v.clone()).map_err(|e| Error::Engine(format!("input field `info`: {e}"))),
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| Error::InvalidInput(format!("field `info`: {e}"))),
         None => Ok(RequestContext::new(model).with_caller("plugbox-call").info().clone()),
     }
 }

@@ -50,6 +50,10 @@ pub enum Error {
     #[error(transparent)]
     Plugin(#[from] crate::plugin::PluginFailure),
 
+    /// Input given to a developer tool (`plugbox call`) does not fit the hook.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+
     /// The wasmtime engine could not be set up.
     #[error("engine: {0}")]
     Engine(String),

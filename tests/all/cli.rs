@@ -42,7 +42,7 @@ fn check_prints_hooks_grants_and_limits() {
     let o = plugbox(&["check", p.to_str().unwrap()]);
     assert!(o.status.success(), "{}", err(&o));
     let s = out(&o);
-    for needle in ["a 0.1.0", "pre-request, post-response", "priority 7", "memory 16 MiB", "timeout 100ms", "messages   Write", "kv         own namespace", "network    none"] {
+    for needle in ["a 0.1.0", "pre-request, post-response", "priority 7", "memory 16 MiB", "timeout 100ms", "messages   write", "kv         own namespace", "network    none"] {
         assert!(s.contains(needle), "missing `{needle}` in:\n{s}");
     }
 }

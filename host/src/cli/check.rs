@@ -52,7 +52,11 @@ fn print_plugin(p: &LoadedPlugin) {
         println!("  {d}");
     }
     let hooks: Vec<&str> = m.hooks.iter().map(|h| h.as_str()).collect();
-    println!("  hooks:       {}  (priority {}, {:?})", hooks.join(", "), m.priority, m.on_error);
+    let on_error = match m.on_error {
+        plugbox_host::manifest::OnError::FailOpen => "fail-open",
+        plugbox_host::manifest::OnError::FailClosed => "fail-closed",
+    };
+    println!("  hooks:       {}  (priority {}, {on_error})", hooks.join(", "), m.priority);
     if let Some(t) = p.provider_type() {
         println!("  provider:    {t}");
     }
@@ -64,7 +68,12 @@ fn print_plugin(p: &LoadedPlugin) {
         bytesize(l.max_output)
     );
     println!("  grants:");
-    println!("    messages   {:?}", c.messages);
+    let messages = match c.messages {
+        plugbox_host::manifest::MessageAccess::None => "none (sees requests and responses without their text)",
+        plugbox_host::manifest::MessageAccess::Read => "read (sees message text; changes to it are refused)",
+        plugbox_host::manifest::MessageAccess::Write => "write (may change message text)",
+    };
+    println!("    messages   {messages}");
     println!("    kv         {}", if c.kv { "own namespace" } else { "no" });
     let net: Vec<String> = c.network.iter().map(|n| n.to_string()).collect();
     println!("    network    {}", if net.is_empty() { "none".to_string() } else { net.join(", ") });
@@ -72,7 +81,11 @@ fn print_plugin(p: &LoadedPlugin) {
         println!("    files      none");
     }
     for o in &c.preopens {
-        println!("    files      {} -> {} ({:?})", o.host.display(), o.guest, o.access);
+        let access = match o.access {
+            plugbox_host::manifest::FsAccess::Read => "read-only",
+            plugbox_host::manifest::FsAccess::ReadWrite => "read-write",
+        };
+        println!("    files      {} -> {} ({access})", o.host.display(), o.guest);
     }
     let env: Vec<&str> = c.env.iter().map(|(k, _)| k.as_str()).collect();
     println!("    env        {}", if env.is_empty() { "none".to_string() } else { env.join(", ") });
@@ -145,18 +158,27 @@ pub async fn list(host: Host, dir: &Path, json: bool) -> Result<ExitCode> {
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("{:<18} {:<9} {:>8} {:<12} {:<10} {:>8}  hooks", "NAME", "VERSION", "PRIORITY", "ON-ERROR", "FORM", "LOAD ms");
+        println!(
+            "{:<18} {:<9} {:>8} {:<12} {:<10} {:>8} {:<10} hooks",
+            "NAME", "VERSION", "PRIORITY", "ON-ERROR", "FORM", "LOAD ms", "STATE"
+        );
         for p in &plugins {
             let m = p.manifest();
             let hooks: Vec<&str> = m.hooks.iter().map(|h| h.as_str()).collect();
+            let state = match p.stats().breaker {
+                plugbox_host::BreakerState::Closed => "ok".to_string(),
+                plugbox_host::BreakerState::HalfOpen => "retrying".to_string(),
+                plugbox_host::BreakerState::Open { remaining_ms } => format!("quarantined ({remaining_ms} ms)"),
+            };
             println!(
-                "{:<18} {:<9} {:>8} {:<12} {:<10} {:>8.1}  {}",
+                "{:<18} {:<9} {:>8} {:<12} {:<10} {:>8.1} {:<10} {}",
                 p.name(),
                 m.version.to_string(),
                 m.priority,
                 format!("{:?}", m.on_error),
                 format!("{:?}", p.source().form),
                 p.load_time().as_secs_f64() * 1000.0,
+                state,
                 hooks.join(",")
             );
         }

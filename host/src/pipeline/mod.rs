@@ -91,13 +91,19 @@ pub struct HookTrace {
 
 static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// `req-<pid>-`, computed once (a `getpid` per request showed up in profiles).
+fn request_id_prefix() -> &'static str {
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PREFIX.get_or_init(|| format!("req-{:08x}-", std::process::id()))
+}
+
 impl RequestContext {
     /// A context for a request to `model`, with a fresh request id.
     pub fn new(model: impl Into<String>) -> Self {
         let n = REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed);
         RequestContext {
             info: RequestInfo {
-                request_id: format!("req-{:08x}-{n}", std::process::id()),
+                request_id: format!("{}{n}", request_id_prefix()),
                 model: model.into(),
                 provider: String::new(),
                 streaming: false,
