@@ -34,6 +34,18 @@ pub struct Capabilities {
     pub denied: Vec<String>,
 }
 
+fn access_rank(a: MessageAccess) -> u8 {
+    match a {
+        MessageAccess::None => 0,
+        MessageAccess::Read => 1,
+        MessageAccess::Write => 2,
+    }
+}
+
+fn access_name(a: MessageAccess) -> &'static str {
+    ["none", "read", "write"][access_rank(a) as usize]
+}
+
 /// A host directory visible to the guest.
 #[derive(Debug, Clone, Serialize)]
 pub struct Preopen {
@@ -76,6 +88,16 @@ impl Capabilities {
         let mut caps = Capabilities::none();
         caps.messages = perms.messages;
         caps.kv = perms.kv;
+        if let Some(max) = plugin_policy.and_then(|p| p.messages)
+            && access_rank(caps.messages) > access_rank(max)
+        {
+            caps.denied.push(format!("messages `{}`: policy allows at most `{}`", access_name(caps.messages), access_name(max)));
+            caps.messages = max;
+        }
+        if caps.kv && plugin_policy.and_then(|p| p.kv) == Some(false) {
+            caps.denied.push("kv: refused by policy".into());
+            caps.kv = false;
+        }
 
         // Filesystem: inside the plugin's own directory, or under a policy root.
         let own_dir = plugin_dir.canonicalize().map_err(|e| Error::io(plugin_dir, e))?;
@@ -133,7 +155,12 @@ impl Capabilities {
                 caps.denied.push(format!("network `{pattern}`: wildcard patterns need operator policy"));
             }
         }
-        if perms.network_from_policy {
+        if plugin_policy.and_then(|p| p.network_allowed) == Some(false) && !caps.network.is_empty() {
+            for pattern in caps.network.drain(..) {
+                caps.denied.push(format!("network `{pattern}`: refused by policy"));
+            }
+        }
+        if perms.network_from_policy && plugin_policy.and_then(|p| p.network_allowed) != Some(false) {
             if approved.is_empty() {
                 caps.denied.push("network_access: the operator's policy lists no hosts for this plugin".into());
             }

@@ -261,7 +261,7 @@ impl Host {
         let name = manifest.name.as_str().to_string();
         let operator = self.inner.plugin_config.read().get(&name).cloned().unwrap_or_default();
         let config = manifest.resolve_config(&operator)?;
-        let (limits, lowered) = self.inner.policy.cap_limits(manifest.limits.resolve());
+        let (limits, lowered) = self.inner.policy.cap_limits(&name, manifest.limits.resolve());
         let mut caps =
             Capabilities::resolve(&manifest, &read.base_dir, &self.inner.policy, self.inner.data_root.as_deref())?;
         caps.denied.extend(lowered);
@@ -291,7 +291,7 @@ impl Host {
         })?;
         let exports = ExportIndices::resolve(&pre, &manifest.hooks)
             .map_err(|message| Error::Component { plugin: name.clone(), message })?;
-        let kv = KvNamespace { store: manifest.permissions.kv.then(|| self.inner.kv.clone()), namespace: name.clone() };
+        let kv = KvNamespace { store: caps.kv.then(|| self.inner.kv.clone()), namespace: name.clone() };
         let parts = PluginParts {
             config_json: Value::Object(config).to_string(),
             manifest,

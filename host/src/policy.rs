@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::manifest::{HostPattern, Limits, ResolvedLimits};
+use crate::manifest::{HostPattern, Limits, MessageAccess, ResolvedLimits};
 
 /// Operator policy, usually read from a YAML file (`plugbox --policy FILE`).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -48,6 +48,18 @@ pub struct PluginPolicy {
     /// Extra filesystem roots for this plugin only.
     #[serde(default)]
     pub filesystem_roots: Vec<PathBuf>,
+    /// The most message access this plugin may get (narrows what it declares).
+    #[serde(default)]
+    pub messages: Option<MessageAccess>,
+    /// `false` refuses this plugin the kv store even if it asks.
+    #[serde(default)]
+    pub kv: Option<bool>,
+    /// `false` refuses this plugin every network grant.
+    #[serde(default)]
+    pub network_allowed: Option<bool>,
+    /// Tighter limits for this plugin (same syntax as the manifest's `limits`).
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 impl Policy {
@@ -81,8 +93,12 @@ impl Policy {
 
     /// Applies the policy's bounds to a plugin's limits; returns the bounded
     /// limits and one line per limit that was lowered.
-    pub fn cap_limits(&self, mut limits: ResolvedLimits) -> (ResolvedLimits, Vec<String>) {
-        let caps = self.limits.resolve_with(Policy::DEFAULT_CAPS);
+    pub fn cap_limits(&self, plugin: &str, mut limits: ResolvedLimits) -> (ResolvedLimits, Vec<String>) {
+        let host_caps = self.limits.resolve_with(Policy::DEFAULT_CAPS);
+        let caps = match self.for_plugin(plugin) {
+            Some(p) => p.limits.resolve_with(host_caps).min(&host_caps),
+            None => host_caps,
+        };
         let mut lowered = Vec::new();
         let mut cap = |name: &str, value: &mut u64, max: u64, show: &dyn Fn(u64) -> String| {
             if *value > max {

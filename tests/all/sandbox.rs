@@ -86,7 +86,8 @@ async fn nothing_is_granted_by_default() {
     let dir = PluginDir::new();
     with_ok(&dir);
     let url = format!("http:http://127.0.0.1:{}/hello", server.port);
-    let ops = ["envs", "args", "preopens", "read:/etc/passwd", "list:/", "env:HOME", url.as_str(), "kv-get:x"];
+    let tcp = format!("tcp:127.0.0.1:{}", server.port);
+    let ops = ["envs", "args", "preopens", "read:/etc/passwd", "list:/", "env:HOME", url.as_str(), "kv-get:x", tcp.as_str(), "dns:localhost"];
     dir.add("probe", plugbox_artifacts::SANDBOX_PROBE, &probe_manifest("probe", "{}", &ops));
     let ctx = attempt(&host(), dir.path()).await;
     assert_eq!(outcome(&ctx, "envs"), "ok:", "no environment");
@@ -97,6 +98,8 @@ async fn nothing_is_granted_by_default() {
     assert!(outcome(&ctx, "env:HOME").starts_with("err:"));
     assert!(outcome(&ctx, &url).contains("HttpRequestDenied"), "{}", outcome(&ctx, &url));
     assert!(outcome(&ctx, "kv-get:x").contains("Denied"), "{}", outcome(&ctx, "kv-get:x"));
+    assert!(outcome(&ctx, &tcp).starts_with("err:"), "raw sockets: {}", outcome(&ctx, &tcp));
+    assert!(outcome(&ctx, "dns:localhost").starts_with("err:"), "name lookup: {}", outcome(&ctx, "dns:localhost"));
 }
 
 #[tokio::test]
@@ -288,6 +291,7 @@ async fn loops_in_every_hook_kind_time_out() {
         .replace("tool: { type: string, default: allow }", "tool: { type: string, default: loop }");
     let dir = PluginDir::new();
     dir.add("looper", plugbox_artifacts::SCRIPTED, &manifest);
+    dir.add("post-looper", plugbox_artifacts::SCRIPTED, &scripted("post-looper", 2, "continue", "loop"));
     with_ok(&dir);
     let host = builder().circuit_breaker(BreakerConfig { threshold: 0, ..Default::default() }).build().unwrap();
     host.load_dir(dir.path()).await.unwrap();
@@ -297,6 +301,10 @@ async fn loops_in_every_hook_kind_time_out() {
     let looper: Vec<String> = ctx.trace().into_iter().filter(|t| t.plugin == "looper").map(|t| t.action).collect();
     assert_eq!(looper.len(), 1, "its post hook is skipped once its pre hook failed: {looper:?}");
     assert!(looper[0].contains("timed out"), "{looper:?}");
+    let post: Vec<String> =
+        ctx.trace().into_iter().filter(|t| t.plugin == "post-looper").map(|t| format!("{} {}", t.hook, t.action)).collect();
+    assert_eq!(post.len(), 2, "{post:?}");
+    assert!(post[1].starts_with("post-response failed-open: timed out"), "{post:?}");
     let chunk = plugbox_host::StreamChunk { index: 0, role: None, content: Some("x".into()), tool_calls: vec![], finish_reason: None, usage: None };
     assert!(host.on_chunk(&ctx, chunk).await.unwrap().is_some(), "fail-open: the chunk goes on");
     let call = plugbox_host::ToolCall { id: "1".into(), name: "t".into(), arguments: "{}".into() };
@@ -369,4 +377,29 @@ async fn host_plain(dir: &PluginDir) -> Host {
     let host = host();
     host.load_dir(dir.path()).await.unwrap();
     host
+}
+
+#[tokio::test]
+async fn policy_narrows_one_plugin() {
+    let server = Server::start();
+    let url = format!("http:http://127.0.0.1:{}/hello", server.port);
+    let dir = PluginDir::new();
+    with_ok(&dir);
+    let perms = format!("{{ messages: write, kv: true, network: [\"127.0.0.1:{}\"] }}", server.port);
+    dir.add("probe", plugbox_artifacts::SANDBOX_PROBE, &probe_manifest("probe", &perms, &["kv-get:x", url.as_str()]));
+    let policy: Policy = serde_norway::from_str(
+        "plugins:\n  probe:\n    messages: read\n    kv: false\n    network-allowed: false\n    limits: { timeout: 50ms }\n",
+    )
+    .unwrap();
+    let host = builder().policy(policy).build().unwrap();
+    let ctx = attempt(&host, dir.path()).await;
+    assert!(outcome(&ctx, "kv-get:x").contains("Denied"));
+    assert!(outcome(&ctx, &url).contains("HttpRequestDenied"));
+    let p = host.plugin("probe").unwrap();
+    assert_eq!(p.capabilities().messages, plugbox_host::manifest::MessageAccess::Read);
+    assert_eq!(p.limits().timeout, Duration::from_millis(50));
+    let denied = p.capabilities().denied.join("\n");
+    for needle in ["messages `write`: policy allows at most `read`", "kv: refused by policy", "refused by policy", "limits.timeout 2000ms lowered to 50ms"] {
+        assert!(denied.contains(needle), "`{needle}` not in:\n{denied}");
+    }
 }

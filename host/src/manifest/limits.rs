@@ -118,6 +118,23 @@ impl ResolvedLimits {
     };
 }
 
+impl ResolvedLimits {
+    /// The tighter of two sets of limits, limit by limit.
+    pub fn min(&self, other: &ResolvedLimits) -> ResolvedLimits {
+        ResolvedLimits {
+            memory: self.memory.min(other.memory),
+            timeout: self.timeout.min(other.timeout),
+            instances: self.instances.min(other.instances),
+            stack: self.stack.min(other.stack),
+            fuel: match (self.fuel, other.fuel) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+            max_output: self.max_output.min(other.max_output),
+        }
+    }
+}
+
 impl Default for ResolvedLimits {
     fn default() -> Self {
         ResolvedLimits::DEFAULT
