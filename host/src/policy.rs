@@ -123,3 +123,46 @@ impl Policy {
         (limits, lowered)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const README_EXAMPLE: &str = r#"
+filesystem-roots: [/srv/shared-models]
+allow-wildcard-network: false
+limits: { memory: 128MiB, timeout: 2s }
+plugins:
+  openai-proxy:
+    network: ["*.openai.com:443"]
+  pii-redact:
+    messages: write
+  untrusted-thing:
+    messages: none
+    kv: false
+    network-allowed: false
+    limits: { timeout: 20ms }
+"#;
+
+    #[test]
+    fn readme_example_parses_and_bounds() {
+        let p: Policy = serde_norway::from_str(README_EXAMPLE).unwrap();
+        assert_eq!(p.filesystem_roots, [PathBuf::from("/srv/shared-models")]);
+        let asked = ResolvedLimits { memory: 512 << 20, timeout: Duration::from_secs(5), ..ResolvedLimits::DEFAULT };
+        let (l, lowered) = p.cap_limits("anyone", asked);
+        assert_eq!(l.memory, 128 << 20);
+        assert_eq!(l.timeout, Duration::from_secs(2));
+        assert_eq!(lowered.len(), 2, "{lowered:?}");
+        let (l, _) = p.cap_limits("untrusted-thing", asked);
+        assert_eq!(l.timeout, Duration::from_millis(20));
+        assert_eq!(p.for_plugin("untrusted-thing").unwrap().kv, Some(false));
+    }
+
+    #[test]
+    fn defaults_bound_generously_and_unknown_fields_fail() {
+        let (l, lowered) = Policy::default().cap_limits("x", ResolvedLimits::DEFAULT);
+        assert_eq!(l, ResolvedLimits::DEFAULT);
+        assert!(lowered.is_empty());
+        assert!(serde_norway::from_str::<Policy>("allow-wildcard: true").is_err());
+    }
+}

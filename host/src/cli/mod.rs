@@ -22,8 +22,10 @@ struct Cli {
     #[arg(long, global = true, env = "PLUGBOX_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
     /// Log filter (tracing env-filter syntax), e.g. `info` or `plugbox=debug`.
-    #[arg(long, global = true, env = "PLUGBOX_LOG", default_value = "warn")]
-    log: String,
+    /// Default: `warn` for long-running commands, `error` for those that
+    /// print their findings themselves (check, list, call).
+    #[arg(long, global = true, env = "PLUGBOX_LOG")]
+    log: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -96,8 +98,13 @@ enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let default_log = match cli.command {
+        Command::Check { .. } | Command::List { .. } | Command::Call { .. } => "error",
+        _ => "warn",
+    };
+    let filter = cli.log.as_deref().unwrap_or(default_log);
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .with_target(false)
         .compact()
