@@ -12,6 +12,7 @@ use wasmtime::component::Linker;
 
 use crate::bindings::Plugin as PluginWorld;
 use crate::capability::Capabilities;
+use crate::devices::{DeviceOptions, DeviceState};
 use crate::engine::{EngineOptions, PlugboxEngine};
 use crate::error::{Error, Result};
 use crate::imports::kv::{KvNamespace, KvStore, MemoryKv};
@@ -36,6 +37,7 @@ pub struct HostBuilder {
     plugin_config: BTreeMap<String, Map<String, Value>>,
     kv: Arc<dyn KvStore>,
     data_root: Option<PathBuf>,
+    devices: DeviceOptions,
 }
 
 impl Default for HostBuilder {
@@ -47,6 +49,7 @@ impl Default for HostBuilder {
             plugin_config: BTreeMap::new(),
             kv: Arc::new(MemoryKv::new()),
             data_root: None,
+            devices: DeviceOptions::default(),
         }
     }
 }
@@ -86,11 +89,28 @@ impl HostBuilder {
         self
     }
 
+    /// How devices are probed: built-in probes, the GPU backend, the cache
+    /// interval (default 2 s; see [`crate::devices`]).
+    pub fn devices(mut self, options: DeviceOptions) -> Self {
+        self.devices = options;
+        self
+    }
+    /// How long a device probe result is reused: longer makes probing under
+    /// load cheaper, shorter makes free-memory figures fresher.
+    pub fn device_cache_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.devices.cache_ttl = ttl;
+        self
+    }
+
     pub fn build(self) -> Result<Host> {
         let engine = PlugboxEngine::new(&self.engine)?;
         let mut linker: Linker<StoreState> = Linker::new(&engine.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| Error::Engine(format!("{e:#}")))?;
         PluginWorld::add_to_linker::<_, wasmtime::component::HasSelf<StoreState>>(&mut linker, |s| s)
+            .map_err(|e| Error::Engine(format!("{e:#}")))?;
+        // Outgoing HTTP; every request is checked against the plugin's grants
+        // (imports/http.rs), so a plugin without network grants gets nowhere.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| Error::Engine(format!("{e:#}")))?;
         Ok(Host {
             inner: Arc::new(HostInner {
@@ -102,6 +122,8 @@ impl HostBuilder {
                 kv: self.kv,
                 data_root: self.data_root,
                 devices: DeviceReports::default(),
+                device_state: DeviceState::new(self.devices),
+                interfaces: Default::default(),
                 registry: Registry::default(),
             }),
         })
@@ -117,6 +139,8 @@ pub(crate) struct HostInner {
     kv: Arc<dyn KvStore>,
     data_root: Option<PathBuf>,
     pub(crate) devices: DeviceReports,
+    pub(crate) device_state: DeviceState,
+    pub(crate) interfaces: crate::models::endpoints::InterfaceCache,
     pub(crate) registry: Registry,
 }
 

@@ -325,6 +325,7 @@ impl LoadedPlugin {
             kv: self.kv.clone(),
             devices: self.devices.clone(),
             context: None,
+            http: crate::imports::http::HttpState::new(self.name.clone(), &self.caps.network),
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);

@@ -1,6 +1,7 @@
 //! What lives in each instance's `Store`, and the host side of the WIT imports
-//! `log`, `context`, `kv` and `devices`.
+//! `log`, `context`, `kv` and `devices`, and the gate on outgoing HTTP.
 
+pub(crate) mod http;
 pub mod kv;
 mod stdio;
 
@@ -33,6 +34,8 @@ pub(crate) struct StoreState {
     pub(crate) devices: DeviceReports,
     /// The request being served by the current call, if any.
     pub(crate) context: Option<ContextMap>,
+    /// Outgoing HTTP (`wasi:http`), gated by the plugin's network grants.
+    pub(crate) http: http::HttpState,
 }
 
 impl WasiView for StoreState {
