@@ -70,10 +70,12 @@ pub fn request(
 ) -> Result<Reply, String> {
     let url = parse(base_url)?;
     let headers = match body {
-        Some((content_type, _)) => {
-            Fields::from_list(&[("content-type".to_string(), content_type.as_bytes().to_vec())])
-                .map_err(|e| format!("bad header: {e:?}"))?
-        }
+        // A length, not chunked encoding: small model servers handle it best.
+        Some((content_type, bytes)) => Fields::from_list(&[
+            ("content-type".to_string(), content_type.as_bytes().to_vec()),
+            ("content-length".to_string(), bytes.len().to_string().into_bytes()),
+        ])
+        .map_err(|e| format!("bad header: {e:?}"))?,
         None => Fields::new(),
     };
     let req = OutgoingRequest::new(headers);
