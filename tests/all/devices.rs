@@ -246,6 +246,27 @@ async fn device_hooks_mark_offline_filter_and_admission_says_why() {
 }
 
 #[tokio::test]
+async fn memory_reserve_marks_a_device_offline_below_its_minimum() {
+    let counted = Arc::new(AtomicUsize::new(0));
+    let config = json!({"headroom_mb": 2048, "offline_below_mb": 10000, "kinds": "gpu"});
+    let b = builder()
+        .devices(options(&[(24576, 20480), (24576, 8192)], &counted))
+        .plugin_config("memory-reserve", config.as_object().unwrap().clone());
+    let (host, _d) = load(b, &[("memory-reserve", example_wasm("memory-reserve"), example_manifest("memory-reserve"))]).await;
+    let s = host.probe_devices().await;
+    let roomy = s.device("gpu:0").unwrap();
+    assert!(roomy.online);
+    assert_eq!((roomy.memory_free_mb, annotation(roomy, "memory-reserve.raw-free-mb")), (18432, Some("20480")));
+    let tight = s.device("gpu:1").unwrap();
+    assert!(!tight.online);
+    assert_eq!(
+        annotation(tight, "offline-reason"),
+        Some("memory-reserve: 6144 MiB free after a 2048 MiB headroom, below the 10000 MiB minimum")
+    );
+    assert!(s.raw_device("gpu:1").unwrap().online);
+}
+
+#[tokio::test]
 async fn a_failing_fail_open_hook_is_skipped() {
     for action in ["error", "trap", "loop"] {
         let (host, _d) = device_host(
