@@ -13,6 +13,7 @@ use wasmtime::component::Linker;
 use crate::bindings::Plugin as PluginWorld;
 use crate::capability::Capabilities;
 use crate::breaker::BreakerConfig;
+use crate::devices::{DeviceOptions, DeviceState};
 use crate::engine::{EngineOptions, PlugboxEngine};
 use crate::error::{Error, Result};
 use crate::imports::kv::{KvNamespace, KvStore, MemoryKv};
@@ -38,6 +39,7 @@ pub struct HostBuilder {
     kv: Arc<dyn KvStore>,
     data_root: Option<PathBuf>,
     breaker: BreakerConfig,
+    devices: DeviceOptions,
 }
 
 impl Default for HostBuilder {
@@ -50,6 +52,7 @@ impl Default for HostBuilder {
             kv: Arc::new(MemoryKv::new()),
             data_root: None,
             breaker: BreakerConfig::default(),
+            devices: DeviceOptions::default(),
         }
     }
 }
@@ -106,6 +109,19 @@ impl HostBuilder {
         self
     }
 
+    /// How devices are probed: built-in probes, the GPU backend, the cache
+    /// interval (default 2 s; see [`crate::devices`]).
+    pub fn devices(mut self, options: DeviceOptions) -> Self {
+        self.devices = options;
+        self
+    }
+    /// How long a device probe result is reused: longer makes probing under
+    /// load cheaper, shorter makes free-memory figures fresher.
+    pub fn device_cache_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.devices.cache_ttl = ttl;
+        self
+    }
+
     pub fn build(self) -> Result<Host> {
         let engine = PlugboxEngine::new(&self.engine)?;
         let mut linker: Linker<StoreState> = Linker::new(&engine.engine);
@@ -126,6 +142,8 @@ impl HostBuilder {
                 data_root: self.data_root,
                 breaker: self.breaker,
                 devices: DeviceReports::default(),
+                device_state: DeviceState::new(self.devices),
+                interfaces: Default::default(),
                 registry: Registry::default(),
             }),
         })
@@ -142,6 +160,8 @@ pub(crate) struct HostInner {
     data_root: Option<PathBuf>,
     breaker: BreakerConfig,
     pub(crate) devices: DeviceReports,
+    pub(crate) device_state: DeviceState,
+    pub(crate) interfaces: crate::models::endpoints::InterfaceCache,
     pub(crate) registry: Registry,
 }
 

@@ -45,6 +45,7 @@
 mod bindings;
 pub mod breaker;
 pub mod capability;
+pub mod devices;
 pub mod engine;
 mod devtools;
 mod error;
@@ -52,6 +53,7 @@ mod host;
 pub mod imports;
 pub mod loader;
 pub mod manifest;
+pub mod models;
 pub mod pipeline;
 pub mod plugin;
 pub mod policy;
@@ -65,6 +67,8 @@ pub use manifest::{Hook, Manifest};
 pub use pipeline::{HookTrace, Outcome, PipelineConfig, PreStage, RequestContext, RequestError, ToolDecision};
 pub use plugin::{FailureKind, LoadedPlugin, PluginFailure};
 pub use policy::Policy;
+pub use devices::{Admission, DeviceOptions, DeviceSnapshot, GpuBackend};
+pub use models::{ModelConfig, ModelSet};
 
 /// The LLM-shaped data types of the `plugbox:plugin` WIT package.
 pub use bindings::types::{

@@ -2,6 +2,7 @@
 //! plugins from `plugbox-artifacts` (built for wasm32-wasip2 by its build script).
 
 mod cli;
+mod devices;
 mod examples;
 mod limits;
 mod loader;

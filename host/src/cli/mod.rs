@@ -2,6 +2,7 @@
 
 mod check;
 mod demo;
+mod devices;
 mod scaffold;
 
 use std::io::Read;
@@ -87,6 +88,16 @@ enum Command {
     },
     /// Print the JSON Schema of plugin.yaml.
     Schema,
+    /// Probe devices (CPU, memory, NVIDIA GPUs, and those of device plugins),
+    /// run the device hooks, and print what is free.
+    Devices {
+        /// Load device plugins and device hooks from this directory.
+        #[arg(long)]
+        plugins: Option<PathBuf>,
+        /// Print JSON (raw and adjusted reports, problems, hook calls).
+        #[arg(long)]
+        json: bool,
+    },
     /// Load the example plugins and run requests through the pipeline with the
     /// echo provider, showing what each plugin did.
     Demo {
@@ -157,6 +168,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&plugbox_host::manifest::json_schema())?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Devices { plugins, json } => devices::run(builder(&cli)?, plugins.as_deref(), *json).await,
         Command::Demo { plugins } => demo::run(builder(&cli)?, plugins.as_deref()).await,
     }
 }

@@ -1,5 +1,5 @@
 //! What lives in each instance's `Store`, and the host side of the WIT imports
-//! `log`, `context`, `kv` and `devices`.
+//! `log`, `context`, `kv` and `devices`, and the gate on outgoing HTTP.
 
 pub(crate) mod http;
 pub mod kv;
