@@ -110,7 +110,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_log = match cli.command {
-        Command::Check { .. } | Command::List { .. } | Command::Call { .. } => "error",
+        Command::Check { .. } | Command::List { .. } | Command::Call { .. } | Command::Devices { .. } => "error",
         _ => "warn",
     };
     let filter = cli.log.as_deref().unwrap_or(default_log);
