@@ -40,7 +40,8 @@
 //!
 //! Modules: [`manifest`] (plugin.yaml), [`policy`] and [`capability`]
 //! (what plugins may touch), [`loader`] (plugin directory forms), the pipeline
-//! rules on [`Host::run_request`].
+//! rules on [`Host::run_request`], [`reload`] and [`watch`] (hot reload,
+//! enable/disable, events).
 
 mod bindings;
 pub mod capability;
@@ -55,6 +56,8 @@ pub mod pipeline;
 pub mod plugin;
 pub mod policy;
 pub mod registry;
+pub mod reload;
+pub mod watch;
 
 pub use error::{Error, Result};
 pub use host::{Host, HostBuilder, LoadFailure, LoadReport};
@@ -63,6 +66,10 @@ pub use manifest::{Hook, Manifest};
 pub use pipeline::{HookTrace, Outcome, PipelineConfig, PreStage, RequestContext, RequestError, ToolDecision};
 pub use plugin::{FailureKind, LoadedPlugin, PluginFailure};
 pub use policy::Policy;
+pub use reload::{
+    CapabilityDiff, PluginEvent, PluginEventKind, PluginState, PluginStatus, ReloadOutcome, ReloadReport,
+};
+pub use watch::{WatchOptions, Watcher};
 
 /// The LLM-shaped data types of the `plugbox:plugin` WIT package.
 pub use bindings::types::{

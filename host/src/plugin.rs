@@ -225,6 +225,9 @@ pub struct LoadedPlugin {
     pub(crate) exports: ExportIndices,
     pub(crate) kv: KvNamespace,
     pub(crate) devices: DeviceReports,
+    /// SHA-256 of the manifest text and component bytes this version was built from.
+    pub(crate) fingerprint: [u8; 32],
+    shut_down: std::sync::atomic::AtomicBool,
     idle: Mutex<Vec<Live>>,
     permits: Semaphore,
 }
@@ -241,6 +244,7 @@ pub(crate) struct PluginParts {
     pub exports: ExportIndices,
     pub kv: KvNamespace,
     pub devices: DeviceReports,
+    pub fingerprint: [u8; 32],
 }
 
 impl LoadedPlugin {
@@ -262,6 +266,8 @@ impl LoadedPlugin {
             exports: p.exports,
             kv: p.kv,
             devices: p.devices,
+            fingerprint: p.fingerprint,
+            shut_down: Default::default(),
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -299,6 +305,16 @@ impl LoadedPlugin {
     }
     pub fn implements(&self, hook: Hook) -> bool {
         self.manifest.hooks.contains(&hook)
+    }
+    /// Hex SHA-256 of the manifest text and component bytes this version was
+    /// built from (hot reload skips files whose fingerprint did not change).
+    pub fn fingerprint(&self) -> String {
+        hex::encode(self.fingerprint)
+    }
+    /// Whether its instances got `shutdown`: the plugin was unloaded, or
+    /// replaced (or removed by hot reload) and drained.
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Ordering::Acquire)
     }
     /// Number of warm instances waiting in the pool.
     pub fn idle_instances(&self) -> usize {
@@ -450,6 +466,7 @@ impl LoadedPlugin {
 
     /// Calls `shutdown` on every idle instance and empties the pool.
     pub(crate) async fn shutdown(&self) {
+        self.shut_down.store(true, Ordering::Release);
         let instances: Vec<Live> = std::mem::take(&mut *self.idle.lock());
         for mut live in instances {
             if let Some(l) = live.lifecycle.take() {

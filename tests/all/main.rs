@@ -7,6 +7,7 @@ mod limits;
 mod loader;
 mod manifest;
 mod pipeline;
+mod reload;
 
 use std::path::{Path, PathBuf};
 
