@@ -556,3 +556,114 @@ async fn explicit_reload_without_a_watcher() {
     assert_eq!(host.plugin("a").unwrap().manifest().version.to_string(), "1.1.0");
     assert!(host.reload_plugin("nope").await.is_err());
 }
+
+/// A `plugbox serve` child process, killed when dropped; its stdout lines
+/// arrive on a channel.
+struct Serve {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Serve {
+    fn start(args: &[&str]) -> Serve {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_plugbox"))
+            .arg("serve")
+            .args(args)
+            .env("PLUGBOX_CACHE_DIR", std::env::temp_dir().join("plugbox-test-cache"))
+            .env_remove("PLUGBOX_POLICY")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run plugbox serve");
+        let (tx, lines) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Serve { child, lines, seen: Vec::new() }
+    }
+
+    /// Waits for an output line containing `needle` (or finds it among the
+    /// lines passed over so far: events print from their own task, so their
+    /// order with other output is not fixed).
+    fn expect(&mut self, needle: &str) -> String {
+        if let Some(i) = self.seen.iter().position(|l| l.contains(needle)) {
+            return self.seen.remove(i);
+        }
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!("`plugbox serve` printed no line with `{needle}` within {WAIT:?}; it printed {:#?}", self.seen),
+            }
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status();
+        assert!(status.unwrap().success());
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn plugbox(args: &[&str]) -> String {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_plugbox"))
+        .args(args)
+        .env("PLUGBOX_CACHE_DIR", std::env::temp_dir().join("plugbox-test-cache"))
+        .env_remove("PLUGBOX_POLICY")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn serve_reloads_on_sighup_and_obeys_disable_and_approve_from_the_cli() {
+    let dir = PluginDir::new();
+    let d = dir.add("hot", plugbox_artifacts::SCRIPTED, &manifest("hot", "1.0.0", "v1", ""));
+    let path = dir.path().to_str().unwrap();
+    let mut serve = Serve::start(&["--plugins", path, "--no-watch", "--require-approval"]);
+    serve.expect("loaded `hot` 1.0.0");
+    let row = serve.expect("hot ");
+    assert!(row.contains("1.0.0") && row.contains("active"), "{row}");
+    serve.expect("No HTTP endpoint yet");
+
+    // Without a watcher, a change waits for SIGHUP; gaining kv needs approval.
+    std::fs::write(d.join("plugin.yaml"), manifest("hot", "2.0.0", "v2", ", kv: true")).unwrap();
+    serve.signal("HUP");
+    serve.expect("approval required for `hot` 1.0.0 -> 2.0.0 (gains: kv (own namespace))");
+    serve.expect("version 2.0.0 waits for approval");
+    let out = plugbox(&["approve", "hot", "--plugins", path]);
+    assert!(out.contains("approved `hot` 2.0.0"), "{out}");
+    serve.signal("HUP");
+    serve.expect("reloaded `hot` 1.0.0 -> 2.0.0 (gains: kv (own namespace))");
+
+    let out = plugbox(&["disable", "hot", "--plugins", path]);
+    assert!(out.contains("disabled `hot`"), "{out}");
+    serve.signal("HUP");
+    serve.expect("disabled `hot`");
+    let list = plugbox(&["list", "--plugins", path]);
+    assert!(list.lines().any(|l| l.starts_with("hot ") && l.contains("disabled")), "{list}");
+    plugbox(&["enable", "hot", "--plugins", path]);
+    serve.signal("HUP");
+    serve.expect("loaded `hot` 2.0.0");
+
+    serve.signal("INT");
+    serve.expect("stopping");
+    let status = serve.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+}

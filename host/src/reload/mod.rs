@@ -297,6 +297,14 @@ pub fn source_key(source: &PluginSource) -> PathBuf {
     normalize(&key)
 }
 
+/// Reads the plugin at `path` (a plugin directory, manifest or `.wasm`) and
+/// returns its name, version and fingerprint: what `plugbox approve` records.
+pub fn fingerprint_of(path: &Path) -> Result<(String, Version, String)> {
+    let source = loader::source_for_path(path)?;
+    let read = loader::read_plugin(&source)?;
+    Ok((read.manifest.name.as_str().to_string(), read.manifest.version, hex::encode(read.fingerprint)))
+}
+
 /// The plugin source at `key`, if its files are there.
 pub(crate) fn source_at_key(key: &Path) -> Option<PluginSource> {
     if key.is_dir() {
@@ -394,10 +402,16 @@ impl Host {
     /// loaded, changed ones reloaded (validate, then swap), removed ones
     /// unloaded. Unchanged plugins are left alone. What `SIGHUP` does in
     /// `plugbox serve`; also for hosts that run without a watcher.
+    ///
+    /// The directory's state file is read again too, so disable, enable and
+    /// approve done by another process (`plugbox disable` ...) take effect.
     pub async fn reload_dir(&self, dir: &Path) -> Result<ReloadReport> {
         let _guard = self.inner.reload.sync.lock().await;
         self.inner.reload.add_root(dir);
         let root = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
+        if let Some(state) = self.inner.reload.state_path(Some(&root)) {
+            self.apply_state_file(&state).await;
+        }
         self.sync_root(&root, None, &SyncOptions::default()).await
     }
 

@@ -1,4 +1,5 @@
-//! The persisted part of hot reload: which plugins an operator disabled.
+//! The persisted part of hot reload: which plugins an operator disabled, and
+//! upgrades approved from another process.
 //!
 //! Stored as YAML in `<plugin dir>/.plugbox-state.yaml` (discovery ignores
 //! hidden files), or in the file given to
@@ -6,7 +7,7 @@
 //! atomically (temp file + rename), so a running host watching the directory
 //! never reads half of it, and `plugbox disable` can change a running host.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -23,6 +24,12 @@ pub struct PluginStates {
     /// Plugins that stay on disk but are not loaded.
     #[serde(default)]
     pub disabled: BTreeSet<String>,
+    /// Upgrades an operator approved ahead of the host (`plugbox approve`):
+    /// plugin name -> fingerprint of the exact files approved (see
+    /// [`LoadedPlugin::fingerprint`](crate::LoadedPlugin::fingerprint)). Used
+    /// up when the host swaps that version in.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub approved: BTreeMap<String, String>,
 }
 
 impl PluginStates {

@@ -338,7 +338,10 @@ impl Host {
         let old = existing.filter(|_| replacing.contains(&name));
         if let Some(old) = &old {
             let permissions = CapabilityDiff::between(&old.caps, &plugin.caps);
-            if self.inner.reload.options.require_approval && permissions.escalates() {
+            if self.inner.reload.options.require_approval
+                && permissions.escalates()
+                && !self.consume_approval(&name, key, &plugin.fingerprint)
+            {
                 let (old_version, new_version) = (old.manifest.version.clone(), plugin.manifest.version.clone());
                 let previous = self.inner.reload.pending.lock().insert(
                     name.clone(),
@@ -373,6 +376,27 @@ impl Host {
                 Err(e)
             }
         }
+    }
+
+    /// Whether the state file holds an approval of exactly these files
+    /// (`plugbox approve`); if so, it is used up.
+    fn consume_approval(&self, name: &str, key: &Path, fingerprint: &[u8; 32]) -> bool {
+        let Some(path) = self.inner.reload.state_path(Some(key)) else { return false };
+        let wanted = hex::encode(fingerprint);
+        let mut used = false;
+        let result = PluginStates::update(&path, |s| {
+            if s.approved.get(name) == Some(&wanted) {
+                s.approved.remove(name);
+                used = true;
+            }
+        });
+        if let Err(e) = result {
+            tracing::warn!(plugin = name, "cannot update the state file: {e}");
+        }
+        if used {
+            tracing::info!(plugin = name, "approved ahead in `{}`", path.display());
+        }
+        used
     }
 
     /// Swaps in an approved upgrade.
@@ -464,13 +488,14 @@ impl Host {
     /// A state file changed on disk (e.g. `plugbox disable` while the host
     /// runs): apply the difference.
     pub(crate) async fn apply_state_file(&self, path: &Path) {
-        let now = match PluginStates::load(path) {
-            Ok(s) => s.disabled,
+        let states = match PluginStates::load(path) {
+            Ok(s) => s,
             Err(e) => {
                 tracing::warn!("ignoring the changed state file: {e}");
                 return;
             }
         };
+        let now = states.disabled;
         let before = self.inner.reload.set_disabled_cache(path, now.clone());
         for name in now.difference(&before) {
             self.apply_disabled(name);
@@ -478,6 +503,17 @@ impl Host {
         for name in before.difference(&now) {
             if let Err(e) = self.apply_enabled(name).await {
                 tracing::warn!(plugin = %name, "enabled, but cannot load it: {e}");
+            }
+        }
+        // Approvals of upgrades waiting here.
+        for (name, fingerprint) in states.approved {
+            let waiting = self.inner.reload.pending.lock().get(&name).map(|p| (p.key.clone(), p.plugin.fingerprint));
+            let Some((key, fp)) = waiting else { continue };
+            if hex::encode(fp) == fingerprint && self.consume_approval(&name, &key, &fp) {
+                let Some(pending) = self.inner.reload.pending.lock().remove(&name) else { continue };
+                if let Err(e) = self.swap_approved(pending).await {
+                    tracing::warn!(plugin = %name, "approved, but cannot swap it in: {e}");
+                }
             }
         }
     }
