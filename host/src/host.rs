@@ -303,11 +303,14 @@ impl Host {
     }
 
     /// Unloads a plugin: new requests no longer see it; requests already
-    /// running finish with it; its idle instances get `shutdown`.
+    /// running finish with it; its idle instances get `shutdown`. A watcher
+    /// loads it again when its files change: to keep it off, use
+    /// [`Host::disable`].
     pub async fn unload(&self, name: &str) -> Result<()> {
         let removed = self.inner.registry.update(|plugins| plugins.remove(name));
         match removed {
             Some(plugin) => {
+                self.inner.reload.records.lock().retain(|n, r| n != name || r.disabled);
                 self.emit(name, crate::reload::PluginEventKind::Unloaded { version: plugin.manifest.version.clone() });
                 plugin.shutdown().await;
                 tracing::info!(plugin = name, "plugin unloaded");

@@ -212,3 +212,30 @@ async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, ModifyKind};
+
+    #[test]
+    fn the_hosts_own_reads_are_not_changes() {
+        assert!(is_read_only(&EventKind::Access(AccessKind::Open(AccessMode::Read))));
+        assert!(is_read_only(&EventKind::Access(AccessKind::Close(AccessMode::Read))));
+        assert!(!is_read_only(&EventKind::Access(AccessKind::Close(AccessMode::Write))));
+        assert!(!is_read_only(&EventKind::Modify(ModifyKind::Any)));
+        assert!(!is_read_only(&EventKind::Create(CreateKind::File)));
+    }
+
+    #[test]
+    fn temporary_and_hidden_files_are_ignored() {
+        let root = Path::new("/p");
+        assert!(ignored_path(root, Path::new("/p/a/.plugin.yaml.swp")));
+        assert!(ignored_path(root, Path::new("/p/a/plugin.yaml~")));
+        assert!(ignored_path(root, Path::new("/p/x.wasm.part")));
+        assert!(ignored_path(root, Path::new("/p/.git/index")));
+        assert!(ignored_path(root, Path::new("/elsewhere/x.wasm")));
+        assert!(!ignored_path(root, Path::new("/p/a/plugin.yaml")));
+        assert!(!ignored_path(root, Path::new("/p/x.wasm")));
+    }
+}

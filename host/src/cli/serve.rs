@@ -56,19 +56,14 @@ pub async fn serve(builder: HostBuilder, dir: &Path, watch: bool, require_approv
             if watch { "watching it for changes" } else { "not watching it (--no-watch)" },
         );
     }
-    loop {
-        match signals.next().await {
-            Signal::Reload => {
-                if !json {
-                    println!("SIGHUP: reloading `{}`", dir.display());
-                }
-                match host.reload_dir(dir).await {
-                    Ok(_) if !json => print_statuses(&host, true),
-                    Ok(_) => {}
-                    Err(e) => eprintln!("error: reload: {e}"),
-                }
-            }
-            Signal::Stop => break,
+    while let Signal::Reload = signals.next().await {
+        if !json {
+            println!("SIGHUP: reloading `{}`", dir.display());
+        }
+        match host.reload_dir(dir).await {
+            Ok(_) if !json => print_statuses(&host, true),
+            Ok(_) => {}
+            Err(e) => eprintln!("error: reload: {e}"),
         }
     }
     if !json {

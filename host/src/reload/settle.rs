@@ -23,7 +23,10 @@ pub(crate) struct SettleOptions {
 /// Size, modification time and (on Unix) inode of each of a plugin's files;
 /// `None` for a file that does not exist.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Stamp(Vec<(PathBuf, Option<(u64, Option<SystemTime>, u64)>)>);
+pub(crate) struct Stamp(Vec<(PathBuf, Option<FileStamp>)>);
+
+/// Length, modification time, inode.
+type FileStamp = (u64, Option<SystemTime>, u64);
 
 /// The files whose content makes up a plugin: its manifest and its component
 /// (for the directory form, every `.wasm` directly inside it).

@@ -518,3 +518,30 @@ impl Host {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::touches;
+    use std::path::Path;
+
+    #[test]
+    fn file_events_map_to_the_plugin_they_concern() {
+        let dir_plugin = Path::new("/p/rate-limit");
+        let sidecar = Path::new("/p/group/logging.wasm");
+        let t = |path: &str, key: &Path| touches(Path::new(path), key);
+        // Directory form: manifests and components anywhere inside it.
+        assert!(t("/p/rate-limit/plugin.yaml", dir_plugin));
+        assert!(t("/p/rate-limit/rate_limit.wasm", dir_plugin));
+        assert!(t("/p/rate-limit/sub/x.wasm", dir_plugin));
+        assert!(!t("/p/rate-limit/data/counters.json", dir_plugin), "a plugin's own data is not a change");
+        // The directory itself, or one holding it, moved or removed.
+        assert!(t("/p/rate-limit", dir_plugin));
+        assert!(t("/p/group", sidecar));
+        // Sidecar form: the .wasm and its .yaml/.yml.
+        assert!(t("/p/group/logging.wasm", sidecar));
+        assert!(t("/p/group/logging.yaml", sidecar));
+        assert!(t("/p/group/logging.yml", sidecar));
+        assert!(!t("/p/group/other.yaml", sidecar));
+        assert!(!t("/p/rate-limit-2/plugin.yaml", dir_plugin));
+    }
+}
