@@ -23,12 +23,20 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use plugbox_host::{Choice, Host, HostBuilder, Message, Outcome, Request, RequestContext, Response, Role, WatchOptions};
+use plugbox_host::{
+    Choice, Host, HostBuilder, Message, Outcome, Request, RequestContext, Response, Role, WatchOptions,
+};
 
 fn request() -> Request {
     Request {
         model: "bench".into(),
-        messages: vec![Message { role: Role::User, content: "hi".into(), name: None, tool_calls: vec![], tool_call_id: None }],
+        messages: vec![Message {
+            role: Role::User,
+            content: "hi".into(),
+            name: None,
+            tool_calls: vec![],
+            tool_call_id: None,
+        }],
         temperature: None,
         max_tokens: None,
         stream: false,
@@ -44,7 +52,13 @@ async fn echo(req: Request) -> Outcome {
         model: req.model,
         choices: vec![Choice {
             index: 0,
-            message: Message { role: Role::Assistant, content: text, name: None, tool_calls: vec![], tool_call_id: None },
+            message: Message {
+                role: Role::Assistant,
+                content: text,
+                name: None,
+                tool_calls: vec![],
+                tool_call_id: None,
+            },
             finish_reason: None,
         }],
         usage: None,
@@ -145,10 +159,16 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let cache = tempfile::tempdir().unwrap();
     let salt = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let fast = WatchOptions { debounce: Duration::from_millis(20), settle: Duration::from_millis(20), ..Default::default() };
+    let fast =
+        WatchOptions { debounce: Duration::from_millis(20), settle: Duration::from_millis(20), ..Default::default() };
     let scenarios = [
         Scenario { name: "watch/manifest-edit", change: Change::Manifest, watch: Some(WatchOptions::default()), runs },
-        Scenario { name: "watch/new-component", change: Change::Component, watch: Some(WatchOptions::default()), runs: (runs / 4).max(4) },
+        Scenario {
+            name: "watch/new-component",
+            change: Change::Component,
+            watch: Some(WatchOptions::default()),
+            runs: (runs / 4).max(4),
+        },
         Scenario { name: "watch/manifest-edit-fast", change: Change::Manifest, watch: Some(fast), runs },
         Scenario { name: "explicit/reload_plugin", change: Change::Manifest, watch: None, runs },
     ];

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use plugbox_host::reload::{Grant, PluginStates};
 use plugbox_host::{
-    Host, HostBuilder, PipelineConfig, PluginEvent, PluginEventKind, PluginState, RequestContext, ReloadOutcome,
+    Host, HostBuilder, PipelineConfig, PluginEvent, PluginEventKind, PluginState, ReloadOutcome, RequestContext,
     WatchOptions,
 };
 use tokio::sync::broadcast::Receiver;
@@ -162,7 +162,12 @@ async fn fifty_replacements_under_load_lose_no_request() {
     let mut total = 0;
     for c in clients {
         let (ok, failures, versions) = c.await.unwrap();
-        assert!(failures.is_empty(), "{} failed requests, e.g. {:?}", failures.len(), &failures[..failures.len().min(5)]);
+        assert!(
+            failures.is_empty(),
+            "{} failed requests, e.g. {:?}",
+            failures.len(),
+            &failures[..failures.len().min(5)]
+        );
         assert!(versions.windows(2).all(|w| w[0] < w[1]), "a client went back to an older version: {versions:?}");
         assert_eq!(versions.last(), Some(&50), "{versions:?}");
         total += ok;
@@ -175,7 +180,9 @@ async fn fifty_replacements_under_load_lose_no_request() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
-    tokio::time::timeout(WAIT, all_drained).await.unwrap_or_else(|_| panic!("{} of 50 drained", drained.load(Ordering::SeqCst)));
+    tokio::time::timeout(WAIT, all_drained)
+        .await
+        .unwrap_or_else(|_| panic!("{} of 50 drained", drained.load(Ordering::SeqCst)));
     watcher.stop().await;
     counter.abort();
 }
@@ -240,7 +247,10 @@ async fn a_broken_upgrade_keeps_the_old_version_serving() {
     write_atomic(&d.join("plugin.yaml"), manifest("hot", "1.1.0", "v1.1.0", "").replace("priority", "priorty"));
     let e = wait_for(&mut events, "failed", failed).await;
     assert!(e.to_string().contains("unknown field `priorty`"), "{e}");
-    write_atomic(&d.join("plugin.yaml"), manifest("hot", "1.2.0", "v1.2.0", "").replace("default: ok", "default: fail"));
+    write_atomic(
+        &d.join("plugin.yaml"),
+        manifest("hot", "1.2.0", "v1.2.0", "").replace("default: ok", "default: fail"),
+    );
     let e = wait_for(&mut events, "failed", failed).await;
     assert!(e.to_string().contains("init failed"), "{e}");
     assert_eq!(tags(&host).await.unwrap().0, "v1.0.0");
@@ -258,8 +268,11 @@ async fn adding_loads_deleting_unloads_and_renaming_moves() {
     let (host, dir, watcher, mut events, d) = watched(fast()).await;
 
     // Add a sidecar plugin: .yaml first, then the .wasm copied in.
-    std::fs::write(dir.path().join("side.yaml"), manifest("side", "0.1.0", "side", "").replace("priority: 1", "priority: 2"))
-        .unwrap();
+    std::fs::write(
+        dir.path().join("side.yaml"),
+        manifest("side", "0.1.0", "side", "").replace("priority: 1", "priority: 2"),
+    )
+    .unwrap();
     std::fs::copy(plugbox_artifacts::SCRIPTED, dir.path().join("side.wasm")).unwrap();
     let e = wait_for(&mut events, "loaded side", |e| matches!(e.kind, PluginEventKind::Loaded { .. })).await;
     assert_eq!(e.plugin, "side");
@@ -333,8 +346,11 @@ async fn slow_writes_are_not_loaded_early() {
     // A new plugin whose component arrives slowly.
     let slow = dir.path().join("slow");
     std::fs::create_dir(&slow).unwrap();
-    std::fs::write(slow.join("plugin.yaml"), manifest("slow", "1.0.0", "slow", "").replace("priority: 1", "priority: 2"))
-        .unwrap();
+    std::fs::write(
+        slow.join("plugin.yaml"),
+        manifest("slow", "1.0.0", "slow", "").replace("priority: 1", "priority: 2"),
+    )
+    .unwrap();
     let bytes = std::fs::read(plugbox_artifacts::SCRIPTED).unwrap();
     let done = slow_write(slow.join("plugin.wasm"), bytes, 10, pause);
     while !done.load(Ordering::SeqCst) {
@@ -358,8 +374,11 @@ async fn slow_writes_are_not_loaded_early() {
     }
     wait_for(&mut events, "reloaded", reloaded_to("1.0.0")).await;
     assert_ne!(host.plugin("hot").unwrap().fingerprint(), old);
-    let failures: Vec<String> =
-        drain(&mut events).iter().filter(|e| matches!(e.kind, PluginEventKind::Failed { .. })).map(|e| e.to_string()).collect();
+    let failures: Vec<String> = drain(&mut events)
+        .iter()
+        .filter(|e| matches!(e.kind, PluginEventKind::Failed { .. }))
+        .map(|e| e.to_string())
+        .collect();
     assert!(failures.is_empty(), "a file being written is not a failure: {failures:?}");
     watcher.stop().await;
 }
@@ -498,7 +517,8 @@ async fn gaining_permissions_is_reported_and_can_require_approval() {
     host.load_dir(dir.path()).await.unwrap();
     std::fs::write(d.join("plugin.yaml"), manifest("p", "2.0.0", "v2", more)).unwrap();
     assert_eq!(host.reload_plugin("p").await.unwrap(), ReloadOutcome::PendingApproval);
-    let e = wait_for(&mut events, "approval required", |e| matches!(e.kind, PluginEventKind::ApprovalRequired { .. })).await;
+    let e = wait_for(&mut events, "approval required", |e| matches!(e.kind, PluginEventKind::ApprovalRequired { .. }))
+        .await;
     assert!(e.to_string().contains("gains: kv (own namespace), network `api.example.com:443`"), "{e}");
     assert_eq!(tags(&host).await.unwrap().0, "v1");
     let status = host.status("p").unwrap();
@@ -550,6 +570,13 @@ async fn explicit_reload_without_a_watcher() {
     let report = host.reload_dir(dir.path()).await.unwrap();
     assert_eq!(report.names(|o| *o == ReloadOutcome::Unchanged), ["a", "c"]);
     assert!(matches!(host.reload_plugin("c").await.unwrap(), ReloadOutcome::Reloaded { .. }));
+    // The manifest renames a plugin: the new name replaces the old one.
+    let c = dir.path().join("c");
+    std::fs::write(c.join("plugin.yaml"), manifest("c2", "1.0.0", "c2", "").replace("priority: 1", "priority: 3"))
+        .unwrap();
+    let report = host.reload_dir(dir.path()).await.unwrap();
+    assert_eq!(report.names(|o| matches!(o, ReloadOutcome::Loaded { .. })), ["c2"]);
+    assert!(host.plugin("c").is_none() && host.plugin("c2").is_some());
     // A broken version is refused and the old one kept.
     std::fs::write(a.join("plugin.wasm"), b"not wasm").unwrap();
     assert!(host.reload_plugin("a").await.is_err());
@@ -602,13 +629,17 @@ impl Serve {
             match self.lines.recv_timeout(left) {
                 Ok(line) if line.contains(needle) => return line,
                 Ok(line) => self.seen.push(line),
-                Err(_) => panic!("`plugbox serve` printed no line with `{needle}` within {WAIT:?}; it printed {:#?}", self.seen),
+                Err(_) => panic!(
+                    "`plugbox serve` printed no line with `{needle}` within {WAIT:?}; it printed {:#?}",
+                    self.seen
+                ),
             }
         }
     }
 
     fn signal(&self, name: &str) {
-        let status = std::process::Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status();
+        let status =
+            std::process::Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status();
         assert!(status.unwrap().success());
     }
 }

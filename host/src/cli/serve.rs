@@ -35,7 +35,13 @@ pub fn print_event(e: &PluginEvent, json: bool) {
     }
 }
 
-pub async fn serve(builder: HostBuilder, dir: &Path, watch: bool, require_approval: bool, json: bool) -> Result<ExitCode> {
+pub async fn serve(
+    builder: HostBuilder,
+    dir: &Path,
+    watch: bool,
+    require_approval: bool,
+    json: bool,
+) -> Result<ExitCode> {
     // Signal handlers first: a SIGHUP must never find the default action (exit).
     let mut signals = Signals::new()?;
     let host = builder.require_approval_for_new_permissions(require_approval).build()?;
@@ -143,7 +149,9 @@ pub fn set_disabled(dir: &Path, name: &str, disabled: bool) -> Result<ExitCode> 
     match (changed, found) {
         (false, _) => println!("`{name}` was already {what}"),
         (true, Some(p)) => println!("{what} `{name}` ({}); recorded in `{}`", p.display(), path.display()),
-        (true, None) => println!("{what} `{name}` (no such plugin in `{}` yet); recorded in `{}`", dir.display(), path.display()),
+        (true, None) => {
+            println!("{what} `{name}` (no such plugin in `{}` yet); recorded in `{}`", dir.display(), path.display())
+        }
     }
     println!("a `plugbox serve` on this directory applies it at once (its watcher, or SIGHUP with --no-watch)");
     Ok(ExitCode::SUCCESS)

@@ -85,9 +85,8 @@ impl CapabilityDiff {
                 .map(|p| Grant::Filesystem { host: p.host.clone(), guest: p.guest.clone(), access: p.access })
                 .collect()
         };
-        let env = |c: &Capabilities| -> Vec<Grant> {
-            c.env.iter().map(|(k, _)| Grant::Env { name: k.clone() }).collect()
-        };
+        let env =
+            |c: &Capabilities| -> Vec<Grant> { c.env.iter().map(|(k, _)| Grant::Env { name: k.clone() }).collect() };
         for list in [net, fs, env] {
             let (o, n) = (list(old), list(new));
             d.added.extend(n.iter().filter(|g| !o.contains(g)).cloned());

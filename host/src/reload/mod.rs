@@ -47,8 +47,8 @@ pub use events::{PluginEvent, PluginEventKind};
 pub use state::{PluginStates, STATE_FILE};
 
 pub(crate) use settle::SettleOptions;
-pub(crate) use sync::{Discovered, SyncOptions};
 pub use sync::DRAIN_LIMIT;
+pub(crate) use sync::{Discovered, SyncOptions};
 
 use crate::error::{Error, Result};
 use crate::host::{Host, LoadFailure};
@@ -261,7 +261,10 @@ impl ReloadState {
     pub(crate) fn is_state_file(&self, path: &Path) -> bool {
         match &self.options.state_file {
             Some(p) => normalize(p) == path,
-            None => path.file_name().is_some_and(|n| n == STATE_FILE) && self.roots.read().iter().any(|r| path.parent() == Some(r)),
+            None => {
+                path.file_name().is_some_and(|n| n == STATE_FILE)
+                    && self.roots.read().iter().any(|r| path.parent() == Some(r))
+            }
         }
     }
 }
@@ -290,7 +293,9 @@ fn absolute(path: &Path) -> PathBuf {
 /// sidecar's `.yaml` maps to the `.wasm` beside it). Normalised.
 pub fn source_key(source: &PluginSource) -> PathBuf {
     let key = match (source.form, &source.manifest) {
-        (SourceForm::Directory, Some(m)) => m.parent().map(Path::to_path_buf).unwrap_or_else(|| source.component.clone()),
+        (SourceForm::Directory, Some(m)) => {
+            m.parent().map(Path::to_path_buf).unwrap_or_else(|| source.component.clone())
+        }
         (SourceForm::Sidecar, Some(m)) => m.with_extension("wasm"),
         _ => source.component.clone(),
     };
@@ -343,7 +348,9 @@ impl Host {
             PluginEventKind::ApprovalRequired { .. } | PluginEventKind::Quarantined { .. } => {
                 tracing::warn!(plugin, "{event}")
             }
-            PluginEventKind::Reloaded { permissions, .. } if permissions.escalates() => tracing::warn!(plugin, "{event}"),
+            PluginEventKind::Reloaded { permissions, .. } if permissions.escalates() => {
+                tracing::warn!(plugin, "{event}")
+            }
             _ => tracing::info!(plugin, "{event}"),
         }
         let _ = self.inner.reload.events.send(event);
@@ -386,8 +393,10 @@ impl Host {
         }
         for (name, p) in pending.iter() {
             if let Some(s) = out.get_mut(name) {
-                s.pending =
-                    Some(PendingUpgrade { version: p.plugin.manifest.version.clone(), permissions: p.permissions.clone() });
+                s.pending = Some(PendingUpgrade {
+                    version: p.plugin.manifest.version.clone(),
+                    permissions: p.permissions.clone(),
+                });
             }
         }
         out.into_values().collect()
@@ -445,7 +454,10 @@ impl Host {
             .lock()
             .iter()
             .map(|(n, p)| {
-                (n.clone(), PendingUpgrade { version: p.plugin.manifest.version.clone(), permissions: p.permissions.clone() })
+                (
+                    n.clone(),
+                    PendingUpgrade { version: p.plugin.manifest.version.clone(), permissions: p.permissions.clone() },
+                )
             })
             .collect()
     }
@@ -454,7 +466,8 @@ impl Host {
     /// is granted more than the version it replaces.
     pub async fn approve(&self, name: &str) -> Result<ReloadOutcome> {
         let _guard = self.inner.reload.sync.lock().await;
-        let pending = self.inner.reload.pending.lock().remove(name).ok_or_else(|| Error::NotPending(name.to_string()))?;
+        let pending =
+            self.inner.reload.pending.lock().remove(name).ok_or_else(|| Error::NotPending(name.to_string()))?;
         tracing::info!(plugin = name, "approved: {}", pending.permissions);
         self.swap_approved(pending).await
     }
@@ -535,7 +548,11 @@ impl Host {
         let serving = self.plugin(&name).map(|p| p.manifest.version.clone());
         let last = LastError { at: SystemTime::now(), path: path.to_path_buf(), message: error.to_string() };
         let mut records = self.inner.reload.records.lock();
-        let record = records.entry(name.clone()).or_insert_with(|| Record { key: key.to_path_buf(), last_error: None, disabled: false });
+        let record = records.entry(name.clone()).or_insert_with(|| Record {
+            key: key.to_path_buf(),
+            last_error: None,
+            disabled: false,
+        });
         record.last_error = Some(last);
         drop(records);
         self.emit(&name, PluginEventKind::Failed { path: path.to_path_buf(), error: error.to_string(), serving });

@@ -42,9 +42,8 @@ impl PluginStates {
     pub fn load(path: &Path) -> Result<PluginStates> {
         match std::fs::read_to_string(path) {
             Ok(text) if text.trim().is_empty() => Ok(PluginStates::default()),
-            Ok(text) => serde_norway::from_str(&text).map_err(|e| {
-                Error::io(path, std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
-            }),
+            Ok(text) => serde_norway::from_str(&text)
+                .map_err(|e| Error::io(path, std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(PluginStates::default()),
             Err(e) => Err(Error::io(path, e)),
         }
@@ -88,8 +87,18 @@ mod tests {
         let path = PluginStates::path_in(&dir);
         let _ = std::fs::remove_file(&path);
         assert_eq!(PluginStates::load(&path).unwrap(), PluginStates::default());
-        assert!(PluginStates::update(&path, |s| { s.disabled.insert("a".into()); }).unwrap());
-        assert!(!PluginStates::update(&path, |s| { s.disabled.insert("a".into()); }).unwrap());
+        assert!(
+            PluginStates::update(&path, |s| {
+                s.disabled.insert("a".into());
+            })
+            .unwrap()
+        );
+        assert!(
+            !PluginStates::update(&path, |s| {
+                s.disabled.insert("a".into());
+            })
+            .unwrap()
+        );
         assert_eq!(PluginStates::load(&path).unwrap().disabled.into_iter().collect::<Vec<_>>(), ["a"]);
         std::fs::write(&path, "disabled: [a]\nbogus: 1\n").unwrap();
         assert!(PluginStates::load(&path).is_err(), "unknown fields are errors");

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use super::settle::{self, SettleOptions};
 use super::{
-    CapabilityDiff, Pending, PluginEventKind, PluginStates, Record, ReloadOutcome, ReloadReport, source_at_key, source_key,
+    CapabilityDiff, Pending, PluginEventKind, PluginStates, Record, ReloadOutcome, ReloadReport, source_at_key,
+    source_key,
 };
 use crate::error::{Error, Result};
 use crate::host::{Host, LoadFailure};
@@ -53,8 +54,7 @@ pub(crate) fn touches(path: &Path, key: &Path) -> bool {
         // files a plugin writes into a granted directory of its own).
         return matches!(path.extension().and_then(|e| e.to_str()), Some("wasm" | "yaml" | "yml"));
     }
-    key.extension().is_some_and(|e| e == "wasm")
-        && ["yaml", "yml"].iter().any(|ext| path == key.with_extension(ext))
+    key.extension().is_some_and(|e| e == "wasm") && ["yaml", "yml"].iter().any(|ext| path == key.with_extension(ext))
 }
 
 impl Host {
@@ -136,11 +136,15 @@ impl Host {
                 pause = (pause * 2).min(Duration::from_millis(50));
             }
             if Arc::strong_count(&plugin) > 1 {
-                tracing::warn!(plugin = plugin.name(), "still in use after {DRAIN_LIMIT:?}: shutting down its idle instances");
+                tracing::warn!(
+                    plugin = plugin.name(),
+                    "still in use after {DRAIN_LIMIT:?}: shutting down its idle instances"
+                );
             }
             plugin.shutdown().await;
             if let Some(inner) = host.upgrade() {
-                Host { inner }.emit(plugin.name(), PluginEventKind::Drained { version: plugin.manifest.version.clone() });
+                Host { inner }
+                    .emit(plugin.name(), PluginEventKind::Drained { version: plugin.manifest.version.clone() });
             }
         });
     }
@@ -191,7 +195,10 @@ impl Host {
         // Present files first, removals after: a plugin whose files moved
         // (same name, new place) replaces its old version in one swap instead
         // of being unloaded and loaded again.
-        let order = affected.iter().filter(|k| present.contains_key(*k)).chain(affected.iter().filter(|k| !present.contains_key(*k)));
+        let order = affected
+            .iter()
+            .filter(|k| present.contains_key(*k))
+            .chain(affected.iter().filter(|k| !present.contains_key(*k)));
         for key in order {
             let source = present.get(key);
             let before = self.name_after(key);
@@ -211,7 +218,8 @@ impl Host {
             if touched.is_some_and(|paths| !paths.contains(&super::normalize(&path))) {
                 continue;
             }
-            let error = Error::Manifest(crate::manifest::ManifestError::Invalid { path: path.clone(), line: None, message });
+            let error =
+                Error::Manifest(crate::manifest::ManifestError::Invalid { path: path.clone(), line: None, message });
             report.failed.push(LoadFailure { path, error });
         }
         Ok(report)
@@ -227,7 +235,13 @@ impl Host {
 
     /// Brings the plugin at `key` in line with its files: `source` is what is
     /// there now (`None`: nothing any more).
-    pub(crate) async fn sync_key(&self, key: &Path, source: Option<&PluginSource>, opts: &SyncOptions) -> Result<ReloadOutcome> {
+    #[tracing::instrument(name = "plugbox.reload", skip_all, fields(path = %key.display()))]
+    pub(crate) async fn sync_key(
+        &self,
+        key: &Path,
+        source: Option<&PluginSource>,
+        opts: &SyncOptions,
+    ) -> Result<ReloadOutcome> {
         let current = self.loaded_at(key);
         let Some(source) = source else {
             return Ok(self.remove_key(key, current));
@@ -343,10 +357,11 @@ impl Host {
                 && !self.consume_approval(&name, key, &plugin.fingerprint)
             {
                 let (old_version, new_version) = (old.manifest.version.clone(), plugin.manifest.version.clone());
-                let previous = self.inner.reload.pending.lock().insert(
-                    name.clone(),
-                    Pending { plugin, key: key.to_path_buf(), permissions: permissions.clone() },
-                );
+                let previous =
+                    self.inner.reload.pending.lock().insert(
+                        name.clone(),
+                        Pending { plugin, key: key.to_path_buf(), permissions: permissions.clone() },
+                    );
                 if let Some(p) = previous {
                     self.retire(p.plugin);
                 }
@@ -426,15 +441,8 @@ impl Host {
     /// The files at `key` are gone: unload what was loaded from them, forget
     /// failures recorded for them.
     fn remove_key(&self, key: &Path, current: Option<Arc<LoadedPlugin>>) -> ReloadOutcome {
-        let stale: Vec<String> = self
-            .inner
-            .reload
-            .pending
-            .lock()
-            .iter()
-            .filter(|(_, p)| p.key == key)
-            .map(|(n, _)| n.clone())
-            .collect();
+        let stale: Vec<String> =
+            self.inner.reload.pending.lock().iter().filter(|(_, p)| p.key == key).map(|(n, _)| n.clone()).collect();
         for name in stale {
             if let Some(p) = self.inner.reload.pending.lock().remove(&name) {
                 self.retire(p.plugin);
