@@ -54,6 +54,18 @@ pub enum Error {
     #[error("invalid input: {0}")]
     InvalidInput(String),
 
+    /// [`Host::approve`](crate::Host::approve) found no upgrade waiting.
+    #[error("plugin `{0}` has no new version waiting for approval")]
+    NotPending(String),
+
+    /// A plugin loaded from outside the host's plugin directories cannot be
+    /// disabled persistently without a state file.
+    #[error(
+        "plugin `{0}` is not in a plugin directory of this host: there is no state file to record it in \
+         (load its directory, or set `HostBuilder::state_file`)"
+    )]
+    NoStateFile(String),
+
     /// The wasmtime engine could not be set up.
     #[error("engine: {0}")]
     Engine(String),

@@ -24,13 +24,16 @@ use crate::pipeline::{PipelineConfig, invoke};
 use crate::plugin::{ExportIndices, LoadedPlugin, PluginParts, PluginSource};
 use crate::policy::Policy;
 use crate::registry::{Registry, Snapshot};
+use crate::reload::{Discovered, ReloadOptions, ReloadState};
 
 /// Configures and builds a [`Host`].
 ///
 /// Defaults: the compile cache in `~/.cache/plugbox/compiled`, the default
 /// [`Policy`] (nothing outside a plugin's own directory, no wildcard network),
 /// an in-memory kv store, no data root (plugins asking for a data directory
-/// are told so), and [`PipelineConfig::default`].
+/// are told so), [`PipelineConfig::default`], the disabled list in each plugin
+/// directory's `.plugbox-state.yaml`, and upgrades that gain permissions
+/// swapped in without approval (the policy still bounds every grant).
 pub struct HostBuilder {
     engine: EngineOptions,
     policy: Policy,
@@ -40,6 +43,7 @@ pub struct HostBuilder {
     data_root: Option<PathBuf>,
     breaker: BreakerConfig,
     devices: DeviceOptions,
+    reload: ReloadOptions,
 }
 
 impl Default for HostBuilder {
@@ -53,6 +57,7 @@ impl Default for HostBuilder {
             data_root: None,
             breaker: BreakerConfig::default(),
             devices: DeviceOptions::default(),
+            reload: ReloadOptions::default(),
         }
     }
 }
@@ -121,6 +126,20 @@ impl HostBuilder {
         self.devices.cache_ttl = ttl;
         self
     }
+    /// Keep a new version of a plugin that is granted more than the version it
+    /// replaces (see [`CapabilityDiff`](crate::reload::CapabilityDiff)) pending
+    /// until [`Host::approve`]; the old version serves meanwhile. Off by
+    /// default: the difference is then only reported (event and log).
+    pub fn require_approval_for_new_permissions(mut self, require: bool) -> Self {
+        self.reload.require_approval = require;
+        self
+    }
+    /// Where the disabled list is kept, for every plugin directory of this host
+    /// (default: `.plugbox-state.yaml` inside each plugin directory).
+    pub fn state_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.reload.state_file = Some(path.into());
+        self
+    }
 
     pub fn build(self) -> Result<Host> {
         let engine = PlugboxEngine::new(&self.engine)?;
@@ -145,6 +164,7 @@ impl HostBuilder {
                 device_state: DeviceState::new(self.devices),
                 interfaces: Default::default(),
                 registry: Registry::default(),
+                reload: ReloadState::new(self.reload),
             }),
         })
     }
@@ -163,6 +183,7 @@ pub(crate) struct HostInner {
     pub(crate) device_state: DeviceState,
     pub(crate) interfaces: crate::models::endpoints::InterfaceCache,
     pub(crate) registry: Registry,
+    pub(crate) reload: ReloadState,
 }
 
 /// A plugin host. Cheap to clone; all clones share the same plugins.
@@ -178,6 +199,8 @@ pub struct LoadReport {
     pub loaded: Vec<String>,
     /// One entry per plugin (or stray file) that could not be loaded.
     pub failed: Vec<LoadFailure>,
+    /// Plugins found but not loaded because an operator disabled them.
+    pub disabled: Vec<String>,
 }
 
 /// A plugin that did not load, and why.
@@ -205,17 +228,27 @@ impl Host {
 
     /// Loads every plugin found under `dir` (recursively). A plugin that fails
     /// is reported in [`LoadReport::failed`] and never stops the others.
+    ///
+    /// The directory becomes one of the host's plugin directories: plugins its
+    /// state file lists as disabled are skipped (see [`Host::disable`]), and
+    /// [`Host::reload_dir`] and the watcher keep it in sync later.
     pub async fn load_dir(&self, dir: &Path) -> Result<LoadReport> {
+        let _guard = self.inner.reload.sync.lock().await;
         let (sources, problems) = loader::discover(dir)?;
+        self.inner.reload.add_root(dir);
         let mut report = LoadReport::default();
         for DiscoveryProblem { path, message } in problems {
             let error = Error::Manifest(crate::manifest::ManifestError::Invalid { path: path.clone(), line: None, message });
             report.failed.push(LoadFailure { path, error });
         }
         for source in sources {
-            match self.load_source(&source).await {
-                Ok(plugin) => report.loaded.push(plugin.name().to_string()),
-                Err(error) => report.failed.push(LoadFailure { path: source.component.clone(), error }),
+            match self.load_discovered(&source).await {
+                Ok(Discovered::Loaded(plugin)) => report.loaded.push(plugin.name().to_string()),
+                Ok(Discovered::Disabled(name)) => report.disabled.push(name),
+                Err(error) => {
+                    self.record_failure(&crate::reload::source_key(&source), None, &source.component, &error);
+                    report.failed.push(LoadFailure { path: source.component.clone(), error })
+                }
             }
         }
         for f in &report.failed {
@@ -234,49 +267,32 @@ impl Host {
     #[tracing::instrument(name = "plugbox.load", skip_all, fields(path = %source.component.display()))]
     pub(crate) async fn load_source(&self, source: &PluginSource) -> Result<Arc<LoadedPlugin>> {
         let plugin = self.prepare(source).await?;
-        let max = self.inner.pipeline.max_plugins;
-        self.inner.registry.update(|plugins| {
-            if plugins.contains_key(plugin.name()) {
-                let other = &plugins[plugin.name()];
-                return Err(Error::Conflict(format!(
-                    "plugin `{}` from `{}` is already loaded from `{}`",
-                    plugin.name(),
-                    plugin.source.component.display(),
-                    other.source.component.display()
-                )));
-            }
-            if let Some(ty) = plugin.provider_type()
-                && let Some(other) = plugins.values().find(|p| p.provider_type() == Some(ty))
-            {
-                return Err(Error::Conflict(format!(
-                    "plugin `{}` provides type `{ty}`, which plugin `{}` already provides",
-                    plugin.name(),
-                    other.name()
-                )));
-            }
-            if plugins.len() >= max {
-                return Err(Error::TooManyPlugins { plugin: plugin.name().to_string(), max });
-            }
-            plugins.insert(plugin.name().to_string(), plugin.clone());
-            Ok(())
-        })?;
-        tracing::info!(
-            plugin = plugin.name(),
-            version = %plugin.manifest.version,
-            load_ms = plugin.load_time.as_secs_f64() * 1000.0,
-            source = ?plugin.compile_source,
-            "plugin loaded"
-        );
+        if let Err(e) = self.install(&plugin, &[]) {
+            plugin.shutdown().await;
+            return Err(e);
+        }
         Ok(plugin)
     }
 
     /// Everything up to (not including) registration; also what `plugbox check` runs.
     pub(crate) async fn prepare(&self, source: &PluginSource) -> Result<Arc<LoadedPlugin>> {
         let started = Instant::now();
+        let read = Self::read(source).await?;
+        self.prepare_read(read, started).await
+    }
+
+    /// Reads a plugin's manifest and component bytes on a blocking thread.
+    pub(crate) async fn read(source: &PluginSource) -> Result<loader::ReadPlugin> {
         let source = source.clone();
-        let read = tokio::task::spawn_blocking(move || loader::read_plugin(&source))
+        tokio::task::spawn_blocking(move || loader::read_plugin(&source))
             .await
-            .map_err(|e| Error::Engine(e.to_string()))??;
+            .map_err(|e| Error::Engine(e.to_string()))?
+    }
+
+    /// Compiles (off the async threads), links, checks the exports against the
+    /// declared hooks, and initialises one instance of a plugin already read.
+    pub(crate) async fn prepare_read(&self, read: loader::ReadPlugin, started: Instant) -> Result<Arc<LoadedPlugin>> {
+        let fingerprint = read.fingerprint;
         let manifest = read.manifest;
         let name = manifest.name.as_str().to_string();
         let operator = self.inner.plugin_config.read().get(&name).cloned().unwrap_or_default();
@@ -325,6 +341,7 @@ impl Host {
             devices: self.inner.devices.clone(),
             breaker: self.inner.breaker,
             exec: self.inner.engine.exec,
+            fingerprint,
         };
         let mut plugin = LoadedPlugin::new(parts, started);
         // One instance now: proves it instantiates and initialises, and warms the pool.
@@ -343,11 +360,15 @@ impl Host {
     }
 
     /// Unloads a plugin: new requests no longer see it; requests already
-    /// running finish with it; its idle instances get `shutdown`.
+    /// running finish with it; its idle instances get `shutdown`. A watcher
+    /// loads it again when its files change: to keep it off, use
+    /// [`Host::disable`].
     pub async fn unload(&self, name: &str) -> Result<()> {
         let removed = self.inner.registry.update(|plugins| plugins.remove(name));
         match removed {
             Some(plugin) => {
+                self.inner.reload.records.lock().retain(|n, r| n != name || r.disabled);
+                self.emit(name, crate::reload::PluginEventKind::Unloaded { version: plugin.manifest.version.clone() });
                 plugin.shutdown().await;
                 tracing::info!(plugin = name, "plugin unloaded");
                 Ok(())

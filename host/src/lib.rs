@@ -40,7 +40,8 @@
 //!
 //! Modules: [`manifest`] (plugin.yaml), [`policy`] and [`capability`]
 //! (what plugins may touch), [`loader`] (plugin directory forms), the pipeline
-//! rules on [`Host::run_request`].
+//! rules on [`Host::run_request`], [`reload`] and [`watch`] (hot reload,
+//! enable/disable, events).
 
 mod bindings;
 pub mod breaker;
@@ -58,6 +59,8 @@ pub mod pipeline;
 pub mod plugin;
 pub mod policy;
 pub mod registry;
+pub mod reload;
+pub mod watch;
 
 pub use breaker::{BreakerConfig, BreakerState};
 pub use error::{Error, Result};
@@ -69,6 +72,10 @@ pub use plugin::{FailureKind, LoadedPlugin, PluginFailure};
 pub use policy::Policy;
 pub use devices::{Admission, DeviceOptions, DeviceSnapshot, GpuBackend};
 pub use models::{ModelConfig, ModelSet};
+pub use reload::{
+    CapabilityDiff, PluginEvent, PluginEventKind, PluginState, PluginStatus, ReloadOutcome, ReloadReport,
+};
+pub use watch::{WatchOptions, Watcher};
 
 /// The LLM-shaped data types of the `plugbox:plugin` WIT package.
 pub use bindings::types::{

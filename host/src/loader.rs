@@ -40,7 +40,7 @@ pub fn discover(dir: &Path) -> Result<(Vec<PluginSource>, Vec<DiscoveryProblem>)
     Ok((sources, problems))
 }
 
-fn ignored(name: &str) -> bool {
+pub(crate) fn ignored(name: &str) -> bool {
     name.starts_with('.')
         || name.ends_with('~')
         || [".tmp", ".part", ".swp", ".crdownload"].iter().any(|s| name.ends_with(s))
@@ -129,6 +129,8 @@ pub(crate) struct ReadPlugin {
     /// Directory relative paths in the manifest resolve against.
     pub base_dir: PathBuf,
     pub wasm: Vec<u8>,
+    /// SHA-256 of the manifest text and the component bytes: what was loaded.
+    pub fingerprint: [u8; 32],
 }
 
 /// Reads the manifest and the component bytes of `source`.
@@ -137,7 +139,9 @@ pub(crate) fn read_plugin(source: &PluginSource) -> Result<ReadPlugin> {
     match source.form {
         SourceForm::Directory | SourceForm::Sidecar => {
             let manifest_path = source.manifest.clone().expect("file forms have a manifest path");
-            let manifest = Manifest::from_path(&manifest_path)?;
+            let text = std::fs::read_to_string(&manifest_path)
+                .map_err(|source| ManifestError::Io { path: manifest_path.clone(), source })?;
+            let manifest = Manifest::from_str(&text, &manifest_path)?;
             let base_dir = manifest_path.parent().unwrap_or(Path::new(".")).to_path_buf();
             source.component = match (&manifest.component, source.form) {
                 (Some(rel), _) => base_dir.join(rel),
@@ -145,7 +149,8 @@ pub(crate) fn read_plugin(source: &PluginSource) -> Result<ReadPlugin> {
                 (None, _) => only_wasm_in(&base_dir, &manifest_path)?,
             };
             let wasm = std::fs::read(&source.component).map_err(|e| Error::io(&source.component, e))?;
-            Ok(ReadPlugin { manifest, source, base_dir, wasm })
+            let fingerprint = fingerprint(text.as_bytes(), &wasm);
+            Ok(ReadPlugin { manifest, source, base_dir, wasm, fingerprint })
         }
         SourceForm::Embedded => {
             let wasm = std::fs::read(&source.component).map_err(|e| Error::io(&source.component, e))?;
@@ -169,9 +174,21 @@ pub(crate) fn read_plugin(source: &PluginSource) -> Result<ReadPlugin> {
             let origin = PathBuf::from(format!("{}#{MANIFEST_SECTION}", source.component.display()));
             let manifest = Manifest::from_str(&text, &origin)?;
             let base_dir = source.component.parent().unwrap_or(Path::new(".")).to_path_buf();
-            Ok(ReadPlugin { manifest, source, base_dir, wasm })
+            let fingerprint = fingerprint(b"", &wasm);
+            Ok(ReadPlugin { manifest, source, base_dir, wasm, fingerprint })
         }
     }
+}
+
+/// SHA-256 over a manifest's text and a component's bytes (length-prefixed, so
+/// moving bytes from one to the other changes it).
+pub(crate) fn fingerprint(manifest: &[u8], wasm: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update((manifest.len() as u64).to_le_bytes());
+    h.update(manifest);
+    h.update(wasm);
+    h.finalize().into()
 }
 
 fn only_wasm_in(dir: &Path, manifest_path: &Path) -> Result<PathBuf> {

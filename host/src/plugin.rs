@@ -238,6 +238,9 @@ pub struct LoadedPlugin {
     exec: ExecOptions,
     /// The network grant, shared by every instance's `wasi:http` hooks.
     network: Arc<[crate::manifest::HostPattern]>,
+    /// SHA-256 of the manifest text and component bytes this version was built from.
+    pub(crate) fingerprint: [u8; 32],
+    shut_down: std::sync::atomic::AtomicBool,
     idle: Mutex<Vec<Live>>,
     permits: Semaphore,
 }
@@ -256,6 +259,7 @@ pub(crate) struct PluginParts {
     pub devices: DeviceReports,
     pub breaker: BreakerConfig,
     pub exec: ExecOptions,
+    pub fingerprint: [u8; 32],
 }
 
 impl LoadedPlugin {
@@ -280,6 +284,8 @@ impl LoadedPlugin {
             exports: p.exports,
             kv: p.kv,
             devices: p.devices,
+            fingerprint: p.fingerprint,
+            shut_down: Default::default(),
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -325,6 +331,16 @@ impl LoadedPlugin {
     }
     pub fn implements(&self, hook: Hook) -> bool {
         self.manifest.hooks.contains(&hook)
+    }
+    /// Hex SHA-256 of the manifest text and component bytes this version was
+    /// built from (hot reload skips files whose fingerprint did not change).
+    pub fn fingerprint(&self) -> String {
+        hex::encode(self.fingerprint)
+    }
+    /// Whether its instances got `shutdown`: the plugin was unloaded, or
+    /// replaced (or removed by hot reload) and drained.
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Ordering::Acquire)
     }
     /// Number of warm instances waiting in the pool.
     pub fn idle_instances(&self) -> usize {
@@ -488,6 +504,7 @@ impl LoadedPlugin {
 
     /// Calls `shutdown` on every idle instance and empties the pool.
     pub(crate) async fn shutdown(&self) {
+        self.shut_down.store(true, Ordering::Release);
         let instances: Vec<Live> = std::mem::take(&mut *self.idle.lock());
         for mut live in instances {
             if let Some(l) = live.lifecycle.take() {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::error::{Error, Result};
 use crate::manifest::Hook;
 use crate::plugin::LoadedPlugin;
 
@@ -108,4 +109,37 @@ impl Registry {
         *self.current.write() = Arc::new(Snapshot::build(plugins));
         result
     }
+}
+
+/// Whether `plugin` may join `plugins` in place of the plugins named in
+/// `replacing`: names are unique, provider types are unique, and the host
+/// holds at most `max` plugins.
+pub(crate) fn check_admission(
+    plugins: &BTreeMap<String, Arc<LoadedPlugin>>,
+    plugin: &LoadedPlugin,
+    replacing: &[String],
+    max: usize,
+) -> Result<()> {
+    let others = || plugins.values().filter(|p| !replacing.iter().any(|r| r == p.name()));
+    if let Some(other) = others().find(|p| p.name() == plugin.name()) {
+        return Err(Error::Conflict(format!(
+            "plugin `{}` from `{}` is already loaded from `{}`",
+            plugin.name(),
+            plugin.source.component.display(),
+            other.source.component.display()
+        )));
+    }
+    if let Some(ty) = plugin.provider_type()
+        && let Some(other) = others().find(|p| p.provider_type() == Some(ty))
+    {
+        return Err(Error::Conflict(format!(
+            "plugin `{}` provides type `{ty}`, which plugin `{}` already provides",
+            plugin.name(),
+            other.name()
+        )));
+    }
+    if others().count() >= max {
+        return Err(Error::TooManyPlugins { plugin: plugin.name().to_string(), max });
+    }
+    Ok(())
 }

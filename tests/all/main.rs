@@ -9,6 +9,7 @@ mod loader;
 mod manifest;
 mod pipeline;
 mod sandbox;
+mod reload;
 
 use std::path::{Path, PathBuf};
 

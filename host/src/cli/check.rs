@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use plugbox_host::loader::{self, MANIFEST_FILE};
 use plugbox_host::plugin::PluginSource;
-use plugbox_host::{Host, LoadedPlugin};
+use plugbox_host::{Host, LoadedPlugin, PluginState};
 use serde_json::json;
 
 /// The name a plugin source will load under (reads only the manifest).
@@ -151,44 +151,75 @@ pub async fn list(host: Host, dir: &Path, json: bool) -> Result<ExitCode> {
     let report = host.load_dir(dir).await?;
     let plugins = host.plugins();
     if json {
+        let statuses = host.statuses();
+        let status = |name: &str| statuses.iter().find(|s| s.name == name).map(|s| json!(s));
         let v = json!({
-            "plugins": plugins.iter().map(|p| describe(p)).collect::<Vec<_>>(),
+            "plugins": plugins.iter().map(|p| {
+                let mut d = describe(p);
+                d["status"] = status(p.name()).unwrap_or_default();
+                d
+            }).collect::<Vec<_>>(),
+            "disabled": report.disabled,
             "failed": report.failed.iter().map(|f| json!({"path": f.path, "error": f.to_string()})).collect::<Vec<_>>(),
             "categories": host.snapshot().by_category(),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!(
-            "{:<18} {:<9} {:>8} {:<12} {:<10} {:>8} {:<10} hooks",
-            "NAME", "VERSION", "PRIORITY", "ON-ERROR", "FORM", "LOAD ms", "STATE"
-        );
-        for p in &plugins {
-            let m = p.manifest();
-            let hooks: Vec<&str> = m.hooks.iter().map(|h| h.as_str()).collect();
-            let state = match p.stats().breaker {
-                plugbox_host::BreakerState::Closed => "ok".to_string(),
-                plugbox_host::BreakerState::HalfOpen => "retrying".to_string(),
-                plugbox_host::BreakerState::Open { remaining_ms } => format!("quarantined ({remaining_ms} ms)"),
-            };
-            println!(
-                "{:<18} {:<9} {:>8} {:<12} {:<10} {:>8.1} {:<10} {}",
-                p.name(),
-                m.version.to_string(),
-                m.priority,
-                format!("{:?}", m.on_error),
-                format!("{:?}", p.source().form),
-                p.load_time().as_secs_f64() * 1000.0,
-                state,
-                hooks.join(",")
-            );
-        }
+        print_statuses(&host, false);
         for f in &report.failed {
             println!("FAILED  {f}");
         }
-        if plugins.is_empty() && report.failed.is_empty() {
+        if plugins.is_empty() && report.failed.is_empty() && report.disabled.is_empty() {
             println!("(no plugins under `{}`; a plugin is a directory with {MANIFEST_FILE}, a .wasm with a .yaml beside it, or a packed .wasm)", dir.display());
         }
     }
     host.unload_all().await;
     Ok(if report.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The plugin table of `list` and `serve`: one row per plugin with its
+/// version, load time, when it was loaded and its state; under a row, the
+/// plugin's last error and an upgrade waiting for approval, if any.
+/// `failed`: also rows for plugins that failed and have no serving version.
+pub fn print_statuses(host: &Host, failed: bool) {
+    println!(
+        "{:<18} {:<9} {:>8} {:<12} {:<10} {:>8}  {:<11} {:<20}  hooks",
+        "NAME", "VERSION", "PRIORITY", "ON-ERROR", "FORM", "LOAD ms", "STATE", "LOADED AT"
+    );
+    for s in host.statuses() {
+        match host.plugin(&s.name) {
+            Some(p) => {
+                let m = p.manifest();
+                let hooks: Vec<&str> = m.hooks.iter().map(|h| h.as_str()).collect();
+                let state = match p.stats().breaker {
+                    plugbox_host::BreakerState::Closed => "active".to_string(),
+                    plugbox_host::BreakerState::HalfOpen => "retrying".to_string(),
+                    plugbox_host::BreakerState::Open { .. } => "quarantined".to_string(),
+                };
+                println!(
+                    "{:<18} {:<9} {:>8} {:<12} {:<10} {:>8.1}  {:<11} {:<20}  {}",
+                    p.name(),
+                    m.version.to_string(),
+                    m.priority,
+                    format!("{:?}", m.on_error),
+                    format!("{:?}", p.source().form),
+                    p.load_time().as_secs_f64() * 1000.0,
+                    state,
+                    humantime::format_rfc3339_seconds(p.loaded_at()).to_string(),
+                    hooks.join(",")
+                );
+            }
+            None if s.state == PluginState::Failed && !failed => continue,
+            None => {
+                let state = if s.state == PluginState::Disabled { "disabled" } else { "failed" };
+                println!("{:<18} {:<9} {:>8} {:<12} {:<10} {:>8}  {:<11} {:<20}", s.name, "-", "-", "-", "-", "-", state, "-");
+            }
+        }
+        if let Some(e) = &s.last_error {
+            println!("{:<18} last error ({}): {}", "", humantime::format_rfc3339_seconds(e.at), e.message);
+        }
+        if let Some(p) = &s.pending {
+            println!("{:<18} version {} waits for approval: {}", "", p.version, p.permissions);
+        }
+    }
 }

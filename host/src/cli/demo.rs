@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use plugbox_host::{Host, HostBuilder, Message, Request, RequestContext, RequestError, Role};
+use plugbox_host::{
+    Host, HostBuilder, Message, PluginEvent, PluginEventKind, Request, RequestContext, RequestError, Role,
+};
 use serde_json::json;
 
 /// Lays out the bundled example plugins in the three forms the loader accepts.
@@ -46,13 +48,35 @@ fn flaky_plugin(dir: &Path) -> Result<PathBuf> {
     let d = dir.join("flaky");
     std::fs::create_dir_all(&d)?;
     std::fs::copy(plugbox_artifacts::SCRIPTED, d.join("scripted.wasm"))?;
-    std::fs::write(
-        d.join("plugin.yaml"),
-        "name: flaky\nversion: 0.0.1\ndescription: a buggy plugin that panics in pre-request\n\
-         hooks: [pre-request, post-response]\npriority: 25\non-error: fail-open\n\
-         config:\n  tag: { type: string, default: flaky }\n  pre: { type: string, default: trap }\n  post: { type: string, default: continue }\n",
-    )?;
+    std::fs::write(d.join("plugin.yaml"), flaky_manifest("0.0.1", "trap", "none"))?;
     Ok(d)
+}
+
+fn flaky_manifest(version: &str, pre: &str, messages: &str) -> String {
+    format!(
+        "name: flaky\nversion: {version}\ndescription: a buggy plugin that panics in pre-request\n\
+         hooks: [pre-request, post-response]\npriority: 25\non-error: fail-open\n\
+         permissions: {{ messages: {messages} }}\n\
+         config:\n  tag: {{ type: string, default: flaky }}\n  pre: {{ type: string, default: {pre} }}\n  post: {{ type: string, default: continue }}\n"
+    )
+}
+
+/// Waits (up to 30 s) for an event about `plugin` that `pred` accepts, printing events meanwhile.
+async fn wait_event(
+    events: &mut tokio::sync::broadcast::Receiver<PluginEvent>,
+    plugin: &str,
+    pred: impl Fn(&PluginEventKind) -> bool,
+) -> Result<()> {
+    let wait = async {
+        loop {
+            let e = events.recv().await?;
+            println!("    event: {e}");
+            if e.plugin == plugin && pred(&e.kind) {
+                return Ok::<_, anyhow::Error>(());
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), wait).await.context("no plugin event within 30 s")?
 }
 
 #[cfg(not(feature = "demo-plugins"))]
@@ -167,12 +191,26 @@ pub async fn run(builder: HostBuilder, plugins: Option<&Path>) -> Result<ExitCod
     for i in 1..=4 {
         send(&host, "bob", &format!("ping {i}")).await?;
     }
-    println!("4. a buggy plugin (it panics) is dropped in: it fails open, the request is still served");
+    let mut events = host.subscribe();
+    let watcher = host.watch(&dir).await.context("watching the plugin directory")?;
+    println!("4. hot reload: the plugin directory is watched. A buggy plugin (it panics) is copied in:");
+    println!("   it is loaded without a restart, fails open, and the request is still served");
     let flaky = flaky_plugin(&dir)?;
-    host.load_plugin(&flaky).await?;
+    wait_event(&mut events, "flaky", |k| matches!(k, PluginEventKind::Loaded { .. })).await?;
     send(&host, "carol", "Does one bad plugin break the gateway?").await?;
-    host.unload("flaky").await?;
-    println!("   ...and unloaded again (WebAssembly plugins can be unloaded; Go .so plugins cannot)\n");
+    println!("5. its plugin.yaml is fixed in place (version 0.0.2: pre-request now modifies the prompt, so it");
+    println!("   asks for `messages: write`): the new version is validated, then swapped in atomically, and");
+    println!("   the permissions it gains are reported");
+    let tmp = flaky.join(".plugin.yaml.tmp");
+    std::fs::write(&tmp, flaky_manifest("0.0.2", "modify", "write"))?;
+    std::fs::rename(&tmp, flaky.join("plugin.yaml"))?;
+    wait_event(&mut events, "flaky", |k| matches!(k, PluginEventKind::Reloaded { .. })).await?;
+    send(&host, "carol", "Fixed without a restart?").await?;
+    println!("6. its directory is deleted: it is unloaded (WebAssembly plugins can be unloaded; Go .so plugins cannot)");
+    std::fs::remove_dir_all(&flaky)?;
+    wait_event(&mut events, "flaky", |k| matches!(k, PluginEventKind::Unloaded { .. })).await?;
+    watcher.stop().await;
+    println!();
 
     println!("per-plugin counters:");
     println!("  {:<15} {:>6} {:>7} {:>6} {:>9} {:>10}", "plugin", "calls", "errors", "traps", "timeouts", "mean us");

@@ -4,6 +4,7 @@ mod check;
 mod demo;
 mod devices;
 mod scaffold;
+mod serve;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -105,6 +106,44 @@ enum Command {
         #[arg(long)]
         plugins: Option<PathBuf>,
     },
+    /// Run a long-lived plugin host on a directory: load it, watch it and hot
+    /// reload plugins as files change, and log plugin events. SIGHUP reloads
+    /// the directory; Ctrl-C or SIGTERM stops. There is no HTTP endpoint yet
+    /// (the OpenAI-compatible gateway comes later): this mode is for running
+    /// and trying out a plugin directory.
+    Serve {
+        #[arg(long, default_value = "plugins")]
+        plugins: PathBuf,
+        /// Do not watch the directory: reload only on SIGHUP.
+        #[arg(long)]
+        no_watch: bool,
+        /// Keep a new version that gains permissions waiting until `plugbox approve`.
+        #[arg(long)]
+        require_approval: bool,
+        /// Print events as JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a plugin without deleting it (persisted in the directory's
+    /// .plugbox-state.yaml; a running `serve` unloads it at once).
+    Disable {
+        name: String,
+        #[arg(long, default_value = "plugins")]
+        plugins: PathBuf,
+    },
+    /// Enable a disabled plugin again.
+    Enable {
+        name: String,
+        #[arg(long, default_value = "plugins")]
+        plugins: PathBuf,
+    },
+    /// Approve a plugin's new version (its files as they are now) that gains
+    /// permissions, for a `serve --require-approval` on the directory.
+    Approve {
+        name: String,
+        #[arg(long, default_value = "plugins")]
+        plugins: PathBuf,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -170,6 +209,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Devices { plugins, json } => devices::run(builder(&cli)?, plugins.as_deref(), *json).await,
         Command::Demo { plugins } => demo::run(builder(&cli)?, plugins.as_deref()).await,
+        Command::Serve { plugins, no_watch, require_approval, json } => {
+            serve::serve(builder(&cli)?, plugins, !no_watch, *require_approval, *json).await
+        }
+        Command::Disable { name, plugins } => serve::set_disabled(plugins, name, true),
+        Command::Enable { name, plugins } => serve::set_disabled(plugins, name, false),
+        Command::Approve { name, plugins } => serve::approve(plugins, name),
     }
 }
 

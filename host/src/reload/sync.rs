@@ -1,0 +1,555 @@
+//! Bringing the registry in line with the files: one plugin (`sync_key`) or a
+//! whole plugin directory (`sync_root`). Callers hold `ReloadState::sync`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::settle::{self, SettleOptions};
+use super::{
+    CapabilityDiff, Pending, PluginEventKind, PluginStates, Record, ReloadOutcome, ReloadReport, source_at_key,
+    source_key,
+};
+use crate::error::{Error, Result};
+use crate::host::{Host, LoadFailure};
+use crate::loader::{self, DiscoveryProblem};
+use crate::plugin::{LoadedPlugin, PluginSource};
+
+/// How long a replaced version may keep serving requests that started on it
+/// before its idle instances are shut down anyway.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(600);
+
+/// How a change is applied.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SyncOptions {
+    /// Wait for files to settle and retry parse failures (the watcher).
+    pub settle: Option<SettleOptions>,
+    /// Reload even if the files did not change.
+    pub force: bool,
+    /// Keys whose files are gone in the same batch: a plugin of the same name
+    /// appearing elsewhere replaces the one loaded from there (a rename).
+    pub vacated: BTreeSet<PathBuf>,
+}
+
+/// What reading a plugin's files led to.
+enum Step {
+    Done(ReloadOutcome),
+    Built(Arc<LoadedPlugin>),
+}
+
+/// What `Host::load_dir` did with one discovered plugin.
+pub(crate) enum Discovered {
+    Loaded(Arc<LoadedPlugin>),
+    Disabled(String),
+}
+
+/// Whether a file event at `path` concerns the plugin at `key`.
+pub(crate) fn touches(path: &Path, key: &Path) -> bool {
+    if key.starts_with(path) {
+        return true; // the plugin's files, or a directory holding them, moved or were removed
+    }
+    if path.starts_with(key) {
+        // Inside a plugin directory only manifests and components matter (not
+        // files a plugin writes into a granted directory of its own).
+        return matches!(path.extension().and_then(|e| e.to_str()), Some("wasm" | "yaml" | "yml"));
+    }
+    key.extension().is_some_and(|e| e == "wasm") && ["yaml", "yml"].iter().any(|ext| path == key.with_extension(ext))
+}
+
+impl Host {
+    /// Loads one plugin found by `load_dir`, unless it is disabled.
+    pub(crate) async fn load_discovered(&self, source: &PluginSource) -> Result<Discovered> {
+        let started = Instant::now();
+        let key = source_key(source);
+        let read = Self::read(source).await?;
+        let name = read.manifest.name.as_str().to_string();
+        if self.inner.reload.is_disabled(&name, &key) {
+            self.remember(&name, &key, true);
+            tracing::info!(plugin = %name, "disabled: not loading it");
+            return Ok(Discovered::Disabled(name));
+        }
+        let plugin = self.prepare_read(read, started).await?;
+        if let Err(e) = self.install(&plugin, &[]) {
+            plugin.shutdown().await;
+            return Err(e);
+        }
+        Ok(Discovered::Loaded(plugin))
+    }
+
+    /// Registers `plugin` in place of the plugins named in `replacing`
+    /// (atomically, with the name, provider-type and count checks), records
+    /// it and reports it. Returns the plugins it replaced.
+    pub(crate) fn install(&self, plugin: &Arc<LoadedPlugin>, replacing: &[String]) -> Result<Vec<Arc<LoadedPlugin>>> {
+        let max = self.inner.pipeline.max_plugins;
+        let removed = self.inner.registry.update(|plugins| {
+            crate::registry::check_admission(plugins, plugin, replacing, max)?;
+            let removed: Vec<_> = replacing.iter().filter_map(|n| plugins.remove(n)).collect();
+            plugins.insert(plugin.name().to_string(), plugin.clone());
+            Ok::<_, Error>(removed)
+        })?;
+        let name = plugin.name();
+        self.remember(name, &source_key(&plugin.source), false);
+        let version = plugin.manifest.version.clone();
+        tracing::info!(
+            plugin = name,
+            version = %version,
+            load_ms = plugin.load_time.as_secs_f64() * 1000.0,
+            source = ?plugin.compile_source,
+            "plugin loaded"
+        );
+        match removed.iter().find(|old| old.name() == name) {
+            Some(old) => self.emit(
+                name,
+                PluginEventKind::Reloaded {
+                    old_version: old.manifest.version.clone(),
+                    new_version: version,
+                    permissions: CapabilityDiff::between(&old.caps, &plugin.caps),
+                },
+            ),
+            None => self.emit(name, PluginEventKind::Loaded { version, source: source_key(&plugin.source) }),
+        }
+        for old in removed.iter().filter(|old| old.name() != name) {
+            self.emit(old.name(), PluginEventKind::Unloaded { version: old.manifest.version.clone() });
+        }
+        Ok(removed)
+    }
+
+    /// Remembers where `name` comes from; clears its last error.
+    fn remember(&self, name: &str, key: &Path, disabled: bool) {
+        self.inner
+            .reload
+            .records
+            .lock()
+            .insert(name.to_string(), Record { key: key.to_path_buf(), last_error: None, disabled });
+    }
+
+    /// Shuts `plugin` down once no request holds it any more (or after
+    /// [`DRAIN_LIMIT`]), in the background, then reports it drained.
+    pub(crate) fn retire(&self, plugin: Arc<LoadedPlugin>) {
+        let host = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let deadline = Instant::now() + DRAIN_LIMIT;
+            let mut pause = Duration::from_millis(1);
+            while Arc::strong_count(&plugin) > 1 && Instant::now() < deadline {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            if Arc::strong_count(&plugin) > 1 {
+                tracing::warn!(
+                    plugin = plugin.name(),
+                    "still in use after {DRAIN_LIMIT:?}: shutting down its idle instances"
+                );
+            }
+            plugin.shutdown().await;
+            if let Some(inner) = host.upgrade() {
+                Host { inner }
+                    .emit(plugin.name(), PluginEventKind::Drained { version: plugin.manifest.version.clone() });
+            }
+        });
+    }
+
+    /// Unloads `name` for good (disabled, or its files are gone): new requests
+    /// no longer see it, running ones finish, then it is shut down.
+    fn retire_by_name(&self, name: &str) -> bool {
+        let removed = self.inner.registry.update(|plugins| plugins.remove(name));
+        if let Some(p) = self.inner.reload.pending.lock().remove(name) {
+            self.retire(p.plugin);
+        }
+        match removed {
+            Some(p) => {
+                self.emit(name, PluginEventKind::Unloaded { version: p.manifest.version.clone() });
+                self.retire(p);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Re-reads the plugins under `root` whose files any of `touched` concerns
+    /// (all of them when `None`) and applies what changed.
+    pub(crate) async fn sync_root(
+        &self,
+        root: &Path,
+        touched: Option<&[PathBuf]>,
+        base: &SyncOptions,
+    ) -> Result<ReloadReport> {
+        let mut report = ReloadReport::default();
+        let (sources, problems) = match loader::discover(root) {
+            Ok(found) => found,
+            Err(_) if !root.exists() => (Vec::new(), Vec::new()), // the whole directory went away
+            Err(e) => return Err(e),
+        };
+        let present: BTreeMap<PathBuf, PluginSource> = sources.into_iter().map(|s| (source_key(&s), s)).collect();
+        let mut known: BTreeSet<PathBuf> = present.keys().cloned().collect();
+        known.extend(self.snapshot().plugins.values().map(|p| source_key(&p.source)));
+        known.extend(self.inner.reload.records.lock().values().map(|r| r.key.clone()));
+        known.extend(self.inner.reload.pending.lock().values().map(|p| p.key.clone()));
+        let affected: Vec<PathBuf> = known
+            .into_iter()
+            .filter(|k| k.starts_with(root) && self.inner.reload.root_of(k).as_deref() == Some(root))
+            .filter(|k| touched.is_none_or(|paths| paths.iter().any(|p| touches(p, k))))
+            .collect();
+        let mut opts = base.clone();
+        opts.vacated = affected.iter().filter(|k| !present.contains_key(*k)).cloned().collect();
+        // Present files first, removals after: a plugin whose files moved
+        // (same name, new place) replaces its old version in one swap instead
+        // of being unloaded and loaded again.
+        let order = affected
+            .iter()
+            .filter(|k| present.contains_key(*k))
+            .chain(affected.iter().filter(|k| !present.contains_key(*k)));
+        for key in order {
+            let source = present.get(key);
+            let before = self.name_after(key);
+            match self.sync_key(key, source, &opts).await {
+                Ok(ReloadOutcome::Unchanged) if source.is_none() => {} // nothing was loaded from there
+                Ok(outcome) => {
+                    let name = self.name_after(key).or(before).unwrap_or_else(|| self.name_hint(key));
+                    report.changes.push((name, outcome));
+                }
+                Err(error) => {
+                    let path = source.map(|s| s.component.clone()).unwrap_or_else(|| key.clone());
+                    report.failed.push(LoadFailure { path, error });
+                }
+            }
+        }
+        for DiscoveryProblem { path, message } in problems {
+            if touched.is_some_and(|paths| !paths.contains(&super::normalize(&path))) {
+                continue;
+            }
+            let error =
+                Error::Manifest(crate::manifest::ManifestError::Invalid { path: path.clone(), line: None, message });
+            report.failed.push(LoadFailure { path, error });
+        }
+        Ok(report)
+    }
+
+    /// The plugin name now associated with `key`, if any.
+    fn name_after(&self, key: &Path) -> Option<String> {
+        if let Some(p) = self.loaded_at(key) {
+            return Some(p.name().to_string());
+        }
+        self.inner.reload.records.lock().iter().find(|(_, r)| r.key == key).map(|(n, _)| n.clone())
+    }
+
+    /// Brings the plugin at `key` in line with its files: `source` is what is
+    /// there now (`None`: nothing any more).
+    #[tracing::instrument(name = "plugbox.reload", skip_all, fields(path = %key.display()))]
+    pub(crate) async fn sync_key(
+        &self,
+        key: &Path,
+        source: Option<&PluginSource>,
+        opts: &SyncOptions,
+    ) -> Result<ReloadOutcome> {
+        let current = self.loaded_at(key);
+        let Some(source) = source else {
+            return Ok(self.remove_key(key, current));
+        };
+        let mut attempt = 0;
+        let mut restarts = 0;
+        let mut last_stamp = None;
+        loop {
+            let stamp = match &opts.settle {
+                Some(s) => Some(settle::wait_stable(source, s).await),
+                None => None,
+            };
+            if stamp != last_stamp {
+                attempt = 0; // the files changed since the last try: they were still being written
+            }
+            last_stamp = stamp.clone();
+            let mut name = None;
+            match self.build(key, source, current.as_ref(), opts, &mut name).await {
+                Ok(Step::Done(outcome)) => return Ok(outcome),
+                Ok(Step::Built(plugin)) => {
+                    if let Some(s) = &stamp
+                        && settle::stamp(source) != *s
+                        && restarts < 20
+                    {
+                        // Changed while we read and built it: build the final state instead.
+                        restarts += 1;
+                        plugin.shutdown().await;
+                        continue;
+                    }
+                    return self.swap_in(key, plugin, current, opts).await;
+                }
+                Err(e) => match &opts.settle {
+                    Some(s) if settle::maybe_partial(&e) && attempt < s.retries => {
+                        attempt += 1;
+                        tracing::debug!(path = %key.display(), attempt, "not loadable yet, may still be being written: {e}");
+                        tokio::time::sleep(s.interval * 2u32.pow(attempt)).await;
+                    }
+                    _ => {
+                        self.record_failure(key, name.as_deref(), &source.component, &e);
+                        return Err(e);
+                    }
+                },
+            }
+        }
+    }
+
+    /// Reads the files at `key` and, unless nothing is to be done, prepares
+    /// the new version (compiled, linked, checked, initialised).
+    async fn build(
+        &self,
+        key: &Path,
+        source: &PluginSource,
+        current: Option<&Arc<LoadedPlugin>>,
+        opts: &SyncOptions,
+        name_out: &mut Option<String>,
+    ) -> Result<Step> {
+        let started = Instant::now();
+        let read = Self::read(source).await?;
+        let name = read.manifest.name.as_str().to_string();
+        *name_out = Some(name.clone());
+        if self.inner.reload.is_disabled(&name, key) {
+            if let Some(cur) = current {
+                self.retire_by_name(cur.name());
+            }
+            self.remember(&name, key, true);
+            return Ok(Step::Done(ReloadOutcome::Disabled));
+        }
+        if !opts.force {
+            if let Some(cur) = current
+                && cur.name() == name
+                && cur.fingerprint == read.fingerprint
+            {
+                // Back to the serving version: an upgrade waiting for approval is moot.
+                if let Some(p) = self.inner.reload.pending.lock().remove(&name) {
+                    self.retire(p.plugin);
+                }
+                return Ok(Step::Done(ReloadOutcome::Unchanged));
+            }
+            if self.inner.reload.pending.lock().get(&name).is_some_and(|p| p.plugin.fingerprint == read.fingerprint) {
+                return Ok(Step::Done(ReloadOutcome::PendingApproval));
+            }
+        }
+        Ok(Step::Built(self.prepare_read(read, started).await?))
+    }
+
+    /// Swaps a prepared new version in (or holds it for approval).
+    async fn swap_in(
+        &self,
+        key: &Path,
+        plugin: Arc<LoadedPlugin>,
+        current: Option<Arc<LoadedPlugin>>,
+        opts: &SyncOptions,
+    ) -> Result<ReloadOutcome> {
+        let name = plugin.name().to_string();
+        let mut replacing = Vec::new();
+        let existing = self.plugin(&name);
+        if let Some(ex) = &existing {
+            let ex_key = source_key(&ex.source);
+            if ex_key == key || opts.vacated.contains(&ex_key) || !ex_key.exists() {
+                replacing.push(name.clone());
+            }
+        }
+        if let Some(cur) = &current
+            && cur.name() != name
+        {
+            replacing.push(cur.name().to_string()); // the manifest renamed the plugin
+        }
+        let old = existing.filter(|_| replacing.contains(&name));
+        if let Some(old) = &old {
+            let permissions = CapabilityDiff::between(&old.caps, &plugin.caps);
+            if self.inner.reload.options.require_approval
+                && permissions.escalates()
+                && !self.consume_approval(&name, key, &plugin.fingerprint)
+            {
+                let (old_version, new_version) = (old.manifest.version.clone(), plugin.manifest.version.clone());
+                let previous =
+                    self.inner.reload.pending.lock().insert(
+                        name.clone(),
+                        Pending { plugin, key: key.to_path_buf(), permissions: permissions.clone() },
+                    );
+                if let Some(p) = previous {
+                    self.retire(p.plugin);
+                }
+                self.emit(&name, PluginEventKind::ApprovalRequired { old_version, new_version, permissions });
+                return Ok(ReloadOutcome::PendingApproval);
+            }
+        }
+        match self.install(&plugin, &replacing) {
+            Ok(removed) => {
+                if let Some(p) = self.inner.reload.pending.lock().remove(&name) {
+                    self.retire(p.plugin);
+                }
+                for r in removed {
+                    self.retire(r);
+                }
+                Ok(match old {
+                    Some(old) => ReloadOutcome::Reloaded {
+                        old_version: old.manifest.version.clone(),
+                        new_version: plugin.manifest.version.clone(),
+                    },
+                    None => ReloadOutcome::Loaded { version: plugin.manifest.version.clone() },
+                })
+            }
+            Err(e) => {
+                plugin.shutdown().await;
+                self.record_failure(key, Some(&name), &plugin.source.component, &e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether the state file holds an approval of exactly these files
+    /// (`plugbox approve`); if so, it is used up.
+    fn consume_approval(&self, name: &str, key: &Path, fingerprint: &[u8; 32]) -> bool {
+        let Some(path) = self.inner.reload.state_path(Some(key)) else { return false };
+        let wanted = hex::encode(fingerprint);
+        let mut used = false;
+        let result = PluginStates::update(&path, |s| {
+            if s.approved.get(name) == Some(&wanted) {
+                s.approved.remove(name);
+                used = true;
+            }
+        });
+        if let Err(e) = result {
+            tracing::warn!(plugin = name, "cannot update the state file: {e}");
+        }
+        if used {
+            tracing::info!(plugin = name, "approved ahead in `{}`", path.display());
+        }
+        used
+    }
+
+    /// Swaps in an approved upgrade.
+    pub(crate) async fn swap_approved(&self, pending: Pending) -> Result<ReloadOutcome> {
+        let name = pending.plugin.name().to_string();
+        let old = self.plugin(&name);
+        let replacing = if old.is_some() { vec![name.clone()] } else { Vec::new() };
+        match self.install(&pending.plugin, &replacing) {
+            Ok(removed) => {
+                for r in removed {
+                    self.retire(r);
+                }
+                let new_version = pending.plugin.manifest.version.clone();
+                Ok(match old {
+                    Some(old) => ReloadOutcome::Reloaded { old_version: old.manifest.version.clone(), new_version },
+                    None => ReloadOutcome::Loaded { version: new_version },
+                })
+            }
+            Err(e) => {
+                self.record_failure(&pending.key, Some(&name), &pending.plugin.source.component, &e);
+                self.retire(pending.plugin);
+                Err(e)
+            }
+        }
+    }
+
+    /// The files at `key` are gone: unload what was loaded from them, forget
+    /// failures recorded for them.
+    fn remove_key(&self, key: &Path, current: Option<Arc<LoadedPlugin>>) -> ReloadOutcome {
+        let stale: Vec<String> =
+            self.inner.reload.pending.lock().iter().filter(|(_, p)| p.key == key).map(|(n, _)| n.clone()).collect();
+        for name in stale {
+            if let Some(p) = self.inner.reload.pending.lock().remove(&name) {
+                self.retire(p.plugin);
+            }
+        }
+        self.inner.reload.records.lock().retain(|_, r| r.key != key);
+        match current {
+            Some(p) => {
+                self.retire_by_name(p.name());
+                ReloadOutcome::Unloaded
+            }
+            None => ReloadOutcome::Unchanged,
+        }
+    }
+
+    /// `name` was just disabled: unload it.
+    pub(crate) fn apply_disabled(&self, name: &str) {
+        let key = self.key_of(name);
+        self.retire_by_name(name);
+        if let Some(key) = key {
+            self.remember(name, &key, true);
+        }
+        self.emit(name, PluginEventKind::Disabled);
+    }
+
+    /// `name` was just enabled: load it from its files.
+    pub(crate) async fn apply_enabled(&self, name: &str) -> Result<Option<ReloadOutcome>> {
+        self.emit(name, PluginEventKind::Enabled);
+        let key = self.key_of(name);
+        if let Some(r) = self.inner.reload.records.lock().get_mut(name) {
+            r.disabled = false;
+        }
+        match key {
+            Some(key) => {
+                let source = source_at_key(&key);
+                self.sync_key(&key, source.as_ref(), &SyncOptions::default()).await.map(Some)
+            }
+            None => {
+                // Never seen under this name: look through the plugin directories.
+                for root in self.inner.reload.roots() {
+                    let report = self.sync_root(&root, None, &SyncOptions::default()).await?;
+                    if let Some((_, o)) = report.changes.into_iter().find(|(n, _)| n == name) {
+                        return Ok(Some(o));
+                    }
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// A state file changed on disk (e.g. `plugbox disable` while the host
+    /// runs): apply the difference.
+    pub(crate) async fn apply_state_file(&self, path: &Path) {
+        let states = match PluginStates::load(path) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("ignoring the changed state file: {e}");
+                return;
+            }
+        };
+        let now = states.disabled;
+        let before = self.inner.reload.set_disabled_cache(path, now.clone());
+        for name in now.difference(&before) {
+            self.apply_disabled(name);
+        }
+        for name in before.difference(&now) {
+            if let Err(e) = self.apply_enabled(name).await {
+                tracing::warn!(plugin = %name, "enabled, but cannot load it: {e}");
+            }
+        }
+        // Approvals of upgrades waiting here.
+        for (name, fingerprint) in states.approved {
+            let waiting = self.inner.reload.pending.lock().get(&name).map(|p| (p.key.clone(), p.plugin.fingerprint));
+            let Some((key, fp)) = waiting else { continue };
+            if hex::encode(fp) == fingerprint && self.consume_approval(&name, &key, &fp) {
+                let Some(pending) = self.inner.reload.pending.lock().remove(&name) else { continue };
+                if let Err(e) = self.swap_approved(pending).await {
+                    tracing::warn!(plugin = %name, "approved, but cannot swap it in: {e}");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::touches;
+    use std::path::Path;
+
+    #[test]
+    fn file_events_map_to_the_plugin_they_concern() {
+        let dir_plugin = Path::new("/p/rate-limit");
+        let sidecar = Path::new("/p/group/logging.wasm");
+        let t = |path: &str, key: &Path| touches(Path::new(path), key);
+        // Directory form: manifests and components anywhere inside it.
+        assert!(t("/p/rate-limit/plugin.yaml", dir_plugin));
+        assert!(t("/p/rate-limit/rate_limit.wasm", dir_plugin));
+        assert!(t("/p/rate-limit/sub/x.wasm", dir_plugin));
+        assert!(!t("/p/rate-limit/data/counters.json", dir_plugin), "a plugin's own data is not a change");
+        // The directory itself, or one holding it, moved or removed.
+        assert!(t("/p/rate-limit", dir_plugin));
+        assert!(t("/p/group", sidecar));
+        // Sidecar form: the .wasm and its .yaml/.yml.
+        assert!(t("/p/group/logging.wasm", sidecar));
+        assert!(t("/p/group/logging.yaml", sidecar));
+        assert!(t("/p/group/logging.yml", sidecar));
+        assert!(!t("/p/group/other.yaml", sidecar));
+        assert!(!t("/p/rate-limit-2/plugin.yaml", dir_plugin));
+    }
+}
