@@ -342,6 +342,7 @@ impl Host {
             breaker: self.inner.breaker,
             exec: self.inner.engine.exec,
             fingerprint,
+            events: self.inner.reload.sender(),
         };
         let mut plugin = LoadedPlugin::new(parts, started);
         // One instance now: proves it instantiates and initialises, and warms the pool.

@@ -241,6 +241,7 @@ pub struct LoadedPlugin {
     /// SHA-256 of the manifest text and component bytes this version was built from.
     pub(crate) fingerprint: [u8; 32],
     shut_down: std::sync::atomic::AtomicBool,
+    events: tokio::sync::broadcast::Sender<crate::reload::PluginEvent>,
     idle: Mutex<Vec<Live>>,
     permits: Semaphore,
 }
@@ -260,6 +261,7 @@ pub(crate) struct PluginParts {
     pub breaker: BreakerConfig,
     pub exec: ExecOptions,
     pub fingerprint: [u8; 32],
+    pub events: tokio::sync::broadcast::Sender<crate::reload::PluginEvent>,
 }
 
 impl LoadedPlugin {
@@ -269,6 +271,7 @@ impl LoadedPlugin {
             permits: Semaphore::new(p.limits.instances as usize),
             network: p.caps.network.clone().into(),
             breaker: Breaker::new(p.breaker),
+            events: p.events,
             exec: p.exec,
             manifest: p.manifest,
             source: p.source,
@@ -326,7 +329,10 @@ impl LoadedPlugin {
     /// returned, an output the host refused); feeds the circuit breaker.
     pub(crate) fn record_failure(&self, f: &PluginFailure) {
         if let Some(backoff) = self.breaker.failed() {
-            tracing::error!(plugin = %self.name, "quarantined for {backoff:?} after repeated failures (last: {})", f.kind);
+            let reason = format!("quarantined for {backoff:?} after repeated failures (last: {})", f.kind);
+            tracing::error!(plugin = %self.name, "{reason}");
+            let kind = crate::reload::PluginEventKind::Quarantined { reason };
+            let _ = self.events.send(crate::reload::PluginEvent::now(self.name.to_string(), kind));
         }
     }
     pub fn implements(&self, hook: Hook) -> bool {

@@ -331,9 +331,13 @@ async fn repeated_failures_quarantine_the_plugin_then_it_is_retried() {
         .build()
         .unwrap();
     host.load_dir(dir.path()).await.unwrap();
+    let mut events = host.subscribe();
     for _ in 0..3 {
         host.run_request(&RequestContext::new("m"), request("hi"), echo).await.unwrap();
     }
+    let event = events.try_recv().expect("a quarantine event");
+    assert_eq!(event.plugin, "bad");
+    assert!(matches!(event.kind, plugbox_host::PluginEventKind::Quarantined { .. }), "{event:?}");
     let bad = host.plugin("bad").unwrap();
     assert!(matches!(bad.stats().breaker, BreakerState::Open { .. }), "{:?}", bad.stats());
     // Quarantined: skipped without running (no new instance, no new trap).

@@ -50,8 +50,8 @@ pub enum PluginEventKind {
     /// approval: it waits for [`Host::approve`](crate::Host::approve) while the
     /// old version keeps serving.
     ApprovalRequired { old_version: Version, new_version: Version, permissions: CapabilityDiff },
-    /// The host stopped calling the plugin after repeated failures (reserved
-    /// for the sandbox's circuit breaker; not emitted by hot reload).
+    /// The circuit breaker stopped calling the plugin after repeated failures;
+    /// it is retried after the back-off named in `reason`.
     Quarantined { reason: String },
 }
 

@@ -186,6 +186,11 @@ pub(crate) struct ReloadState {
 }
 
 impl ReloadState {
+    /// A handle plugins use to report their own events (quarantine).
+    pub(crate) fn sender(&self) -> broadcast::Sender<PluginEvent> {
+        self.events.clone()
+    }
+
     pub(crate) fn new(options: ReloadOptions) -> Self {
         ReloadState {
             options,
