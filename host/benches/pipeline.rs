@@ -25,7 +25,13 @@ use plugbox_host::{Choice, Host, HostBuilder, Message, Outcome, Request, Request
 fn request(bytes: usize) -> Request {
     // 4 messages totalling `bytes` of text.
     let part = "lorem ipsum dolor sit amet, consectetur adipiscing elit. ".repeat(bytes / 4 / 56 + 1);
-    let msg = |role, n: usize| Message { role, content: part[..bytes / 4 - n].to_string(), name: None, tool_calls: vec![], tool_call_id: None };
+    let msg = |role, n: usize| Message {
+        role,
+        content: part[..bytes / 4 - n].to_string(),
+        name: None,
+        tool_calls: vec![],
+        tool_call_id: None,
+    };
     Request {
         model: "bench".into(),
         messages: vec![msg(Role::System, 0), msg(Role::User, 0), msg(Role::Assistant, 0), msg(Role::User, 0)],
@@ -43,7 +49,13 @@ async fn provider(req: Request) -> Outcome {
         model: req.model,
         choices: vec![Choice {
             index: 0,
-            message: Message { role: Role::Assistant, content: "ok".into(), name: None, tool_calls: vec![], tool_call_id: None },
+            message: Message {
+                role: Role::Assistant,
+                content: "ok".into(),
+                name: None,
+                tool_calls: vec![],
+                tool_call_id: None,
+            },
             finish_reason: None,
         }],
         usage: None,
@@ -143,20 +155,33 @@ fn benches(c: &mut Criterion) {
     let req_1k = request(1024);
     let req_32k = request(32 * 1024);
 
-    let four = plugin_dir(&(1..=4).map(|i| {
-        let n = format!("p{i}");
-        (Box::leak(n.clone().into_boxed_str()) as &str, plugbox_artifacts::SCRIPTED, scripted(&n, i))
-    }).collect::<Vec<_>>());
-    let noops = plugin_dir(&(1..=4).map(|i| {
-        let n = format!("n{i}");
-        (Box::leak(n.clone().into_boxed_str()) as &str, plugbox_artifacts::BARE_REQUEST_HOOKS, noop(&n, i, "pre-request, post-response"))
-    }).collect::<Vec<_>>());
+    let four = plugin_dir(
+        &(1..=4)
+            .map(|i| {
+                let n = format!("p{i}");
+                (Box::leak(n.clone().into_boxed_str()) as &str, plugbox_artifacts::SCRIPTED, scripted(&n, i))
+            })
+            .collect::<Vec<_>>(),
+    );
+    let noops = plugin_dir(
+        &(1..=4)
+            .map(|i| {
+                let n = format!("n{i}");
+                (
+                    Box::leak(n.clone().into_boxed_str()) as &str,
+                    plugbox_artifacts::BARE_REQUEST_HOOKS,
+                    noop(&n, i, "pre-request, post-response"),
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
     let single = plugin_dir(&[("one", plugbox_artifacts::BARE_REQUEST_HOOKS, noop("one", 1, "pre-request"))]);
 
     let wasm4 = rt.block_on(host_for(four.path()));
     let floor = rt.block_on(host_for(noops.path()));
     let one = rt.block_on(host_for(single.path()));
-    let native: Vec<Arc<dyn NativePlugin>> = (1..=4).map(|i| Arc::new(Tagger(format!("p{i}"))) as Arc<dyn NativePlugin>).collect();
+    let native: Vec<Arc<dyn NativePlugin>> =
+        (1..=4).map(|i| Arc::new(Tagger(format!("p{i}"))) as Arc<dyn NativePlugin>).collect();
 
     let mut g = c.benchmark_group("pipeline");
     g.bench_function("wasm-4-plugins", |b| {

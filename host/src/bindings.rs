@@ -12,7 +12,6 @@ wasmtime::component::bindgen!({
 });
 
 pub(crate) use exports::plugbox::plugin::{
-    device_hooks, device_probe, endpoint, lifecycle, provider, request_hooks, stream_hooks,
-    tool_hooks,
+    device_hooks, device_probe, endpoint, lifecycle, provider, request_hooks, stream_hooks, tool_hooks,
 };
 pub(crate) use plugbox::plugin::{context, devices, kv, log, types};

@@ -91,7 +91,11 @@ impl Capabilities {
         if let Some(max) = plugin_policy.and_then(|p| p.messages)
             && access_rank(caps.messages) > access_rank(max)
         {
-            caps.denied.push(format!("messages `{}`: policy allows at most `{}`", access_name(caps.messages), access_name(max)));
+            caps.denied.push(format!(
+                "messages `{}`: policy allows at most `{}`",
+                access_name(caps.messages),
+                access_name(max)
+            ));
             caps.messages = max;
         }
         if caps.kv && plugin_policy.and_then(|p| p.kv) == Some(false) {
@@ -109,11 +113,9 @@ impl Capabilities {
         for grant in &perms.filesystem {
             let host = plugin_dir.join(&grant.host);
             match host.canonicalize() {
-                Ok(canonical) if roots.iter().any(|r| canonical.starts_with(r)) => caps.preopens.push(Preopen {
-                    host: canonical,
-                    guest: grant.guest.clone(),
-                    access: grant.access,
-                }),
+                Ok(canonical) if roots.iter().any(|r| canonical.starts_with(r)) => {
+                    caps.preopens.push(Preopen { host: canonical, guest: grant.guest.clone(), access: grant.access })
+                }
                 Ok(canonical) => caps.denied.push(format!(
                     "filesystem `{}` -> `{}`: outside the plugin's directory and not allowed by policy",
                     canonical.display(),

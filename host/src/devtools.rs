@@ -72,7 +72,9 @@ impl crate::Host {
                 run(p, &ctx, invoke::PostResponse { info: &info, outcome: outcome.as_ref() }).await?
             }
             Hook::OnChunk => run(p, &ctx, invoke::OnChunk { info: &info, chunk: &field(input, "chunk")? }).await?,
-            Hook::OnStreamEnd => run(p, &ctx, invoke::OnStreamEnd { info: &info, usage: field(input, "usage")? }).await?,
+            Hook::OnStreamEnd => {
+                run(p, &ctx, invoke::OnStreamEnd { info: &info, usage: field(input, "usage")? }).await?
+            }
             Hook::OnToolCall => run(p, &ctx, invoke::OnToolCall { info: &info, call: &field(input, "call")? }).await?,
             Hook::Provider if input.get("stream").and_then(Value::as_bool) == Some(true) => {
                 let req = field(input, "req")?;

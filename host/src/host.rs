@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 use wasmtime::component::Linker;
 
 use crate::bindings::Plugin as PluginWorld;
-use crate::capability::Capabilities;
 use crate::breaker::BreakerConfig;
+use crate::capability::Capabilities;
 use crate::devices::{DeviceOptions, DeviceState};
 use crate::engine::{EngineOptions, PlugboxEngine};
 use crate::error::{Error, Result};
@@ -238,7 +238,8 @@ impl Host {
         self.inner.reload.add_root(dir);
         let mut report = LoadReport::default();
         for DiscoveryProblem { path, message } in problems {
-            let error = Error::Manifest(crate::manifest::ManifestError::Invalid { path: path.clone(), line: None, message });
+            let error =
+                Error::Manifest(crate::manifest::ManifestError::Invalid { path: path.clone(), line: None, message });
             report.failed.push(LoadFailure { path, error });
         }
         for source in sources {

@@ -47,8 +47,8 @@ mod bindings;
 pub mod breaker;
 pub mod capability;
 pub mod devices;
-pub mod engine;
 mod devtools;
+pub mod engine;
 mod error;
 mod host;
 pub mod imports;
@@ -63,15 +63,15 @@ pub mod reload;
 pub mod watch;
 
 pub use breaker::{BreakerConfig, BreakerState};
+pub use devices::{Admission, DeviceOptions, DeviceSnapshot, GpuBackend};
 pub use error::{Error, Result};
 pub use host::{Host, HostBuilder, LoadFailure, LoadReport};
 pub use imports::kv::{KvError, KvStore, MemoryKv};
 pub use manifest::{Hook, Manifest};
+pub use models::{ModelConfig, ModelSet};
 pub use pipeline::{HookTrace, Outcome, PipelineConfig, PreStage, RequestContext, RequestError, ToolDecision};
 pub use plugin::{FailureKind, LoadedPlugin, PluginFailure};
 pub use policy::Policy;
-pub use devices::{Admission, DeviceOptions, DeviceSnapshot, GpuBackend};
-pub use models::{ModelConfig, ModelSet};
 pub use reload::{
     CapabilityDiff, PluginEvent, PluginEventKind, PluginState, PluginStatus, ReloadOutcome, ReloadReport,
 };
@@ -79,7 +79,7 @@ pub use watch::{WatchOptions, Watcher};
 
 /// The LLM-shaped data types of the `plugbox:plugin` WIT package.
 pub use bindings::types::{
-    ChunkAction, Choice, DeviceKind, DeviceReport, ErrorKind, Health, LlmError, LogLevel, Message, PostAction,
+    Choice, ChunkAction, DeviceKind, DeviceReport, ErrorKind, Health, LlmError, LogLevel, Message, PostAction,
     PreAction, Request, RequestInfo, Response, Role, StreamChunk, ToolAction, ToolCall, ToolDefinition, Usage,
 };
 

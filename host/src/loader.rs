@@ -50,7 +50,11 @@ fn walk(dir: &Path, sources: &mut Vec<PluginSource>, problems: &mut Vec<Discover
     let manifest = dir.join(MANIFEST_FILE);
     if manifest.is_file() {
         // A plugin directory: its component is found when the manifest is read.
-        sources.push(PluginSource { manifest: Some(manifest), component: dir.to_path_buf(), form: SourceForm::Directory });
+        sources.push(PluginSource {
+            manifest: Some(manifest),
+            component: dir.to_path_buf(),
+            form: SourceForm::Directory,
+        });
         return Ok(());
     }
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -71,16 +75,14 @@ fn walk(dir: &Path, sources: &mut Vec<PluginSource>, problems: &mut Vec<Discover
                 let form = if sidecar.is_some() { SourceForm::Sidecar } else { SourceForm::Embedded };
                 sources.push(PluginSource { manifest: sidecar, component: path.clone(), form });
             }
-            "yaml" | "yml" => {
-                if !path.with_extension("wasm").is_file() {
-                    problems.push(DiscoveryProblem {
-                        path: path.clone(),
-                        message: format!(
-                            "manifest without a component: expected `{}` beside it",
-                            path.with_extension("wasm").file_name().unwrap_or_default().to_string_lossy()
-                        ),
-                    });
-                }
+            "yaml" | "yml" if !path.with_extension("wasm").is_file() => {
+                problems.push(DiscoveryProblem {
+                    path: path.clone(),
+                    message: format!(
+                        "manifest without a component: expected `{}` beside it",
+                        path.with_extension("wasm").file_name().unwrap_or_default().to_string_lossy()
+                    ),
+                });
             }
             _ => {}
         }
@@ -99,7 +101,11 @@ pub fn source_for_path(path: &Path) -> Result<PluginSource> {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "a plugin directory needs a plugin.yaml"),
             ));
         }
-        return Ok(PluginSource { manifest: Some(manifest), component: path.to_path_buf(), form: SourceForm::Directory });
+        return Ok(PluginSource {
+            manifest: Some(manifest),
+            component: path.to_path_buf(),
+            form: SourceForm::Directory,
+        });
     }
     if !path.is_file() {
         return Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file")));

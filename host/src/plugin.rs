@@ -451,9 +451,7 @@ impl LoadedPlugin {
                         FailureKind::Trap(_)
                         | FailureKind::MemoryLimit(_)
                         | FailureKind::StackOverflow
-                        | FailureKind::FuelExhausted => {
-                            &self.stats.traps
-                        }
+                        | FailureKind::FuelExhausted => &self.stats.traps,
                         _ => &self.stats.errors,
                     };
                     counter.fetch_add(1, Ordering::Relaxed);

@@ -56,10 +56,8 @@ impl Snapshot {
             .cloned()
             .collect();
         sort_by_priority(&mut request_chain);
-        let providers = plugins
-            .values()
-            .filter_map(|p| p.provider_type().map(|t| (t.to_string(), p.clone())))
-            .collect();
+        let providers =
+            plugins.values().filter_map(|p| p.provider_type().map(|t| (t.to_string(), p.clone()))).collect();
         Snapshot { plugins, request_chain, providers }
     }
 

@@ -41,9 +41,7 @@ impl Config {
         match serde_json::from_str::<Value>(json) {
             Ok(Value::Object(values)) => Ok(Config { values }),
             Ok(Value::Null) => Ok(Self::empty()),
-            Ok(other) => Err(format!(
-                "the plugin config must be a JSON object, got `{other}`"
-            )),
+            Ok(other) => Err(format!("the plugin config must be a JSON object, got `{other}`")),
             Err(e) => Err(format!("the plugin config is not valid JSON: {e}")),
         }
     }
@@ -114,8 +112,7 @@ impl Config {
 
     /// A string value that must be present.
     pub fn require_str(&self, key: &str) -> Result<&str, String> {
-        self.get_str(key)?
-            .ok_or_else(|| format!("config `{key}` is required"))
+        self.get_str(key)?.ok_or_else(|| format!("config `{key}` is required"))
     }
 
     /// Deserialize the whole configuration into `T`.
@@ -131,8 +128,7 @@ impl Config {
     /// assert!(!settings.verbose);
     /// ```
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, String> {
-        T::deserialize(Value::Object(self.values.clone()))
-            .map_err(|e| format!("invalid plugin config: {e}"))
+        T::deserialize(Value::Object(self.values.clone())).map_err(|e| format!("invalid plugin config: {e}"))
     }
 }
 
@@ -146,9 +142,7 @@ mod tests {
 
     #[test]
     fn typed_getters() {
-        let c =
-            Config::from_json(r#"{"s": "x", "n": 1.5, "i": 20, "f": 3.0, "b": true, "z": null}"#)
-                .unwrap();
+        let c = Config::from_json(r#"{"s": "x", "n": 1.5, "i": 20, "f": 3.0, "b": true, "z": null}"#).unwrap();
         assert_eq!(c.get_str("s").unwrap(), Some("x"));
         assert_eq!(c.get_f64("n").unwrap(), Some(1.5));
         assert_eq!(c.get_f64("i").unwrap(), Some(20.0));
@@ -158,14 +152,8 @@ mod tests {
         assert_eq!(c.get_bool("b").unwrap(), Some(true));
         assert_eq!(c.get_str("z").unwrap(), None);
         assert_eq!(c.get_str("missing").unwrap(), None);
-        assert_eq!(
-            c.get_str("b").unwrap_err(),
-            "config `b` must be a string, got `true`"
-        );
-        assert_eq!(
-            c.require_str("nope").unwrap_err(),
-            "config `nope` is required"
-        );
+        assert_eq!(c.get_str("b").unwrap_err(), "config `b` must be a string, got `true`");
+        assert_eq!(c.require_str("nope").unwrap_err(), "config `nope` is required");
     }
 
     #[test]

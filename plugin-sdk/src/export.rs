@@ -8,12 +8,11 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use crate::bindings::exports::plugbox::plugin::{
-    device_hooks, device_probe, endpoint, lifecycle, provider, request_hooks, stream_hooks,
-    tool_hooks,
+    device_hooks, device_probe, endpoint, lifecycle, provider, request_hooks, stream_hooks, tool_hooks,
 };
 use crate::{
-    ChunkAction, ChunkStream, Config, DeviceReport, Health, LlmError, Plugin, PostAction,
-    PreAction, Request, RequestInfo, Response, StreamChunk, ToolAction, ToolCall, Usage,
+    ChunkAction, ChunkStream, Config, DeviceReport, Health, LlmError, Plugin, PostAction, PreAction, Request,
+    RequestInfo, Response, StreamChunk, ToolAction, ToolCall, Usage,
 };
 
 /// Register a [`Plugin`] type as the component's implementation of every
@@ -66,8 +65,7 @@ macro_rules! embed_manifest {
             const __PLUGBOX_MANIFEST_LEN: usize = ::core::include_bytes!($path).len();
             #[unsafe(link_section = "plugbox-manifest")]
             #[used]
-            static __PLUGBOX_MANIFEST: [u8; __PLUGBOX_MANIFEST_LEN] =
-                *::core::include_bytes!($path);
+            static __PLUGBOX_MANIFEST: [u8; __PLUGBOX_MANIFEST_LEN] = *::core::include_bytes!($path);
         };
     };
 }
@@ -94,9 +92,8 @@ fn with_plugin<P: Plugin, R>(f: impl FnOnce(&mut P) -> R) -> Result<R, String> {
     INSTANCE.with(|slot| {
         let mut slot = slot.borrow_mut();
         if slot.is_none() {
-            let plugin = P::init(Config::empty()).map_err(|e| {
-                format!("the plugin was not initialised, and init with an empty config failed: {e}")
-            })?;
+            let plugin = P::init(Config::empty())
+                .map_err(|e| format!("the plugin was not initialised, and init with an empty config failed: {e}"))?;
             *slot = Some(Box::new(plugin));
         }
         let plugin = slot
@@ -129,10 +126,7 @@ impl<P: Plugin> request_hooks::Guest for Adapter<P> {
         with_plugin::<P, _>(|p| p.pre_request(&info, req))?
     }
 
-    fn post_response(
-        info: RequestInfo,
-        outcome: Result<Response, LlmError>,
-    ) -> Result<PostAction, String> {
+    fn post_response(info: RequestInfo, outcome: Result<Response, LlmError>) -> Result<PostAction, String> {
         with_plugin::<P, _>(|p| p.post_response(&info, outcome))?
     }
 }
@@ -181,9 +175,7 @@ impl<P: Plugin> provider::Guest for Adapter<P> {
 
     fn start_stream(info: RequestInfo, req: Request) -> Result<provider::ChunkStream, LlmError> {
         let stream = with_plugin::<P, _>(|p| p.start_stream(&info, req)).map_err(init_failed)??;
-        Ok(provider::ChunkStream::new(StreamResource(RefCell::new(
-            stream,
-        ))))
+        Ok(provider::ChunkStream::new(StreamResource(RefCell::new(stream))))
     }
 }
 
@@ -212,12 +204,7 @@ impl<P: Plugin> endpoint::Guest for Adapter<P> {
         with_plugin::<P, _>(|p| p.validate_request(&path, &model_alias))?
     }
 
-    fn health_check(
-        model_alias: String,
-        base_url: String,
-        elapsed_ms: u64,
-        timeout_ms: u64,
-    ) -> Health {
+    fn health_check(model_alias: String, base_url: String, elapsed_ms: u64, timeout_ms: u64) -> Health {
         with_plugin::<P, _>(|p| {
             p.health_check(
                 &model_alias,
@@ -305,32 +292,17 @@ mod tests {
     fn defaults() {
         <A as lifecycle::Guest>::init("{}".into()).unwrap();
         let chunk = StreamChunk::text(0, "c");
-        assert!(matches!(
-            <A as stream_hooks::Guest>::on_chunk(info(), chunk).unwrap(),
-            ChunkAction::Continue
-        ));
-        assert!(
-            <A as stream_hooks::Guest>::on_stream_end(info(), None)
-                .unwrap()
-                .is_empty()
-        );
+        assert!(matches!(<A as stream_hooks::Guest>::on_chunk(info(), chunk).unwrap(), ChunkAction::Continue));
+        assert!(<A as stream_hooks::Guest>::on_stream_end(info(), None).unwrap().is_empty());
         let call = ToolCall::new("1", "f", "{}");
+        assert!(matches!(<A as tool_hooks::Guest>::on_tool_call(info(), call).unwrap(), ToolAction::Allow));
         assert!(matches!(
-            <A as tool_hooks::Guest>::on_tool_call(info(), call).unwrap(),
-            ToolAction::Allow
-        ));
-        assert!(matches!(
-            <A as request_hooks::Guest>::post_response(info(), Err(LlmError::internal("x")))
-                .unwrap(),
+            <A as request_hooks::Guest>::post_response(info(), Err(LlmError::internal("x"))).unwrap(),
             PostAction::Continue
         ));
         assert_eq!(<A as provider::Guest>::provider_type(), "");
         assert!(<A as device_probe::Guest>::probe().unwrap().is_empty());
-        assert!(
-            <A as device_hooks::Guest>::on_device_probe(Vec::new())
-                .unwrap()
-                .is_empty()
-        );
+        assert!(<A as device_hooks::Guest>::on_device_probe(Vec::new()).unwrap().is_empty());
         assert_eq!(<A as endpoint::Guest>::mode(), "");
         assert!(<A as endpoint::Guest>::validate_request("/v1/x".into(), "m".into()).is_err());
         assert!(!<A as endpoint::Guest>::health_check("m".into(), "u".into(), 1, 2).healthy);
@@ -339,10 +311,7 @@ mod tests {
         let mut plugin = Counter::init(Config::empty()).unwrap();
         let mut stream = plugin.start_stream(&info(), req()).unwrap();
         let first = stream.next_chunk().unwrap().unwrap();
-        assert_eq!(
-            (first.role, first.content.as_deref()),
-            (Some(Role::Assistant), Some("hi"))
-        );
+        assert_eq!((first.role, first.content.as_deref()), (Some(Role::Assistant), Some("hi")));
         let last = stream.next_chunk().unwrap().unwrap();
         assert_eq!(last.finish_reason.as_deref(), Some("stop"));
         assert!(stream.next_chunk().unwrap().is_none());

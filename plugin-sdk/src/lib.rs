@@ -156,9 +156,8 @@ pub use imports::testing;
 
 pub use bindings::plugbox::plugin::kv::KvError;
 pub use bindings::plugbox::plugin::types::{
-    Choice, ChunkAction, DeviceKind, DeviceReport, ErrorKind, Health, LlmError, LogLevel, Message,
-    PostAction, PreAction, Request, RequestInfo, Response, Role, StreamChunk, ToolAction, ToolCall,
-    ToolDefinition, Usage,
+    Choice, ChunkAction, DeviceKind, DeviceReport, ErrorKind, Health, LlmError, LogLevel, Message, PostAction,
+    PreAction, Request, RequestInfo, Response, Role, StreamChunk, ToolAction, ToolCall, ToolDefinition, Usage,
 };
 
 /// `serde_json`, re-exported for plugins that handle the JSON in `extra`

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use crate::{
-    ChunkAction, ChunkStream, Config, DeviceReport, ErrorKind, Health, LlmError, PostAction,
-    PreAction, Request, RequestInfo, Response, StreamChunk, ToolAction, ToolCall, Usage,
+    ChunkAction, ChunkStream, Config, DeviceReport, ErrorKind, Health, LlmError, PostAction, PreAction, Request,
+    RequestInfo, Response, StreamChunk, ToolAction, ToolCall, Usage,
 };
 
 /// A plugbox plugin.
@@ -49,11 +49,7 @@ pub trait Plugin: Sized + 'static {
     /// `post-response`: after the provider answered, failed, or a pre hook
     /// short-circuited; in descending priority, and only if this plugin's
     /// `pre_request` ran for the request.
-    fn post_response(
-        &mut self,
-        info: &RequestInfo,
-        outcome: Result<Response, LlmError>,
-    ) -> Result<PostAction, String> {
+    fn post_response(&mut self, info: &RequestInfo, outcome: Result<Response, LlmError>) -> Result<PostAction, String> {
         let _ = (info, outcome);
         Ok(PostAction::Continue)
     }
@@ -65,11 +61,7 @@ pub trait Plugin: Sized + 'static {
     }
 
     /// `on-stream-end`: when a stream ends; the chunks returned are appended.
-    fn on_stream_end(
-        &mut self,
-        info: &RequestInfo,
-        usage: Option<Usage>,
-    ) -> Result<Vec<StreamChunk>, String> {
+    fn on_stream_end(&mut self, info: &RequestInfo, usage: Option<Usage>) -> Result<Vec<StreamChunk>, String> {
         let _ = (info, usage);
         Ok(Vec::new())
     }
@@ -127,28 +119,17 @@ pub trait Plugin: Sized + 'static {
     /// says why not. The default refuses every request.
     fn validate_request(&mut self, path: &str, model_alias: &str) -> Result<(), String> {
         let _ = model_alias;
-        Err(format!(
-            "this plugin does not implement the endpoint interface, so it cannot accept `{path}`"
-        ))
+        Err(format!("this plugin does not implement the endpoint interface, so it cannot accept `{path}`"))
     }
 
     /// `endpoint`: judge a model server's health check, given how long it took
     /// and the time allowed. The default reports unhealthy.
-    fn health_check(
-        &mut self,
-        model_alias: &str,
-        base_url: &str,
-        elapsed: Duration,
-        timeout: Duration,
-    ) -> Health {
+    fn health_check(&mut self, model_alias: &str, base_url: &str, elapsed: Duration, timeout: Duration) -> Health {
         let _ = (model_alias, base_url, elapsed, timeout);
         Health::unhealthy("this plugin does not implement health checks")
     }
 }
 
 fn not_a_provider() -> LlmError {
-    LlmError::new(
-        ErrorKind::Internal,
-        "this plugin is not a provider (it does not implement `complete`)",
-    )
+    LlmError::new(ErrorKind::Internal, "this plugin is not a provider (it does not implement `complete`)")
 }

@@ -42,9 +42,7 @@ impl ChunkStream {
         I: IntoIterator<Item = Result<StreamChunk, LlmError>>,
         I::IntoIter: 'static,
     {
-        ChunkStream {
-            source: Box::new(items.into_iter()),
-        }
+        ChunkStream { source: Box::new(items.into_iter()) }
     }
 
     /// A stream produced by calling `next` until it returns `Ok(None)`.

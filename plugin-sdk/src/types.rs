@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::{
-    Choice, DeviceKind, DeviceReport, ErrorKind, Health, LlmError, LogLevel, Message, Request,
-    RequestInfo, Response, Role, StreamChunk, ToolCall, Usage,
+    Choice, DeviceKind, DeviceReport, ErrorKind, Health, LlmError, LogLevel, Message, Request, RequestInfo, Response,
+    Role, StreamChunk, ToolCall, Usage,
 };
 
 impl Role {
@@ -30,13 +30,7 @@ impl fmt::Display for Role {
 impl Message {
     /// A message with this role and content and nothing else.
     pub fn new(role: Role, content: impl Into<String>) -> Self {
-        Message {
-            role,
-            content: content.into(),
-            name: None,
-            tool_calls: Vec::new(),
-            tool_call_id: None,
-        }
+        Message { role, content: content.into(), name: None, tool_calls: Vec::new(), tool_call_id: None }
     }
 
     /// A `system` message.
@@ -56,36 +50,21 @@ impl Message {
 
     /// A `tool` message answering the tool call `call_id`.
     pub fn tool(call_id: impl Into<String>, content: impl Into<String>) -> Self {
-        Message {
-            tool_call_id: Some(call_id.into()),
-            ..Self::new(Role::Tool, content)
-        }
+        Message { tool_call_id: Some(call_id.into()), ..Self::new(Role::Tool, content) }
     }
 }
 
 impl ToolCall {
     /// A tool call with JSON-encoded `arguments`.
-    pub fn new(
-        id: impl Into<String>,
-        name: impl Into<String>,
-        arguments: impl Into<String>,
-    ) -> Self {
-        ToolCall {
-            id: id.into(),
-            name: name.into(),
-            arguments: arguments.into(),
-        }
+    pub fn new(id: impl Into<String>, name: impl Into<String>, arguments: impl Into<String>) -> Self {
+        ToolCall { id: id.into(), name: name.into(), arguments: arguments.into() }
     }
 }
 
 impl Usage {
     /// Usage with `total_tokens` = prompt + completion (saturating).
     pub fn new(prompt_tokens: u32, completion_tokens: u32) -> Self {
-        Usage {
-            prompt_tokens,
-            completion_tokens,
-            total_tokens: prompt_tokens.saturating_add(completion_tokens),
-        }
+        Usage { prompt_tokens, completion_tokens, total_tokens: prompt_tokens.saturating_add(completion_tokens) }
     }
 }
 
@@ -110,10 +89,7 @@ impl Request {
 
     /// The last message with role `user`, to change it.
     pub fn last_user_message_mut(&mut self) -> Option<&mut Message> {
-        self.messages
-            .iter_mut()
-            .rev()
-            .find(|m| m.role == Role::User)
+        self.messages.iter_mut().rev().find(|m| m.role == Role::User)
     }
 
     /// The `system` messages, in order.
@@ -126,10 +102,7 @@ static RESPONSE_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A fresh response id: `plugbox-<time><counter>` in hex.
 fn response_id() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
     let n = RESPONSE_COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("plugbox-{nanos:x}{n:x}")
 }
@@ -198,12 +171,7 @@ fn millis(d: Duration) -> u64 {
 impl LlmError {
     /// An error of `kind` with no fallback and no retry hint.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        LlmError {
-            kind,
-            message: message.into(),
-            allow_fallback: false,
-            retry_after_ms: None,
-        }
+        LlmError { kind, message: message.into(), allow_fallback: false, retry_after_ms: None }
     }
 
     /// `rate-limited`, retry after `retry_after`; no fallback (another
@@ -319,29 +287,18 @@ impl RequestInfo {
 impl Health {
     /// A healthy verdict.
     pub fn healthy(message: impl Into<String>) -> Self {
-        Health {
-            healthy: true,
-            message: message.into(),
-        }
+        Health { healthy: true, message: message.into() }
     }
 
     /// An unhealthy verdict saying why.
     pub fn unhealthy(message: impl Into<String>) -> Self {
-        Health {
-            healthy: false,
-            message: message.into(),
-        }
+        Health { healthy: false, message: message.into() }
     }
 }
 
 impl DeviceReport {
     /// An online device with no memory figures, reported by `source`.
-    pub fn new(
-        id: impl Into<String>,
-        kind: DeviceKind,
-        name: impl Into<String>,
-        source: impl Into<String>,
-    ) -> Self {
+    pub fn new(id: impl Into<String>, kind: DeviceKind, name: impl Into<String>, source: impl Into<String>) -> Self {
         DeviceReport {
             id: id.into(),
             kind,
@@ -408,12 +365,7 @@ mod tests {
     fn request_helpers() {
         let mut req = Request::new(
             "m",
-            vec![
-                Message::system("s"),
-                Message::user("a"),
-                Message::assistant("b"),
-                Message::user("c"),
-            ],
+            vec![Message::system("s"), Message::user("a"), Message::assistant("b"), Message::user("c")],
         );
         assert_eq!(req.last_user_message().unwrap().content, "c");
         req.last_user_message_mut().unwrap().content.push('!');

@@ -42,7 +42,16 @@ fn check_prints_hooks_grants_and_limits() {
     let o = plugbox(&["check", p.to_str().unwrap()]);
     assert!(o.status.success(), "{}", err(&o));
     let s = out(&o);
-    for needle in ["a 0.1.0", "pre-request, post-response", "priority 7", "memory 16 MiB", "timeout 100ms", "messages   write", "kv         own namespace", "network    none"] {
+    for needle in [
+        "a 0.1.0",
+        "pre-request, post-response",
+        "priority 7",
+        "memory 16 MiB",
+        "timeout 100ms",
+        "messages   write",
+        "kv         own namespace",
+        "network    none",
+    ] {
         assert!(s.contains(needle), "missing `{needle}` in:\n{s}");
     }
 }
@@ -90,7 +99,8 @@ fn call_runs_one_hook_with_json() {
     assert_eq!(v["context"]["trace"], "pre:a");
 
     // Operator config from the command line.
-    let o = plugbox_stdin(&["call", p.to_str().unwrap(), "pre-request", "--config", r#"{"pre":"respond"}"#], Some(&input));
+    let o =
+        plugbox_stdin(&["call", p.to_str().unwrap(), "pre-request", "--config", r#"{"pre":"respond"}"#], Some(&input));
     let v: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
     assert_eq!(v["result"]["Ok"]["Respond"]["choices"][0]["message"]["content"], "from a", "{v}");
 
@@ -122,7 +132,15 @@ fn pack_embeds_a_manifest() {
 
     // An invalid manifest is refused before anything is written.
     std::fs::write(&manifest, "name: Bad Name\n").unwrap();
-    let o = plugbox(&["pack", "--manifest", manifest.to_str().unwrap(), "--component", plugbox_artifacts::SCRIPTED, "-o", "/dev/null"]);
+    let o = plugbox(&[
+        "pack",
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--component",
+        plugbox_artifacts::SCRIPTED,
+        "-o",
+        "/dev/null",
+    ]);
     assert!(!o.status.success());
 }
 
@@ -166,7 +184,8 @@ fn demo_runs_and_shows_what_plugins_did() {
     let o = plugbox(&["demo"]);
     assert!(o.status.success(), "{}\n{}", out(&o), err(&o));
     let s = out(&o);
-    for needle in ["[EMAIL]", "served from response-cache", "rate-limited", "failed-open: trapped", "respond", "modify"] {
+    for needle in ["[EMAIL]", "served from response-cache", "rate-limited", "failed-open: trapped", "respond", "modify"]
+    {
         assert!(s.contains(needle), "demo output lacks `{needle}`:\n{s}");
     }
 }

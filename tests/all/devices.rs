@@ -196,7 +196,11 @@ async fn device_hooks_run_in_priority_order_and_the_raw_reading_is_kept() {
             &gpus,
             &[
                 ("memory-reserve", example_wasm("memory-reserve"), example_manifest("memory-reserve")),
-                ("halve", plugbox_artifacts::DEVICE_SCRIPTED, device_scripted("halve", halve_priority, "fail-open", "none", "halve", "")),
+                (
+                    "halve",
+                    plugbox_artifacts::DEVICE_SCRIPTED,
+                    device_scripted("halve", halve_priority, "fail-open", "none", "halve", ""),
+                ),
             ],
         )
         .await;
@@ -205,7 +209,8 @@ async fn device_hooks_run_in_priority_order_and_the_raw_reading_is_kept() {
         assert_eq!(gpu.memory_free_mb, expected, "halve at priority {halve_priority}");
         assert_eq!(s.raw_device("gpu:0").unwrap().memory_free_mb, 20480);
         assert_eq!(annotation(gpu, "memory-reserve.headroom-mb"), Some("1024"));
-        let order: Vec<&str> = s.hooks.iter().filter(|h| h.hook == "on-device-probe").map(|h| h.plugin.as_str()).collect();
+        let order: Vec<&str> =
+            s.hooks.iter().filter(|h| h.hook == "on-device-probe").map(|h| h.plugin.as_str()).collect();
         let want = if halve_priority == 100 { ["memory-reserve", "halve"] } else { ["halve", "memory-reserve"] };
         assert_eq!(order, want);
         assert!(s.hooks.iter().all(|h| h.action == "changed 1" || h.action == "reported 0"), "{:?}", s.hooks);
@@ -218,8 +223,16 @@ async fn device_hooks_mark_offline_filter_and_admission_says_why() {
         &[(24576, 20480), (24576, 20480), (8192, 8192)],
         &[
             ("memory-reserve", example_wasm("memory-reserve"), example_manifest("memory-reserve")),
-            ("take-down", plugbox_artifacts::DEVICE_SCRIPTED, device_scripted("take-down", 20, "fail-open", "none", "offline", "gpu:1")),
-            ("hide", plugbox_artifacts::DEVICE_SCRIPTED, device_scripted("hide", 30, "fail-open", "none", "filter", "gpu:2")),
+            (
+                "take-down",
+                plugbox_artifacts::DEVICE_SCRIPTED,
+                device_scripted("take-down", 20, "fail-open", "none", "offline", "gpu:1"),
+            ),
+            (
+                "hide",
+                plugbox_artifacts::DEVICE_SCRIPTED,
+                device_scripted("hide", 30, "fail-open", "none", "filter", "gpu:2"),
+            ),
         ],
     )
     .await;
@@ -240,8 +253,14 @@ async fn device_hooks_mark_offline_filter_and_admission_says_why() {
         a.to_string(),
         "model `big` is refused: model `big` needs 20000 MiB on `gpu:0`, which has 19456 MiB free (20480 MiB before device hooks)"
     );
-    assert_eq!(host.admit(&model("m", "gpu:1", 1)).await.reasons(), ["device `gpu:1` is offline: taken offline by take-down"]);
-    assert_eq!(host.admit(&model("m", "gpu:2", 1)).await.reasons(), ["device `gpu:2` was filtered out by a device hook"]);
+    assert_eq!(
+        host.admit(&model("m", "gpu:1", 1)).await.reasons(),
+        ["device `gpu:1` is offline: taken offline by take-down"]
+    );
+    assert_eq!(
+        host.admit(&model("m", "gpu:2", 1)).await.reasons(),
+        ["device `gpu:2` was filtered out by a device hook"]
+    );
     assert_eq!(host.admit(&model("m", "gpu:7", 1)).await.reasons(), ["no device `gpu:7` is reported"]);
 }
 
@@ -252,7 +271,8 @@ async fn memory_reserve_marks_a_device_offline_below_its_minimum() {
     let b = builder()
         .devices(options(&[(24576, 20480), (24576, 8192)], &counted))
         .plugin_config("memory-reserve", config.as_object().unwrap().clone());
-    let (host, _d) = load(b, &[("memory-reserve", example_wasm("memory-reserve"), example_manifest("memory-reserve"))]).await;
+    let (host, _d) =
+        load(b, &[("memory-reserve", example_wasm("memory-reserve"), example_manifest("memory-reserve"))]).await;
     let s = host.probe_devices().await;
     let roomy = s.device("gpu:0").unwrap();
     assert!(roomy.online);
@@ -272,7 +292,11 @@ async fn a_failing_fail_open_hook_is_skipped() {
         let (host, _d) = device_host(
             &[(24576, 20480)],
             &[
-                ("broken", plugbox_artifacts::DEVICE_SCRIPTED, device_scripted("broken", 1, "fail-open", "none", action, "")),
+                (
+                    "broken",
+                    plugbox_artifacts::DEVICE_SCRIPTED,
+                    device_scripted("broken", 1, "fail-open", "none", action, ""),
+                ),
                 ("memory-reserve", example_wasm("memory-reserve"), example_manifest("memory-reserve")),
             ],
         )
@@ -296,7 +320,11 @@ async fn a_failing_fail_closed_hook_takes_every_device_offline() {
     let (host, _d) = device_host(
         &[(24576, 20480)],
         &[
-            ("strict", plugbox_artifacts::DEVICE_SCRIPTED, device_scripted("strict", 1, "fail-closed", "ok", "trap", "")),
+            (
+                "strict",
+                plugbox_artifacts::DEVICE_SCRIPTED,
+                device_scripted("strict", 1, "fail-closed", "ok", "trap", ""),
+            ),
             ("memory-reserve", example_wasm("memory-reserve"), example_manifest("memory-reserve")),
         ],
     )
@@ -320,10 +348,16 @@ async fn a_failing_fail_closed_hook_takes_every_device_offline() {
 
 #[tokio::test]
 async fn hooks_may_not_invent_devices_or_change_their_kind() {
-    for (action, needle) in [("invent", "was not in the reports it was given"), ("rekind", "`kind` and `source` may not be changed")] {
+    for (action, needle) in
+        [("invent", "was not in the reports it was given"), ("rekind", "`kind` and `source` may not be changed")]
+    {
         let (host, _d) = device_host(
             &[(1000, 500)],
-            &[("sly", plugbox_artifacts::DEVICE_SCRIPTED, device_scripted("sly", 1, "fail-open", "none", action, "gpu:0"))],
+            &[(
+                "sly",
+                plugbox_artifacts::DEVICE_SCRIPTED,
+                device_scripted("sly", 1, "fail-open", "none", action, "gpu:0"),
+            )],
         )
         .await;
         let s = host.probe_devices().await;
@@ -338,9 +372,14 @@ async fn device_plugin_failures_are_reported_and_the_others_go_on() {
     let counted = Arc::new(AtomicUsize::new(0));
     let mut opts = options(&[(1000, 500)], &counted);
     opts.system = true; // so that `cpu` exists for the duplicate
-    let mut plugins = vec![("npu", plugbox_artifacts::DEVICE_SCRIPTED, device_scripted("npu", 1, "fail-open", "ok", "continue", ""))];
+    let mut plugins =
+        vec![("npu", plugbox_artifacts::DEVICE_SCRIPTED, device_scripted("npu", 1, "fail-open", "ok", "continue", ""))];
     for bad in ["error", "trap", "loop", "duplicate", "bad"] {
-        plugins.push((bad, plugbox_artifacts::DEVICE_SCRIPTED, device_scripted(bad, 2, "fail-open", bad, "continue", "")));
+        plugins.push((
+            bad,
+            plugbox_artifacts::DEVICE_SCRIPTED,
+            device_scripted(bad, 2, "fail-open", bad, "continue", ""),
+        ));
     }
     let (host, _d) = load(builder().devices(opts), &plugins).await;
     let s = host.probe_devices().await;
@@ -349,7 +388,8 @@ async fn device_plugin_failures_are_reported_and_the_others_go_on() {
     assert_eq!((npu.kind, npu.memory_free_mb), (DeviceKind::Accelerator, 6000));
     assert_eq!(s.device("cpu").unwrap().source, "builtin:sysinfo", "a plugin cannot replace a device");
     assert!(s.device("gpu:0").is_some());
-    let problem = |name: &str| s.problems.iter().find(|p| p.source == format!("plugin:{name}")).unwrap().message.clone();
+    let problem =
+        |name: &str| s.problems.iter().find(|p| p.source == format!("plugin:{name}")).unwrap().message.clone();
     assert_eq!(problem("error"), "error cannot see its device");
     assert!(problem("trap").starts_with("trapped"), "{}", problem("trap"));
     assert!(problem("loop").starts_with("timed out"), "{}", problem("loop"));
@@ -377,7 +417,11 @@ async fn probes_are_cached_shared_and_invalidated_by_plugin_changes() {
     assert_eq!(counted.load(Ordering::SeqCst), 2);
 
     // Loading a device hook makes the cached result stale at once.
-    let d = dir.add("halve", plugbox_artifacts::DEVICE_SCRIPTED, &device_scripted("halve", 1, "fail-open", "none", "halve", ""));
+    let d = dir.add(
+        "halve",
+        plugbox_artifacts::DEVICE_SCRIPTED,
+        &device_scripted("halve", 1, "fail-open", "none", "halve", ""),
+    );
     host.load_plugin(&d).await.unwrap();
     let after = host.probe_devices().await;
     assert_eq!(counted.load(Ordering::SeqCst), 3);
@@ -405,8 +449,16 @@ async fn the_devices_import_returns_the_latest_adjusted_reports() {
     let (host, _d) = device_host(
         &[(1000, 500), (1000, 500)],
         &[
-            ("hide", plugbox_artifacts::DEVICE_SCRIPTED, device_scripted("hide", 1, "fail-open", "none", "filter", "gpu:1")),
-            ("look", plugbox_artifacts::DEVICE_SCRIPTED, device_scripted("look", 2, "fail-open", "none", "annotate", "")),
+            (
+                "hide",
+                plugbox_artifacts::DEVICE_SCRIPTED,
+                device_scripted("hide", 1, "fail-open", "none", "filter", "gpu:1"),
+            ),
+            (
+                "look",
+                plugbox_artifacts::DEVICE_SCRIPTED,
+                device_scripted("look", 2, "fail-open", "none", "annotate", ""),
+            ),
         ],
     )
     .await;
@@ -496,7 +548,10 @@ fn serve(mut stream: TcpStream, behaviour: Behaviour, seen: &Mutex<Vec<String>>)
             _ => (404, String::new()),
         },
     };
-    let reply = format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{payload}", payload.len());
+    let reply = format!(
+        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{payload}",
+        payload.len()
+    );
     let _ = stream.write_all(reply.as_bytes());
 }
 
@@ -590,7 +645,10 @@ async fn health_checks_reach_a_loopback_model_server() {
     let set = models(&down.url(), &down.url());
     let h = host.check_model_health(&set, "qwen", elapsed, timeout).await.unwrap();
     assert!(!h.healthy);
-    assert_eq!(h.message, format!("model `qwen2.5-7b` not ready after 1.0s of 300s: {}/v1/models answered HTTP 503", down.url()));
+    assert_eq!(
+        h.message,
+        format!("model `qwen2.5-7b` not ready after 1.0s of 300s: {}/v1/models answered HTTP 503", down.url())
+    );
     let h = host.check_model_health(&set, "bge", elapsed, timeout).await.unwrap();
     assert!(!h.healthy && h.message.ends_with("/v1/embeddings answered HTTP 503"), "{}", h.message);
     // Past the start-up timeout the verdict is final.
@@ -662,7 +720,9 @@ fn plugbox_devices_prints_a_table_and_json() {
     let (table, _) = plugbox_devices(&["--plugins", plugins.to_str().unwrap()]);
     let header = table.lines().next().unwrap();
     assert!(header.starts_with("ID") && header.contains("FREE MiB") && header.ends_with("SOURCE"), "{table}");
-    let row = |id: &str| table.lines().find(|l| l.starts_with(&format!("{id} "))).unwrap_or_else(|| panic!("no `{id}` row:\n{table}"));
+    let row = |id: &str| {
+        table.lines().find(|l| l.starts_with(&format!("{id} "))).unwrap_or_else(|| panic!("no `{id}` row:\n{table}"))
+    };
     assert!(row("cpu").contains("builtin:sysinfo"));
     assert!(row("memory").contains("online"));
     assert!(row("npu:dev0").contains("4976 (raw 6000)") && row("npu:dev0").contains("plugin:npu"), "{table}");

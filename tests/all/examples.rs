@@ -167,7 +167,9 @@ async fn echo_provider_completes_and_streams() {
     assert_eq!(joined.split_whitespace().collect::<Vec<_>>(), ["one", "two", "three"]);
     assert_eq!(chunks.last().unwrap().finish_reason.as_deref(), Some("stop"));
     // Unknown provider type.
-    assert!(matches!(host.complete(&ctx, "nope", &request("x")).await, Err(RequestError::Llm(e)) if e.kind == ErrorKind::NotFound));
+    assert!(
+        matches!(host.complete(&ctx, "nope", &request("x")).await, Err(RequestError::Llm(e)) if e.kind == ErrorKind::NotFound)
+    );
 }
 
 #[tokio::test]

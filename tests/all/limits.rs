@@ -91,8 +91,7 @@ async fn empty_choices_from_post_hook_are_refused() {
     let ctx = RequestContext::new("m");
     let resp = host.run_request(&ctx, request("hi"), echo).await.unwrap();
     assert_eq!(text(&resp), "echo: hi [ok]");
-    let actions: Vec<String> =
-        ctx.trace().into_iter().filter(|t| t.plugin == "garbage").map(|t| t.action).collect();
+    let actions: Vec<String> = ctx.trace().into_iter().filter(|t| t.plugin == "garbage").map(|t| t.action).collect();
     assert!(actions.iter().any(|a| a.contains("response has no choices")), "{actions:?}");
 }
 

@@ -87,7 +87,9 @@ async fn broken_plugins_are_reported_and_the_rest_load() {
     assert!(has("typo/plugin.yaml:4:1: unknown field `priorty`"), "{errors:#?}");
     assert!(has("plugin `notwasm`: not a valid WebAssembly component"), "{errors:#?}");
     assert!(
-        has("plugin `liar`: declares hook `provider` but its component does not export `plugbox:plugin/provider@0.1.0`"),
+        has(
+            "plugin `liar`: declares hook `provider` but its component does not export `plugbox:plugin/provider@0.1.0`"
+        ),
         "{errors:#?}"
     );
     assert!(has("anonymous.wasm: no manifest"), "{errors:#?}");
@@ -176,7 +178,11 @@ async fn plugins_built_against_other_compatible_wit_versions_load() {
     // against a later 0.1 patch. Both link their imports and exports by semver.
     let dir = PluginDir::new();
     for (name, wasm) in [("api-0-1-0", plugbox_artifacts::API_0_1_0), ("api-0-1-99", plugbox_artifacts::API_0_1_99)] {
-        dir.add(name, wasm, &format!("name: {name}\nversion: 0.1.0\nhooks: [pre-request, post-response]\npriority: {}\n", name.len()));
+        dir.add(
+            name,
+            wasm,
+            &format!("name: {name}\nversion: 0.1.0\nhooks: [pre-request, post-response]\npriority: {}\n", name.len()),
+        );
     }
     let host = host();
     let report = host.load_dir(dir.path()).await.unwrap();

@@ -8,8 +8,8 @@ mod limits;
 mod loader;
 mod manifest;
 mod pipeline;
-mod sandbox;
 mod reload;
+mod sandbox;
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +18,12 @@ use plugbox_host::{Choice, Host, HostBuilder, LlmError, Message, Outcome, Reques
 /// A temporary plugin directory.
 pub struct PluginDir {
     pub dir: tempfile::TempDir,
+}
+
+impl Default for PluginDir {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl PluginDir {
@@ -86,7 +92,13 @@ pub fn response(text: &str) -> Response {
         model: "test-model".into(),
         choices: vec![Choice {
             index: 0,
-            message: Message { role: Role::Assistant, content: text.into(), name: None, tool_calls: vec![], tool_call_id: None },
+            message: Message {
+                role: Role::Assistant,
+                content: text.into(),
+                name: None,
+                tool_calls: vec![],
+                tool_call_id: None,
+            },
             finish_reason: Some("stop".into()),
         }],
         usage: None,

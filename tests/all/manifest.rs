@@ -34,11 +34,7 @@ fn yaml_files(dir: &str) -> Vec<PathBuf> {
         .map(|name| rel.join(name))
         .collect();
     files.sort();
-    assert!(
-        files.len() >= 5,
-        "too few manifests in `{}`: is the directory right?",
-        abs.display()
-    );
+    assert!(files.len() >= 5, "too few manifests in `{}`: is the directory right?", abs.display());
     files
 }
 
@@ -65,15 +61,8 @@ fn check_golden(expected: &Path, actual: &str, same: fn(&str, &str) -> bool) -> 
     }
     match fs::read_to_string(&abs) {
         Ok(want) if same(&want, actual) => None,
-        Ok(want) => Some(format!(
-            "{} differs (- expected, + actual):\n{}",
-            expected.display(),
-            diff(&want, actual)
-        )),
-        Err(e) => Some(format!(
-            "{}: {e}; run with BLESS=1 to create it",
-            expected.display()
-        )),
+        Ok(want) => Some(format!("{} differs (- expected, + actual):\n{}", expected.display(), diff(&want, actual))),
+        Err(e) => Some(format!("{}: {e}; run with BLESS=1 to create it", expected.display())),
     }
 }
 
@@ -93,11 +82,7 @@ fn diff(want: &str, got: &str) -> String {
     let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
     for i in (0..a.len()).rev() {
         for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
+            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
         }
     }
     let (mut i, mut j, mut out) = (0, 0, String::new());
@@ -117,12 +102,7 @@ fn diff(want: &str, got: &str) -> String {
 }
 
 fn report(failures: Vec<String>) {
-    assert!(
-        failures.is_empty(),
-        "{} failure(s):\n\n{}",
-        failures.len(),
-        failures.join("\n\n")
-    );
+    assert!(failures.is_empty(), "{} failure(s):\n\n{}", failures.len(), failures.join("\n\n"));
 }
 
 #[test]
@@ -142,14 +122,8 @@ fn valid_manifests_parse_to_the_expected_json() {
         // What serializes must parse back to the same manifest (JSON is YAML).
         match Manifest::from_str(&json, &yaml) {
             Ok(again) if again == manifest => {}
-            Ok(again) => failures.push(format!(
-                "{}: does not round-trip:\n{again:#?}",
-                yaml.display()
-            )),
-            Err(e) => failures.push(format!(
-                "{}: serialized form does not parse: {e}",
-                yaml.display()
-            )),
+            Ok(again) => failures.push(format!("{}: does not round-trip:\n{again:#?}", yaml.display())),
+            Err(e) => failures.push(format!("{}: serialized form does not parse: {e}", yaml.display())),
         }
     }
     report(failures);
@@ -161,15 +135,10 @@ fn invalid_manifests_fail_with_the_expected_message() {
     for yaml in yaml_files("invalid") {
         let src = fs::read_to_string(repo_root().join(&yaml)).expect("a readable manifest");
         match Manifest::from_str(&src, &yaml) {
-            Ok(manifest) => failures.push(format!(
-                "{}: expected an error, but it parsed: {manifest:?}",
-                yaml.display()
-            )),
-            Err(e) => failures.extend(check_golden(
-                &yaml.with_extension("err"),
-                &format!("{e}\n"),
-                same_text,
-            )),
+            Ok(manifest) => {
+                failures.push(format!("{}: expected an error, but it parsed: {manifest:?}", yaml.display()))
+            }
+            Err(e) => failures.extend(check_golden(&yaml.with_extension("err"), &format!("{e}\n"), same_text)),
         }
     }
     report(failures);
@@ -180,16 +149,8 @@ fn from_path_reads_the_file_and_names_it_in_errors() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("plugin.yaml");
     let missing = Manifest::from_path(&path).unwrap_err();
-    assert!(
-        matches!(missing, manifest::ManifestError::Io { .. }),
-        "{missing:?}"
-    );
-    assert!(
-        missing
-            .to_string()
-            .starts_with(&format!("cannot read `{}`: ", path.display())),
-        "{missing}"
-    );
+    assert!(matches!(missing, manifest::ManifestError::Io { .. }), "{missing:?}");
+    assert!(missing.to_string().starts_with(&format!("cannot read `{}`: ", path.display())), "{missing}");
 
     fs::write(&path, "name: x\nversion: 1.0.0\nhooks: [endpoint]\n").expect("a written file");
     let manifest = Manifest::from_path(&path).expect("a valid manifest");
@@ -197,24 +158,13 @@ fn from_path_reads_the_file_and_names_it_in_errors() {
 
     fs::write(&path, "name: x\nversion: 1.0.0\nhooks: [nope]\n").expect("a written file");
     let err = Manifest::from_path(&path).unwrap_err().to_string();
-    assert!(
-        err.starts_with(&format!(
-            "{}:3:9: hooks[0]: unknown hook `nope`",
-            path.display()
-        )),
-        "{err}"
-    );
+    assert!(err.starts_with(&format!("{}:3:9: hooks[0]: unknown hook `nope`", path.display())), "{err}");
 }
 
 #[test]
 fn schema_file_is_up_to_date() {
-    let actual =
-        serde_json::to_string_pretty(&manifest::json_schema()).expect("a schema serializes") + "\n";
-    if let Some(failure) = check_golden(
-        Path::new("manifests/plugin.schema.json"),
-        &actual,
-        same_json,
-    ) {
+    let actual = serde_json::to_string_pretty(&manifest::json_schema()).expect("a schema serializes") + "\n";
+    if let Some(failure) = check_golden(Path::new("manifests/plugin.schema.json"), &actual, same_json) {
         panic!("{failure}\nrun with BLESS=1 to regenerate the schema");
     }
 }

@@ -32,11 +32,9 @@ async fn pre_ascending_post_descending() {
 
 #[tokio::test]
 async fn modified_request_reaches_next_plugin_and_provider() {
-    let (host, _d) = scripted_host(&[
-        ("a", scripted("a", 1, "modify", "continue")),
-        ("b", scripted("b", 2, "modify", "continue")),
-    ])
-    .await;
+    let (host, _d) =
+        scripted_host(&[("a", scripted("a", 1, "modify", "continue")), ("b", scripted("b", 2, "modify", "continue"))])
+            .await;
     let resp = host.run_request(&ctx(), request("hi"), echo).await.unwrap();
     assert_eq!(text(&resp), "echo: hi [a] [b]");
 }
@@ -101,22 +99,18 @@ async fn post_hooks_modify_recover_and_fail() {
 #[tokio::test]
 async fn post_hooks_see_previous_post_results_in_stack_order() {
     // b runs its post first (higher priority), then a recovers b's error.
-    let (host, _d) = scripted_host(&[
-        ("a", scripted("a", 1, "continue", "recover")),
-        ("b", scripted("b", 2, "continue", "fail")),
-    ])
-    .await;
+    let (host, _d) =
+        scripted_host(&[("a", scripted("a", 1, "continue", "recover")), ("b", scripted("b", 2, "continue", "fail"))])
+            .await;
     let resp = host.run_request(&ctx(), request("hi"), echo).await.unwrap();
     assert_eq!(text(&resp), "recovered by a");
 }
 
 #[tokio::test]
 async fn fail_open_error_skips_plugin_and_its_post_hook() {
-    let (host, _d) = scripted_host(&[
-        ("a", scripted("a", 1, "continue", "continue")),
-        ("b", scripted("b", 2, "error", "continue")),
-    ])
-    .await;
+    let (host, _d) =
+        scripted_host(&[("a", scripted("a", 1, "continue", "continue")), ("b", scripted("b", 2, "error", "continue"))])
+            .await;
     let ctx = ctx();
     let resp = host.run_request(&ctx, request("hi"), echo).await.unwrap();
     assert_eq!(text(&resp), "echo: hi");
@@ -150,21 +144,17 @@ async fn fail_closed_fails_the_request_naming_the_plugin() {
 async fn propagate_plugin_errors_makes_every_plugin_fail_closed() {
     let dir = PluginDir::new();
     dir.add("a", plugbox_artifacts::SCRIPTED, &scripted("a", 1, "error", "continue"));
-    let host = builder()
-        .pipeline(PipelineConfig { propagate_plugin_errors: true, ..Default::default() })
-        .build()
-        .unwrap();
+    let host =
+        builder().pipeline(PipelineConfig { propagate_plugin_errors: true, ..Default::default() }).build().unwrap();
     host.load_dir(dir.path()).await.unwrap();
     assert!(matches!(host.run_request(&ctx(), request("hi"), echo).await, Err(RequestError::Plugin(_))));
 }
 
 #[tokio::test]
 async fn trap_fails_open_and_the_instance_is_replaced() {
-    let (host, _d) = scripted_host(&[
-        ("a", scripted("a", 1, "modify", "continue")),
-        ("t", scripted("t", 2, "trap", "continue")),
-    ])
-    .await;
+    let (host, _d) =
+        scripted_host(&[("a", scripted("a", 1, "modify", "continue")), ("t", scripted("t", 2, "trap", "continue"))])
+            .await;
     for _ in 0..3 {
         let ctx = ctx();
         let resp = host.run_request(&ctx, request("hi"), echo).await.unwrap();
@@ -181,11 +171,9 @@ async fn trap_fails_open_and_the_instance_is_replaced() {
 
 #[tokio::test]
 async fn infinite_loop_times_out_and_host_keeps_serving() {
-    let (host, _d) = scripted_host(&[
-        ("a", scripted("a", 1, "modify", "continue")),
-        ("l", scripted("l", 2, "loop", "continue")),
-    ])
-    .await;
+    let (host, _d) =
+        scripted_host(&[("a", scripted("a", 1, "modify", "continue")), ("l", scripted("l", 2, "loop", "continue"))])
+            .await;
     let ctx = ctx();
     let resp = host.run_request(&ctx, request("hi"), echo).await.unwrap();
     assert_eq!(text(&resp), "echo: hi [a]");

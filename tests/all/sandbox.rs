@@ -37,7 +37,9 @@ impl Server {
                     }
                     let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
                     let reply = match path.strip_prefix("/redirect?to=") {
-                        Some(to) => format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+                        Some(to) => format!(
+                            "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        ),
                         None => "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello".to_string(),
                     };
                     let _ = (&stream).write_all(reply.as_bytes());
@@ -87,7 +89,18 @@ async fn nothing_is_granted_by_default() {
     with_ok(&dir);
     let url = format!("http:http://127.0.0.1:{}/hello", server.port);
     let tcp = format!("tcp:127.0.0.1:{}", server.port);
-    let ops = ["envs", "args", "preopens", "read:/etc/passwd", "list:/", "env:HOME", url.as_str(), "kv-get:x", tcp.as_str(), "dns:localhost"];
+    let ops = [
+        "envs",
+        "args",
+        "preopens",
+        "read:/etc/passwd",
+        "list:/",
+        "env:HOME",
+        url.as_str(),
+        "kv-get:x",
+        tcp.as_str(),
+        "dns:localhost",
+    ];
     dir.add("probe", plugbox_artifacts::SANDBOX_PROBE, &probe_manifest("probe", "{}", &ops));
     let ctx = attempt(&host(), dir.path()).await;
     assert_eq!(outcome(&ctx, "envs"), "ok:", "no environment");
@@ -131,7 +144,13 @@ async fn file_escapes_fail() {
 
     let ctx = attempt(&host(), dir.path()).await;
     assert_eq!(outcome(&ctx, "read:/data/hello.txt"), "ok:granted");
-    for op in ["read:/data/../plugin.yaml", "read:/plugin.yaml", "read:/etc/passwd", "read:/data/link-out", "read:/data/link-abs"] {
+    for op in [
+        "read:/data/../plugin.yaml",
+        "read:/plugin.yaml",
+        "read:/etc/passwd",
+        "read:/data/link-out",
+        "read:/data/link-abs",
+    ] {
         assert!(outcome(&ctx, op).starts_with("err:"), "{op}: {}", outcome(&ctx, op));
     }
     for op in ["write:/data/new.txt", "write:/data/hello.txt"] {
@@ -177,10 +196,7 @@ async fn private_data_dir_is_writable_and_private() {
     let host = builder().data_root(data_root.path()).build().unwrap();
     let ctx = attempt(&host, dir.path()).await;
     assert_eq!(outcome(&ctx, "write:/plugin-data/state.txt"), "ok:written");
-    assert_eq!(
-        std::fs::read_to_string(data_root.path().join("probe/state.txt")).unwrap(),
-        "written by sandbox-probe"
-    );
+    assert_eq!(std::fs::read_to_string(data_root.path().join("probe/state.txt")).unwrap(), "written by sandbox-probe");
 }
 
 #[tokio::test]
@@ -196,7 +212,11 @@ async fn only_granted_env_vars_are_visible() {
     dir.add(
         "probe",
         plugbox_artifacts::SANDBOX_PROBE,
-        &probe_manifest("probe", "{ env: [PLUGBOX_TEST_GRANTED] }", &["env:PLUGBOX_TEST_GRANTED", "env:PLUGBOX_TEST_SECRET", "envs"]),
+        &probe_manifest(
+            "probe",
+            "{ env: [PLUGBOX_TEST_GRANTED] }",
+            &["env:PLUGBOX_TEST_GRANTED", "env:PLUGBOX_TEST_SECRET", "envs"],
+        ),
     );
     let ctx = attempt(&host(), dir.path()).await;
     assert_eq!(outcome(&ctx, "env:PLUGBOX_TEST_GRANTED"), "ok:yes");
@@ -218,7 +238,11 @@ async fn network_is_checked_per_host_port_and_per_redirect_hop() {
     let dir = PluginDir::new();
     with_ok(&dir);
     let ops = [ok.as_str(), other_port.as_str(), other_name.as_str(), redirect.as_str(), redirect_ok.as_str()];
-    dir.add("probe", plugbox_artifacts::SANDBOX_PROBE, &probe_manifest("probe", &format!("{{ network: [\"127.0.0.1:{a}\"] }}"), &ops));
+    dir.add(
+        "probe",
+        plugbox_artifacts::SANDBOX_PROBE,
+        &probe_manifest("probe", &format!("{{ network: [\"127.0.0.1:{a}\"] }}"), &ops),
+    );
     let ctx = attempt(&host(), dir.path()).await;
     assert_eq!(outcome(&ctx, &ok), "ok:200:hello");
     assert!(outcome(&ctx, &other_port).contains("HttpRequestDenied"), "{}", outcome(&ctx, &other_port));
@@ -233,7 +257,11 @@ async fn wildcard_network_needs_policy() {
     let url = format!("http:http://127.0.0.1:{}/hello", server.port);
     let dir = PluginDir::new();
     with_ok(&dir);
-    dir.add("probe", plugbox_artifacts::SANDBOX_PROBE, &probe_manifest("probe", "{ network: [\"*\"] }", &[url.as_str()]));
+    dir.add(
+        "probe",
+        plugbox_artifacts::SANDBOX_PROBE,
+        &probe_manifest("probe", "{ network: [\"*\"] }", &[url.as_str()]),
+    );
     let host = host();
     let ctx = attempt(&host, dir.path()).await;
     assert!(outcome(&ctx, &url).contains("HttpRequestDenied"));
@@ -272,7 +300,15 @@ async fn asking_for_everything_under_a_strict_policy() {
     let p = host.plugin("greedy").unwrap();
     let caps = p.capabilities();
     let denied = caps.denied.join("\n");
-    for needle in ["filesystem `/`", "network `*`", "network `*.example.com`", "env `PLUGBOX_NOT_SET_ANYWHERE`", "data directory", "limits.memory", "limits.instances"] {
+    for needle in [
+        "filesystem `/`",
+        "network `*`",
+        "network `*.example.com`",
+        "env `PLUGBOX_NOT_SET_ANYWHERE`",
+        "data directory",
+        "limits.memory",
+        "limits.instances",
+    ] {
         assert!(denied.contains(needle), "`{needle}` not reported in:\n{denied}");
     }
     // What is within its own directory and exact hosts is granted.
@@ -301,11 +337,22 @@ async fn loops_in_every_hook_kind_time_out() {
     let looper: Vec<String> = ctx.trace().into_iter().filter(|t| t.plugin == "looper").map(|t| t.action).collect();
     assert_eq!(looper.len(), 1, "its post hook is skipped once its pre hook failed: {looper:?}");
     assert!(looper[0].contains("timed out"), "{looper:?}");
-    let post: Vec<String> =
-        ctx.trace().into_iter().filter(|t| t.plugin == "post-looper").map(|t| format!("{} {}", t.hook, t.action)).collect();
+    let post: Vec<String> = ctx
+        .trace()
+        .into_iter()
+        .filter(|t| t.plugin == "post-looper")
+        .map(|t| format!("{} {}", t.hook, t.action))
+        .collect();
     assert_eq!(post.len(), 2, "{post:?}");
     assert!(post[1].starts_with("post-response failed-open: timed out"), "{post:?}");
-    let chunk = plugbox_host::StreamChunk { index: 0, role: None, content: Some("x".into()), tool_calls: vec![], finish_reason: None, usage: None };
+    let chunk = plugbox_host::StreamChunk {
+        index: 0,
+        role: None,
+        content: Some("x".into()),
+        tool_calls: vec![],
+        finish_reason: None,
+        usage: None,
+    };
     assert!(host.on_chunk(&ctx, chunk).await.unwrap().is_some(), "fail-open: the chunk goes on");
     let call = plugbox_host::ToolCall { id: "1".into(), name: "t".into(), arguments: "{}".into() };
     assert!(matches!(host.on_tool_call(&ctx, call).await.unwrap(), plugbox_host::ToolDecision::Run(_)));
@@ -314,7 +361,12 @@ async fn loops_in_every_hook_kind_time_out() {
 
     // A loop in init: the plugin is refused at load, the others are not affected.
     let dir2 = PluginDir::new();
-    dir2.add("init-loop", plugbox_artifacts::SCRIPTED, &scripted("init-loop", 1, "continue", "continue").replace("init: { type: string, default: ok }", "init: { type: string, default: loop }"));
+    dir2.add(
+        "init-loop",
+        plugbox_artifacts::SCRIPTED,
+        &scripted("init-loop", 1, "continue", "continue")
+            .replace("init: { type: string, default: ok }", "init: { type: string, default: loop }"),
+    );
     let report = host.load_dir(dir2.path()).await.unwrap();
     assert!(report.failed[0].to_string().contains("init failed: timed out"), "{}", report.failed[0]);
     let resp = host.run_request(&RequestContext::new("m"), request("still"), echo).await.unwrap();
@@ -327,7 +379,11 @@ async fn repeated_failures_quarantine_the_plugin_then_it_is_retried() {
     dir.add("bad", plugbox_artifacts::SCRIPTED, &scripted("bad", 1, "trap", "continue"));
     with_ok(&dir);
     let host = builder()
-        .circuit_breaker(BreakerConfig { threshold: 3, backoff: Duration::from_millis(300), max_backoff: Duration::from_secs(5) })
+        .circuit_breaker(BreakerConfig {
+            threshold: 3,
+            backoff: Duration::from_millis(300),
+            max_backoff: Duration::from_secs(5),
+        })
         .build()
         .unwrap();
     host.load_dir(dir.path()).await.unwrap();
@@ -403,7 +459,12 @@ async fn policy_narrows_one_plugin() {
     assert_eq!(p.capabilities().messages, plugbox_host::manifest::MessageAccess::Read);
     assert_eq!(p.limits().timeout, Duration::from_millis(50));
     let denied = p.capabilities().denied.join("\n");
-    for needle in ["messages `write`: policy allows at most `read`", "kv: refused by policy", "refused by policy", "limits.timeout 2000ms lowered to 50ms"] {
+    for needle in [
+        "messages `write`: policy allows at most `read`",
+        "kv: refused by policy",
+        "refused by policy",
+        "limits.timeout 2000ms lowered to 50ms",
+    ] {
         assert!(denied.contains(needle), "`{needle}` not in:\n{denied}");
     }
 }

@@ -26,19 +26,13 @@ struct ChatMode {
 
 /// `/v1/chat/completions/?x=1` -> `v1/chat/completions`.
 fn normalize(path: &str) -> &str {
-    path.split(['?', '#'])
-        .next()
-        .unwrap_or_default()
-        .trim_matches('/')
+    path.split(['?', '#']).next().unwrap_or_default().trim_matches('/')
 }
 
 /// The verdict when the server is not (yet) healthy: final past the timeout.
 fn not_ready(model: &str, why: String, elapsed: Duration, timeout: Duration) -> Health {
     if elapsed >= timeout {
-        Health::unhealthy(format!(
-            "model `{model}` did not become healthy within {}s: {why}",
-            timeout.as_secs()
-        ))
+        Health::unhealthy(format!("model `{model}` did not become healthy within {}s: {why}", timeout.as_secs()))
     } else {
         Health::unhealthy(format!(
             "model `{model}` not ready after {:.1}s of {}s: {why}",
@@ -52,13 +46,9 @@ impl Plugin for ChatMode {
     fn init(config: Config) -> Result<Self, String> {
         let ms = config.get_i64("check_timeout_ms")?.unwrap_or(2000);
         if ms <= 0 {
-            return Err(format!(
-                "config `check_timeout_ms` must be positive, got `{ms}`"
-            ));
+            return Err(format!("config `check_timeout_ms` must be positive, got `{ms}`"));
         }
-        Ok(ChatMode {
-            check_timeout: Duration::from_millis(ms as u64),
-        })
+        Ok(ChatMode { check_timeout: Duration::from_millis(ms as u64) })
     }
 
     fn mode(&self) -> String {
@@ -74,34 +64,18 @@ impl Plugin for ChatMode {
         if ENDPOINTS.contains(&path) {
             return Ok(());
         }
-        Err(format!(
-            "model `{model_alias}` is a chat model: it serves {}, not `{path}`",
-            ENDPOINTS.join(" and ")
-        ))
+        Err(format!("model `{model_alias}` is a chat model: it serves {}, not `{path}`", ENDPOINTS.join(" and ")))
     }
 
-    fn health_check(
-        &mut self,
-        model_alias: &str,
-        base_url: &str,
-        elapsed: Duration,
-        timeout: Duration,
-    ) -> Health {
+    fn health_check(&mut self, model_alias: &str, base_url: &str, elapsed: Duration, timeout: Duration) -> Health {
         let wait = self.check_timeout;
         match mode_http::request("GET", base_url, "/v1/models", None, wait) {
             Ok(reply) if (200..300).contains(&reply.status) => {
-                let listed = plugbox_sdk::serde_json::from_slice::<plugbox_sdk::serde_json::Value>(
-                    &reply.body,
-                )
-                .ok()
-                .and_then(|v| v.get("data").and_then(|d| d.as_array()).map(|d| d.len()));
-                let detail = listed
-                    .map(|n| format!(", lists {n} model(s)"))
-                    .unwrap_or_default();
-                Health::healthy(format!(
-                    "model `{model_alias}` is up at {base_url} (HTTP {}{detail})",
-                    reply.status
-                ))
+                let listed = plugbox_sdk::serde_json::from_slice::<plugbox_sdk::serde_json::Value>(&reply.body)
+                    .ok()
+                    .and_then(|v| v.get("data").and_then(|d| d.as_array()).map(|d| d.len()));
+                let detail = listed.map(|n| format!(", lists {n} model(s)")).unwrap_or_default();
+                Health::healthy(format!("model `{model_alias}` is up at {base_url} (HTTP {}{detail})", reply.status))
             }
             Ok(reply) => {
                 let why = format!("{base_url}/v1/models answered HTTP {}", reply.status);

@@ -9,9 +9,7 @@
 //! `assistant` role), then a final chunk with finish reason `stop` and the
 //! usage.
 
-use plugbox_sdk::{
-    ChunkStream, Config, LlmError, Plugin, Request, RequestInfo, Response, Role, StreamChunk, Usage,
-};
+use plugbox_sdk::{ChunkStream, Config, LlmError, Plugin, Request, RequestInfo, Response, Role, StreamChunk, Usage};
 
 plugbox_sdk::embed_manifest!("../../../manifests/echo-provider.yaml");
 
@@ -26,14 +24,8 @@ fn answer(req: &Request) -> Result<(String, Usage), LlmError> {
     let text = req
         .last_user_message()
         .map(|m| m.content.clone())
-        .ok_or_else(|| {
-            LlmError::invalid_request("the echo provider needs a user message to echo")
-        })?;
-    let prompt = req
-        .messages
-        .iter()
-        .map(|m| words(&m.content))
-        .fold(0u32, u32::saturating_add);
+        .ok_or_else(|| LlmError::invalid_request("the echo provider needs a user message to echo"))?;
+    let prompt = req.messages.iter().map(|m| words(&m.content)).fold(0u32, u32::saturating_add);
     let usage = Usage::new(prompt, words(&text));
     Ok((text, usage))
 }
@@ -85,16 +77,10 @@ impl Plugin for Echo {
 
     fn start_stream(&mut self, _info: &RequestInfo, req: Request) -> Result<ChunkStream, LlmError> {
         let (text, usage) = answer(&req)?;
-        let mut chunks: Vec<StreamChunk> = pieces(&text)
-            .into_iter()
-            .map(|piece| StreamChunk::text(0, piece))
-            .collect();
+        let mut chunks: Vec<StreamChunk> = pieces(&text).into_iter().map(|piece| StreamChunk::text(0, piece)).collect();
         match chunks.first_mut() {
             Some(first) => first.role = Some(Role::Assistant),
-            None => chunks.push(StreamChunk {
-                role: Some(Role::Assistant),
-                ..StreamChunk::text(0, "")
-            }),
+            None => chunks.push(StreamChunk { role: Some(Role::Assistant), ..StreamChunk::text(0, "") }),
         }
         chunks.push(StreamChunk::finish(0, "stop", Some(usage)));
         Ok(ChunkStream::from_chunks(chunks))
@@ -109,20 +95,12 @@ mod tests {
     use plugbox_sdk::Message;
 
     fn request(text: &str) -> Request {
-        Request::new(
-            "echo-1",
-            vec![Message::system("be nice"), Message::user(text)],
-        )
+        Request::new("echo-1", vec![Message::system("be nice"), Message::user(text)])
     }
 
     #[test]
     fn complete_echoes() {
-        let r = Echo
-            .complete(
-                &RequestInfo::new("r", "echo-1"),
-                request("hello  big world"),
-            )
-            .unwrap();
+        let r = Echo.complete(&RequestInfo::new("r", "echo-1"), request("hello  big world")).unwrap();
         assert_eq!(r.content(), Some("hello  big world"));
         assert_eq!(r.model, "echo-1");
         assert_eq!(r.usage, Some(Usage::new(5, 3)));
@@ -132,15 +110,7 @@ mod tests {
 
     #[test]
     fn pieces_add_up() {
-        for text in [
-            "hello big world",
-            "  lead",
-            "trail  ",
-            "a\nb\tc",
-            "",
-            "   ",
-            "one",
-        ] {
+        for text in ["hello big world", "  lead", "trail  ", "a\nb\tc", "", "   ", "one"] {
             assert_eq!(pieces(text).concat(), text, "{text:?}");
         }
         assert_eq!(pieces("hello  big world"), vec!["hello", "  big", " world"]);
@@ -149,9 +119,7 @@ mod tests {
 
     #[test]
     fn stream_is_word_chunks_then_stop() {
-        let mut s = Echo
-            .start_stream(&RequestInfo::new("r", "m"), request("one two"))
-            .unwrap();
+        let mut s = Echo.start_stream(&RequestInfo::new("r", "m"), request("one two")).unwrap();
         let mut got = Vec::new();
         while let Some(c) = s.next_chunk().unwrap() {
             got.push(c);

@@ -26,24 +26,15 @@ struct EmbeddingMode {
 }
 
 fn normalize(path: &str) -> &str {
-    path.split(['?', '#'])
-        .next()
-        .unwrap_or_default()
-        .trim_matches('/')
+    path.split(['?', '#']).next().unwrap_or_default().trim_matches('/')
 }
 
-fn verdict(
-    model: &str,
-    result: Result<usize, String>,
-    elapsed: Duration,
-    timeout: Duration,
-) -> Health {
+fn verdict(model: &str, result: Result<usize, String>, elapsed: Duration, timeout: Duration) -> Health {
     match result {
         Ok(dimension) => Health::healthy(format!("model `{model}` embeds (dimension {dimension})")),
-        Err(why) if elapsed >= timeout => Health::unhealthy(format!(
-            "model `{model}` did not become healthy within {}s: {why}",
-            timeout.as_secs()
-        )),
+        Err(why) if elapsed >= timeout => {
+            Health::unhealthy(format!("model `{model}` did not become healthy within {}s: {why}", timeout.as_secs()))
+        }
         Err(why) => Health::unhealthy(format!(
             "model `{model}` not ready after {:.1}s of {}s: {why}",
             elapsed.as_secs_f64(),
@@ -64,13 +55,9 @@ impl EmbeddingMode {
             self.check_timeout,
         )?;
         if !(200..300).contains(&reply.status) {
-            return Err(format!(
-                "{base_url}/v1/embeddings answered HTTP {}",
-                reply.status
-            ));
+            return Err(format!("{base_url}/v1/embeddings answered HTTP {}", reply.status));
         }
-        let v: Value = serde_json::from_slice(&reply.body)
-            .map_err(|e| format!("the answer is not JSON: {e}"))?;
+        let v: Value = serde_json::from_slice(&reply.body).map_err(|e| format!("the answer is not JSON: {e}"))?;
         match v.pointer("/data/0/embedding").and_then(Value::as_array) {
             Some(e) if !e.is_empty() => Ok(e.len()),
             _ => Err("the answer has no `data[0].embedding`".into()),
@@ -82,18 +69,10 @@ impl Plugin for EmbeddingMode {
     fn init(config: Config) -> Result<Self, String> {
         let ms = config.get_i64("check_timeout_ms")?.unwrap_or(2000);
         if ms <= 0 {
-            return Err(format!(
-                "config `check_timeout_ms` must be positive, got `{ms}`"
-            ));
+            return Err(format!("config `check_timeout_ms` must be positive, got `{ms}`"));
         }
-        let probe_text = config
-            .get_str("probe_text")?
-            .unwrap_or("plugbox health check")
-            .to_string();
-        Ok(EmbeddingMode {
-            check_timeout: Duration::from_millis(ms as u64),
-            probe_text,
-        })
+        let probe_text = config.get_str("probe_text")?.unwrap_or("plugbox health check").to_string();
+        Ok(EmbeddingMode { check_timeout: Duration::from_millis(ms as u64), probe_text })
     }
 
     fn mode(&self) -> String {
@@ -109,24 +88,11 @@ impl Plugin for EmbeddingMode {
         if path == ENDPOINT {
             return Ok(());
         }
-        Err(format!(
-            "model `{model_alias}` is an embedding model: it serves only {ENDPOINT}, not `{path}`"
-        ))
+        Err(format!("model `{model_alias}` is an embedding model: it serves only {ENDPOINT}, not `{path}`"))
     }
 
-    fn health_check(
-        &mut self,
-        model_alias: &str,
-        base_url: &str,
-        elapsed: Duration,
-        timeout: Duration,
-    ) -> Health {
-        verdict(
-            model_alias,
-            self.embed(model_alias, base_url),
-            elapsed,
-            timeout,
-        )
+    fn health_check(&mut self, model_alias: &str, base_url: &str, elapsed: Duration, timeout: Duration) -> Health {
+        verdict(model_alias, self.embed(model_alias, base_url), elapsed, timeout)
     }
 }
 

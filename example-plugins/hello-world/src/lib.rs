@@ -6,9 +6,7 @@
 //! The manifest is embedded, so `hello_world.wasm` can be dropped into a
 //! plugin directory on its own.
 
-use plugbox_sdk::{
-    Config, LlmError, Plugin, PostAction, PreAction, Request, RequestInfo, Response, context, log,
-};
+use plugbox_sdk::{Config, LlmError, Plugin, PostAction, PreAction, Request, RequestInfo, Response, context, log};
 
 plugbox_sdk::embed_manifest!("../../../manifests/hello-world.yaml");
 
@@ -20,25 +18,13 @@ impl Plugin for HelloWorld {
     }
 
     fn pre_request(&mut self, info: &RequestInfo, _req: Request) -> Result<PreAction, String> {
-        log::info!(
-            "hello from plugbox: request `{}` for model `{}`",
-            info.request_id,
-            info.model
-        );
+        log::info!("hello from plugbox: request `{}` for model `{}`", info.request_id, info.model);
         context::set("hello-world.greeted", "true");
         Ok(PreAction::Continue)
     }
 
-    fn post_response(
-        &mut self,
-        info: &RequestInfo,
-        outcome: Result<Response, LlmError>,
-    ) -> Result<PostAction, String> {
-        let how = if outcome.is_ok() {
-            "answered"
-        } else {
-            "failed"
-        };
+    fn post_response(&mut self, info: &RequestInfo, outcome: Result<Response, LlmError>) -> Result<PostAction, String> {
+        let how = if outcome.is_ok() { "answered" } else { "failed" };
         log::debug!("goodbye from plugbox: request `{}` {how}", info.request_id);
         Ok(PostAction::Continue)
     }

@@ -7,8 +7,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use plugbox_sdk::{
-    Config, LlmError, LogLevel, Plugin, PostAction, PreAction, Request, RequestInfo, Response,
-    context, log,
+    Config, LlmError, LogLevel, Plugin, PostAction, PreAction, Request, RequestInfo, Response, context, log,
 };
 
 plugbox_sdk::embed_manifest!("../../../manifests/logging.yaml");
@@ -20,36 +19,18 @@ struct Logging {
 }
 
 fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
 /// A line describing an outcome.
-fn outcome_line(
-    info: &RequestInfo,
-    outcome: &Result<Response, LlmError>,
-    elapsed_ms: Option<f64>,
-) -> String {
-    let took = elapsed_ms
-        .map(|ms| format!(" in {ms:.1}ms"))
-        .unwrap_or_default();
+fn outcome_line(info: &RequestInfo, outcome: &Result<Response, LlmError>, elapsed_ms: Option<f64>) -> String {
+    let took = elapsed_ms.map(|ms| format!(" in {ms:.1}ms")).unwrap_or_default();
     match outcome {
         Ok(response) => {
-            let finish = response
-                .choices
-                .first()
-                .and_then(|c| c.finish_reason.as_deref())
-                .unwrap_or("none");
+            let finish = response.choices.first().and_then(|c| c.finish_reason.as_deref()).unwrap_or("none");
             let tokens = response
                 .usage
-                .map(|u| {
-                    format!(
-                        "{}+{}={}",
-                        u.prompt_tokens, u.completion_tokens, u.total_tokens
-                    )
-                })
+                .map(|u| format!("{}+{}={}", u.prompt_tokens, u.completion_tokens, u.total_tokens))
                 .unwrap_or_else(|| "unknown".to_string());
             format!(
                 "request `{}` ok{took}: model={} choices={} finish={finish} tokens={tokens}",
@@ -63,11 +44,7 @@ fn outcome_line(
             info.request_id,
             error.kind,
             error.message,
-            if error.allow_fallback {
-                "allowed"
-            } else {
-                "not allowed"
-            }
+            if error.allow_fallback { "allowed" } else { "not allowed" }
         ),
     }
 }
@@ -75,9 +52,8 @@ fn outcome_line(
 impl Plugin for Logging {
     fn init(config: Config) -> Result<Self, String> {
         let name = config.get_str("level")?.unwrap_or("info");
-        let level = LogLevel::parse(name).ok_or_else(|| {
-            format!("config `level` must be one of trace, debug, info, warn, error; got `{name}`")
-        })?;
+        let level = LogLevel::parse(name)
+            .ok_or_else(|| format!("config `level` must be one of trace, debug, info, warn, error; got `{name}`"))?;
         Ok(Logging { level })
     }
 
@@ -89,11 +65,7 @@ impl Plugin for Logging {
                 "request `{}`: model={} provider={} caller={} messages={} stream={}",
                 info.request_id,
                 info.model,
-                if info.provider.is_empty() {
-                    "-"
-                } else {
-                    &info.provider
-                },
+                if info.provider.is_empty() { "-" } else { &info.provider },
                 info.caller_or("-"),
                 req.messages.len(),
                 info.streaming,
@@ -102,11 +74,7 @@ impl Plugin for Logging {
         Ok(PreAction::Continue)
     }
 
-    fn post_response(
-        &mut self,
-        info: &RequestInfo,
-        outcome: Result<Response, LlmError>,
-    ) -> Result<PostAction, String> {
+    fn post_response(&mut self, info: &RequestInfo, outcome: Result<Response, LlmError>) -> Result<PostAction, String> {
         let elapsed_ms = context::get(START_KEY)
             .and_then(|s| s.parse::<u64>().ok())
             .map(|start| now_us().saturating_sub(start) as f64 / 1000.0);
@@ -127,35 +95,15 @@ mod tests {
         testing::reset();
         let mut p = Logging::init(Config::from_json(r#"{"level": "warn"}"#).unwrap()).unwrap();
         let info = RequestInfo::new("r7", "gpt").with_caller("alice");
-        p.pre_request(&info, Request::new("gpt", vec![Message::user("secret")]))
-            .unwrap();
-        p.post_response(
-            &info,
-            Ok(Response::text("gpt", "x").with_usage(Usage::new(1, 2))),
-        )
-        .unwrap();
-        p.post_response(
-            &info,
-            Err(LlmError::rate_limited("slow", Default::default())),
-        )
-        .unwrap();
+        p.pre_request(&info, Request::new("gpt", vec![Message::user("secret")])).unwrap();
+        p.post_response(&info, Ok(Response::text("gpt", "x").with_usage(Usage::new(1, 2)))).unwrap();
+        p.post_response(&info, Err(LlmError::rate_limited("slow", Default::default()))).unwrap();
         let logs = testing::logs();
         assert_eq!(logs.len(), 3);
         assert!(logs.iter().all(|(l, _)| *l == LogLevel::Warn));
-        assert_eq!(
-            logs[0].1,
-            "request `r7`: model=gpt provider=- caller=alice messages=1 stream=false"
-        );
-        assert!(
-            logs[1].1.contains("ok in ") && logs[1].1.ends_with("finish=stop tokens=1+2=3"),
-            "{}",
-            logs[1].1
-        );
-        assert!(
-            logs[2]
-                .1
-                .contains("rate-limited error: slow (fallback not allowed)")
-        );
+        assert_eq!(logs[0].1, "request `r7`: model=gpt provider=- caller=alice messages=1 stream=false");
+        assert!(logs[1].1.contains("ok in ") && logs[1].1.ends_with("finish=stop tokens=1+2=3"), "{}", logs[1].1);
+        assert!(logs[2].1.contains("rate-limited error: slow (fallback not allowed)"));
         assert!(logs.iter().all(|(_, l)| !l.contains("secret")));
     }
 

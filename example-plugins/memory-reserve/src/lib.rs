@@ -61,10 +61,7 @@ impl Plugin for MemoryReserve {
         })
     }
 
-    fn on_device_probe(
-        &mut self,
-        mut reports: Vec<DeviceReport>,
-    ) -> Result<Vec<DeviceReport>, String> {
+    fn on_device_probe(&mut self, mut reports: Vec<DeviceReport>) -> Result<Vec<DeviceReport>, String> {
         for d in reports.iter_mut().filter(|d| self.kinds.contains(&d.kind)) {
             let raw = d.memory_free_mb;
             d.memory_free_mb = raw.saturating_sub(self.headroom_mb);

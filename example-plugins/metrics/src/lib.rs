@@ -16,10 +16,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use plugbox_sdk::{
-    Config, LlmError, Plugin, PostAction, PreAction, Request, RequestInfo, Response, context, kv,
-    log,
-};
+use plugbox_sdk::{Config, LlmError, Plugin, PostAction, PreAction, Request, RequestInfo, Response, context, kv, log};
 
 plugbox_sdk::embed_manifest!("../../../manifests/metrics.yaml");
 
@@ -27,19 +24,14 @@ const START_KEY: &str = "metrics.start_us";
 
 /// Upper bounds of the latency buckets, in milliseconds (roughly 1-2-5 per
 /// decade); one more bucket catches everything above the last.
-const BUCKETS_MS: [u64; 16] = [
-    1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 60_000, 120_000,
-];
+const BUCKETS_MS: [u64; 16] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 60_000, 120_000];
 
 struct Metrics {
     report_every: i64,
 }
 
 fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
 fn bucket_key(index: usize) -> String {
@@ -51,10 +43,7 @@ fn bucket_key(index: usize) -> String {
 
 /// The index of the bucket for a latency of `us` microseconds.
 fn bucket_of(us: u64) -> usize {
-    BUCKETS_MS
-        .iter()
-        .position(|&ms| us <= ms * 1000)
-        .unwrap_or(BUCKETS_MS.len())
+    BUCKETS_MS.iter().position(|&ms| us <= ms * 1000).unwrap_or(BUCKETS_MS.len())
 }
 
 /// The upper bound (ms) of the bucket holding quantile `q` of `counts`;
@@ -95,16 +84,10 @@ fn read(key: &str) -> Result<i64, String> {
 
 impl Metrics {
     fn report(&self) -> Result<(), String> {
-        let counts = (0..=BUCKETS_MS.len())
-            .map(|i| read(&bucket_key(i)))
-            .collect::<Result<Vec<_>, _>>()?;
+        let counts = (0..=BUCKETS_MS.len()).map(|i| read(&bucket_key(i))).collect::<Result<Vec<_>, _>>()?;
         let responses = read("responses")?;
         let sum_us = read("latency.sum_us")?;
-        let mean_ms = if responses > 0 {
-            sum_us as f64 / responses as f64 / 1000.0
-        } else {
-            0.0
-        };
+        let mean_ms = if responses > 0 { sum_us as f64 / responses as f64 / 1000.0 } else { 0.0 };
         log::info!(
             "metrics: {} requests, {} responses, {} errors, tokens {} prompt / {} completion, \
              latency mean {mean_ms:.1}ms p50 {} p95 {} p99 {}",
@@ -125,9 +108,7 @@ impl Plugin for Metrics {
     fn init(config: Config) -> Result<Self, String> {
         let report_every = config.get_i64("report_every")?.unwrap_or(100);
         if report_every < 0 {
-            return Err(format!(
-                "config `report_every` must not be negative, got `{report_every}`"
-            ));
+            return Err(format!("config `report_every` must not be negative, got `{report_every}`"));
         }
         Ok(Metrics { report_every })
     }
@@ -159,10 +140,7 @@ impl Plugin for Metrics {
         if let Some(start) = context::get(START_KEY).and_then(|s| s.parse::<u64>().ok()) {
             let elapsed_us = now_us().saturating_sub(start);
             incr(&bucket_key(bucket_of(elapsed_us)), 1)?;
-            incr(
-                "latency.sum_us",
-                i64::try_from(elapsed_us).unwrap_or(i64::MAX),
-            )?;
+            incr("latency.sum_us", i64::try_from(elapsed_us).unwrap_or(i64::MAX))?;
         }
         if self.report_every > 0 && responses % self.report_every == 0 {
             self.report()?;
@@ -201,24 +179,15 @@ mod tests {
         let info = RequestInfo::new("r", "m");
         let req = Request::new("m", vec![Message::user("hi")]);
         m.pre_request(&info, req.clone()).unwrap();
-        m.post_response(
-            &info,
-            Ok(Response::text("m", "a").with_usage(Usage::new(3, 4))),
-        )
-        .unwrap();
+        m.post_response(&info, Ok(Response::text("m", "a").with_usage(Usage::new(3, 4)))).unwrap();
         m.pre_request(&info, req).unwrap();
-        m.post_response(&info, Err(LlmError::timeout("slow")))
-            .unwrap();
+        m.post_response(&info, Err(LlmError::timeout("slow"))).unwrap();
         assert_eq!(read("requests").unwrap(), 2);
         assert_eq!(read("errors").unwrap(), 1);
         assert_eq!(read("errors.timeout").unwrap(), 1);
         assert_eq!(read("tokens.completion").unwrap(), 4);
         assert_eq!(read("latency.le_1").unwrap(), 2);
         let logs = testing::logs();
-        assert!(
-            logs.iter()
-                .any(|(_, l)| l.starts_with("metrics: 2 requests")),
-            "{logs:?}"
-        );
+        assert!(logs.iter().any(|(_, l)| l.starts_with("metrics: 2 requests")), "{logs:?}");
     }
 }

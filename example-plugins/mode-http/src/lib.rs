@@ -9,9 +9,7 @@
 use std::time::Duration;
 
 use wasi::http::outgoing_handler;
-use wasi::http::types::{
-    ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
-};
+use wasi::http::types::{ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme};
 use wasi::io::streams::StreamError;
 
 /// Most bytes of a response body read.
@@ -43,11 +41,7 @@ fn parse(url: &str) -> Result<Url<'_>, String> {
     if authority.is_empty() {
         return Err(format!("`{url}` has no host"));
     }
-    Ok(Url {
-        scheme,
-        authority,
-        prefix: prefix.trim_end_matches('/'),
-    })
+    Ok(Url { scheme, authority, prefix: prefix.trim_end_matches('/') })
 }
 
 /// Says what an HTTP error code means, in words an operator can act on.
@@ -83,10 +77,7 @@ pub fn request(
         // A length, not chunked encoding: small model servers handle it best.
         Some((content_type, bytes)) => Fields::from_list(&[
             ("content-type".to_string(), content_type.as_bytes().to_vec()),
-            (
-                "content-length".to_string(),
-                bytes.len().to_string().into_bytes(),
-            ),
+            ("content-length".to_string(), bytes.len().to_string().into_bytes()),
         ])
         .map_err(|e| format!("bad header: {e:?}"))?,
         None => Fields::new(),
@@ -97,18 +88,12 @@ pub fn request(
         "POST" => Method::Post,
         other => Method::Other(other.to_string()),
     };
-    req.set_method(&method)
-        .map_err(|()| "bad method".to_string())?;
-    req.set_scheme(Some(&url.scheme))
-        .map_err(|()| "bad scheme".to_string())?;
-    req.set_authority(Some(url.authority))
-        .map_err(|()| format!("bad host `{}`", url.authority))?;
+    req.set_method(&method).map_err(|()| "bad method".to_string())?;
+    req.set_scheme(Some(&url.scheme)).map_err(|()| "bad scheme".to_string())?;
+    req.set_authority(Some(url.authority)).map_err(|()| format!("bad host `{}`", url.authority))?;
     let full_path = format!("{}{path}", url.prefix);
-    req.set_path_with_query(Some(&full_path))
-        .map_err(|()| format!("bad path `{full_path}`"))?;
-    let outgoing = req
-        .body()
-        .map_err(|()| "request body already taken".to_string())?;
+    req.set_path_with_query(Some(&full_path)).map_err(|()| format!("bad path `{full_path}`"))?;
+    let outgoing = req.body().map_err(|()| "request body already taken".to_string())?;
 
     let options = RequestOptions::new();
     let nanos = Some(timeout.as_nanos().min(u64::MAX as u128) as u64);
@@ -117,16 +102,11 @@ pub fn request(
     let _ = options.set_first_byte_timeout(nanos);
     let _ = options.set_between_bytes_timeout(nanos);
 
-    let pending =
-        outgoing_handler::handle(req, Some(options)).map_err(|e| describe(&e, url.authority))?;
+    let pending = outgoing_handler::handle(req, Some(options)).map_err(|e| describe(&e, url.authority))?;
     if let Some((_, bytes)) = body {
-        let stream = outgoing
-            .write()
-            .map_err(|()| "request body stream unavailable".to_string())?;
+        let stream = outgoing.write().map_err(|()| "request body stream unavailable".to_string())?;
         for chunk in bytes.chunks(4096) {
-            stream
-                .blocking_write_and_flush(chunk)
-                .map_err(|e| format!("writing the request body: {e:?}"))?;
+            stream.blocking_write_and_flush(chunk).map_err(|e| format!("writing the request body: {e:?}"))?;
         }
         drop(stream);
     }
@@ -140,12 +120,8 @@ pub fn request(
         None => return Err("no response after waiting for it".to_string()),
     };
     let status = response.status();
-    let incoming = response
-        .consume()
-        .map_err(|()| "response body already taken".to_string())?;
-    let stream = incoming
-        .stream()
-        .map_err(|()| "response body stream unavailable".to_string())?;
+    let incoming = response.consume().map_err(|()| "response body already taken".to_string())?;
+    let stream = incoming.stream().map_err(|()| "response body stream unavailable".to_string())?;
     let mut data = Vec::new();
     loop {
         match stream.blocking_read(64 * 1024) {

@@ -13,9 +13,7 @@
 
 mod scan;
 
-use plugbox_sdk::{
-    Config, LlmError, Plugin, PostAction, PreAction, Request, RequestInfo, Response, context, log,
-};
+use plugbox_sdk::{Config, LlmError, Plugin, PostAction, PreAction, Request, RequestInfo, Response, context, log};
 use scan::Masks;
 
 plugbox_sdk::embed_manifest!("../../../manifests/pii-redact.yaml");
@@ -30,10 +28,7 @@ struct PiiRedact {
 
 impl PiiRedact {
     fn masks(&self) -> Masks<'_> {
-        Masks {
-            email: self.email_mask.as_deref(),
-            phone: self.phone_mask.as_deref(),
-        }
+        Masks { email: self.email_mask.as_deref(), phone: self.phone_mask.as_deref() }
     }
 
     /// Mask `text` in place; the number of items masked.
@@ -47,9 +42,7 @@ impl PiiRedact {
 }
 
 fn add_to_count(n: usize) {
-    let before = context::get(COUNT_KEY)
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(0);
+    let before = context::get(COUNT_KEY).and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
     context::set(COUNT_KEY, &(before + n).to_string());
 }
 
@@ -80,18 +73,11 @@ impl Plugin for PiiRedact {
         if n == 0 {
             return Ok(PreAction::Continue);
         }
-        log::info!(
-            "masked {n} item(s) of personal data in the prompt of `{}`",
-            info.request_id
-        );
+        log::info!("masked {n} item(s) of personal data in the prompt of `{}`", info.request_id);
         Ok(PreAction::Modify(req))
     }
 
-    fn post_response(
-        &mut self,
-        info: &RequestInfo,
-        outcome: Result<Response, LlmError>,
-    ) -> Result<PostAction, String> {
+    fn post_response(&mut self, info: &RequestInfo, outcome: Result<Response, LlmError>) -> Result<PostAction, String> {
         let Ok(mut response) = outcome else {
             return Ok(PostAction::Continue);
         };
@@ -109,10 +95,7 @@ impl Plugin for PiiRedact {
             return Ok(PostAction::Continue);
         }
         add_to_count(n);
-        log::info!(
-            "masked {n} item(s) of personal data in the response to `{}`",
-            info.request_id
-        );
+        log::info!("masked {n} item(s) of personal data in the response to `{}`", info.request_id);
         Ok(PostAction::Respond(response))
     }
 }
@@ -133,20 +116,13 @@ mod tests {
         testing::reset();
         let mut p = plugin("{}");
         let info = RequestInfo::new("r1", "m");
-        let req = Request::new(
-            "m",
-            vec![Message::user("I am bob@example.com, +1 555 123 4567")],
-        );
-        let PreAction::Modify(req) = p.pre_request(&info, req).unwrap() else {
-            panic!()
-        };
+        let req = Request::new("m", vec![Message::user("I am bob@example.com, +1 555 123 4567")]);
+        let PreAction::Modify(req) = p.pre_request(&info, req).unwrap() else { panic!() };
         assert_eq!(req.messages[0].content, "I am [EMAIL], [PHONE]");
         assert_eq!(testing::context()[COUNT_KEY], "2");
 
         let resp = Response::text("m", "write to ann@example.org");
-        let PostAction::Respond(resp) = p.post_response(&info, Ok(resp)).unwrap() else {
-            panic!()
-        };
+        let PostAction::Respond(resp) = p.post_response(&info, Ok(resp)).unwrap() else { panic!() };
         assert_eq!(resp.content(), Some("write to [EMAIL]"));
         assert_eq!(testing::context()[COUNT_KEY], "3");
     }
@@ -157,19 +133,9 @@ mod tests {
         let mut p = plugin(r#"{"phones": false}"#);
         let info = RequestInfo::new("r1", "m");
         let req = Request::new("m", vec![Message::user("call 555-123-4567")]);
-        assert!(matches!(
-            p.pre_request(&info, req).unwrap(),
-            PreAction::Continue
-        ));
+        assert!(matches!(p.pre_request(&info, req).unwrap(), PreAction::Continue));
         let resp = Response::text("m", "nothing here");
-        assert!(matches!(
-            p.post_response(&info, Ok(resp)).unwrap(),
-            PostAction::Continue
-        ));
-        assert!(matches!(
-            p.post_response(&info, Err(LlmError::internal("x")))
-                .unwrap(),
-            PostAction::Continue
-        ));
+        assert!(matches!(p.post_response(&info, Ok(resp)).unwrap(), PostAction::Continue));
+        assert!(matches!(p.post_response(&info, Err(LlmError::internal("x"))).unwrap(), PostAction::Continue));
     }
 }

@@ -101,10 +101,7 @@ fn valid_domain(domain: &str) -> bool {
 }
 
 fn memchr_all(b: &[u8], needle: u8) -> impl Iterator<Item = usize> + '_ {
-    b.iter()
-        .enumerate()
-        .filter(move |(_, c)| **c == needle)
-        .map(|(i, _)| i)
+    b.iter().enumerate().filter(move |(_, c)| **c == needle).map(|(i, _)| i)
 }
 
 /// The longest text a phone number candidate may span.
@@ -118,9 +115,7 @@ fn is_phone_char(b: u8) -> bool {
 fn boundary_before(prev: Option<u8>) -> bool {
     match prev {
         None => true,
-        Some(p) => {
-            !(p.is_ascii_alphanumeric() || matches!(p, b'_' | b'.' | b'/' | b'-' | b'+' | b'@'))
-        }
+        Some(p) => !(p.is_ascii_alphanumeric() || matches!(p, b'_' | b'.' | b'/' | b'-' | b'+' | b'@')),
     }
 }
 
@@ -249,22 +244,12 @@ mod tests {
     use super::*;
 
     fn masked(text: &str) -> String {
-        redact(
-            text,
-            &Masks {
-                email: Some("[EMAIL]"),
-                phone: Some("[PHONE]"),
-            },
-        )
-        .0
+        redact(text, &Masks { email: Some("[EMAIL]"), phone: Some("[PHONE]") }).0
     }
 
     #[test]
     fn emails_are_masked() {
-        assert_eq!(
-            masked("mail jane.doe+x@example.co.uk now"),
-            "mail [EMAIL] now"
-        );
+        assert_eq!(masked("mail jane.doe+x@example.co.uk now"), "mail [EMAIL] now");
         assert_eq!(masked("<a@b.io>, c_d@e-f.org."), "<[EMAIL]>, [EMAIL].");
         assert_eq!(masked("user@localhost stays"), "user@localhost stays");
         assert_eq!(masked("@handle and a@b.c"), "@handle and a@b.c");
@@ -284,16 +269,8 @@ mod tests {
             "+4915112345678",
             "5551234567",
         ] {
-            assert_eq!(
-                masked(&format!("call {phone} today")),
-                "call [PHONE] today",
-                "{phone}"
-            );
-            assert_eq!(
-                masked(&format!("call {phone}.")),
-                "call [PHONE].",
-                "{phone}"
-            );
+            assert_eq!(masked(&format!("call {phone} today")), "call [PHONE] today", "{phone}");
+            assert_eq!(masked(&format!("call {phone}.")), "call [PHONE].", "{phone}");
         }
     }
 
@@ -323,10 +300,7 @@ mod tests {
     fn counts_and_unicode() {
         let (out, n) = redact(
             "Grüße an jörg@exämple.de oder +49 30 1234567 ✓",
-            &Masks {
-                email: Some("[EMAIL]"),
-                phone: Some("[PHONE]"),
-            },
+            &Masks { email: Some("[EMAIL]"), phone: Some("[PHONE]") },
         );
         assert_eq!(out, "Grüße an [EMAIL] oder [PHONE] ✓");
         assert_eq!(n, 2);

@@ -65,18 +65,12 @@ enum Take {
 
 impl RateLimit {
     fn take(&self, stored: Option<Bucket>, now_ms: u64) -> Take {
-        let bucket = stored.unwrap_or(Bucket {
-            tokens: self.burst,
-            at_ms: now_ms,
-        });
+        let bucket = stored.unwrap_or(Bucket { tokens: self.burst, at_ms: now_ms });
         let elapsed_s = now_ms.saturating_sub(bucket.at_ms) as f64 / 1000.0;
         let tokens = (bucket.tokens + elapsed_s * self.rps).min(self.burst);
         let at_ms = now_ms.max(bucket.at_ms);
         if tokens >= 1.0 {
-            Take::Allowed(Bucket {
-                tokens: tokens - 1.0,
-                at_ms,
-            })
+            Take::Allowed(Bucket { tokens: tokens - 1.0, at_ms })
         } else {
             let wait_s = (1.0 - tokens) / self.rps;
             Take::Refused(Duration::from_millis((wait_s * 1000.0).ceil() as u64))
@@ -90,10 +84,7 @@ impl RateLimit {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 impl Plugin for RateLimit {
@@ -101,17 +92,12 @@ impl Plugin for RateLimit {
         let rps = config.get_f64("rps")?.unwrap_or(10.0);
         let burst = config.get_i64("burst")?.unwrap_or(20);
         if !(rps > 0.0 && rps.is_finite()) {
-            return Err(format!(
-                "config `rps` must be a positive number, got `{rps}`"
-            ));
+            return Err(format!("config `rps` must be a positive number, got `{rps}`"));
         }
         if burst < 1 {
             return Err(format!("config `burst` must be at least 1, got `{burst}`"));
         }
-        Ok(RateLimit {
-            rps,
-            burst: burst as f64,
-        })
+        Ok(RateLimit { rps, burst: burst as f64 })
     }
 
     fn pre_request(&mut self, info: &RequestInfo, _req: Request) -> Result<PreAction, String> {
@@ -125,35 +111,23 @@ impl Plugin for RateLimit {
                     context::set("rate-limit.remaining", "0");
                     log::debug!("caller `{caller}` is rate limited for {wait:?}");
                     let error = LlmError::rate_limited(
-                        format!(
-                            "rate limit exceeded for `{caller}`: retry in {} ms",
-                            wait.as_millis()
-                        ),
+                        format!("rate limit exceeded for `{caller}`: retry in {} ms", wait.as_millis()),
                         wait,
                     );
                     return Ok(PreAction::Fail(error));
                 }
                 Take::Allowed(bucket) => {
-                    let swapped = kv::compare_and_swap(
-                        &key,
-                        current.as_deref(),
-                        bucket.encode(),
-                        Some(self.ttl(bucket.tokens)),
-                    )
-                    .map_err(|e| format!("kv compare-and-swap failed: {e}"))?;
+                    let swapped =
+                        kv::compare_and_swap(&key, current.as_deref(), bucket.encode(), Some(self.ttl(bucket.tokens)))
+                            .map_err(|e| format!("kv compare-and-swap failed: {e}"))?;
                     if swapped {
-                        context::set(
-                            "rate-limit.remaining",
-                            &(bucket.tokens.floor() as u64).to_string(),
-                        );
+                        context::set("rate-limit.remaining", &(bucket.tokens.floor() as u64).to_string());
                         return Ok(PreAction::Continue);
                     }
                 }
             }
         }
-        Err(format!(
-            "the bucket of `{caller}` changed {MAX_ATTEMPTS} times in a row while updating it"
-        ))
+        Err(format!("the bucket of `{caller}` changed {MAX_ATTEMPTS} times in a row while updating it"))
     }
 }
 
@@ -172,33 +146,14 @@ mod tests {
     #[test]
     fn bucket_math() {
         let l = limiter(2.0, 3);
-        let Take::Allowed(b) = l.take(None, 1000) else {
-            panic!()
-        };
-        assert_eq!(
-            b,
-            Bucket {
-                tokens: 2.0,
-                at_ms: 1000
-            }
-        );
-        let empty = Bucket {
-            tokens: 0.0,
-            at_ms: 1000,
-        };
-        assert_eq!(
-            l.take(Some(empty), 1000),
-            Take::Refused(Duration::from_millis(500))
-        );
-        assert_eq!(
-            l.take(Some(empty), 1250),
-            Take::Refused(Duration::from_millis(250))
-        );
+        let Take::Allowed(b) = l.take(None, 1000) else { panic!() };
+        assert_eq!(b, Bucket { tokens: 2.0, at_ms: 1000 });
+        let empty = Bucket { tokens: 0.0, at_ms: 1000 };
+        assert_eq!(l.take(Some(empty), 1000), Take::Refused(Duration::from_millis(500)));
+        assert_eq!(l.take(Some(empty), 1250), Take::Refused(Duration::from_millis(250)));
         assert!(matches!(l.take(Some(empty), 1500), Take::Allowed(_)));
         // Refill is capped at `burst`.
-        let Take::Allowed(b) = l.take(Some(empty), 100_000) else {
-            panic!()
-        };
+        let Take::Allowed(b) = l.take(Some(empty), 100_000) else { panic!() };
         assert_eq!(b.tokens, 2.0);
         assert_eq!(Bucket::decode(&b.encode()), Some(b));
         assert_eq!(Bucket::decode(b"short"), None);
@@ -211,22 +166,14 @@ mod tests {
         let req = Request::new("m", vec![Message::user("hi")]);
         let alice = RequestInfo::new("r", "m").with_caller("alice");
         for _ in 0..2 {
-            assert!(matches!(
-                l.pre_request(&alice, req.clone()).unwrap(),
-                PreAction::Continue
-            ));
+            assert!(matches!(l.pre_request(&alice, req.clone()).unwrap(), PreAction::Continue));
         }
-        let PreAction::Fail(e) = l.pre_request(&alice, req.clone()).unwrap() else {
-            panic!()
-        };
+        let PreAction::Fail(e) = l.pre_request(&alice, req.clone()).unwrap() else { panic!() };
         assert_eq!(e.kind, ErrorKind::RateLimited);
         assert!(!e.allow_fallback);
         assert!(e.retry_after_ms.unwrap() > 0);
         let bob = RequestInfo::new("r", "m").with_caller("bob");
-        assert!(matches!(
-            l.pre_request(&bob, req).unwrap(),
-            PreAction::Continue
-        ));
+        assert!(matches!(l.pre_request(&bob, req).unwrap(), PreAction::Continue));
     }
 
     #[test]

@@ -14,8 +14,7 @@
 use std::time::Duration;
 
 use plugbox_sdk::{
-    Config, LlmError, Plugin, PostAction, PreAction, Request, RequestInfo, Response, context, kv,
-    log, serde_json,
+    Config, LlmError, Plugin, PostAction, PreAction, Request, RequestInfo, Response, context, kv, log, serde_json,
 };
 
 plugbox_sdk::embed_manifest!("../../../manifests/response-cache.yaml");
@@ -32,22 +31,14 @@ struct ResponseCache {
 fn fnv1a_128(bytes: &[u8]) -> u128 {
     const OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
     const PRIME: u128 = 0x0000000001000000000000000000013b;
-    bytes
-        .iter()
-        .fold(OFFSET, |h, b| (h ^ u128::from(*b)).wrapping_mul(PRIME))
+    bytes.iter().fold(OFFSET, |h, b| (h ^ u128::from(*b)).wrapping_mul(PRIME))
 }
 
 /// The cache key of a request: everything that shapes the answer.
 fn cache_key(req: &Request) -> Result<String, String> {
-    let canonical = serde_json::to_vec(&(
-        &req.model,
-        &req.messages,
-        &req.tools,
-        req.temperature,
-        req.max_tokens,
-        &req.extra,
-    ))
-    .map_err(|e| format!("cannot serialise the request: {e}"))?;
+    let canonical =
+        serde_json::to_vec(&(&req.model, &req.messages, &req.tools, req.temperature, req.max_tokens, &req.extra))
+            .map_err(|e| format!("cannot serialise the request: {e}"))?;
     Ok(format!("resp:{:032x}", fnv1a_128(&canonical)))
 }
 
@@ -70,14 +61,10 @@ impl Plugin for ResponseCache {
         let ttl = config.get_i64("ttl_seconds")?.unwrap_or(300);
         let max = config.get_i64("max_entry_bytes")?.unwrap_or(65536);
         if ttl <= 0 {
-            return Err(format!(
-                "config `ttl_seconds` must be positive, got `{ttl}`"
-            ));
+            return Err(format!("config `ttl_seconds` must be positive, got `{ttl}`"));
         }
         if max <= 0 {
-            return Err(format!(
-                "config `max_entry_bytes` must be positive, got `{max}`"
-            ));
+            return Err(format!("config `max_entry_bytes` must be positive, got `{max}`"));
         }
         Ok(ResponseCache {
             ttl: Duration::from_secs(ttl as u64),
@@ -125,11 +112,7 @@ impl Plugin for ResponseCache {
         }
         let bytes = serde_json::to_vec(&response).map_err(|e| format!("cannot serialise: {e}"))?;
         if bytes.len() > self.max_entry_bytes {
-            log::debug!(
-                "not caching {key}: {} bytes is over max_entry_bytes ({})",
-                bytes.len(),
-                self.max_entry_bytes
-            );
+            log::debug!("not caching {key}: {} bytes is over max_entry_bytes ({})", bytes.len(), self.max_entry_bytes);
             return Ok(PostAction::Continue);
         }
         kv::set(&key, &bytes, Some(self.ttl)).map_err(|e| format!("kv set failed: {e}"))?;
@@ -153,64 +136,42 @@ mod tests {
         testing::reset();
         let mut p = ResponseCache::init(Config::empty()).unwrap();
         let info = RequestInfo::new("r1", "m");
-        assert!(matches!(
-            p.pre_request(&info, request("hi")).unwrap(),
-            PreAction::Continue
-        ));
+        assert!(matches!(p.pre_request(&info, request("hi")).unwrap(), PreAction::Continue));
         let answer = Response::text("m", "hello");
         p.post_response(&info, Ok(answer.clone())).unwrap();
 
         testing::clear_context();
-        let PreAction::Respond(hit) = p.pre_request(&info, request("hi")).unwrap() else {
-            panic!("expected a hit")
-        };
+        let PreAction::Respond(hit) = p.pre_request(&info, request("hi")).unwrap() else { panic!("expected a hit") };
         assert_eq!(hit.content(), Some("hello"));
         assert_eq!(hit.extra.as_deref(), Some(r#"{"plugbox_cache":"hit"}"#));
         assert_eq!(testing::context()[HIT_KEY], "true");
 
         testing::clear_context();
-        assert!(matches!(
-            p.pre_request(&info, request("other")).unwrap(),
-            PreAction::Continue
-        ));
+        assert!(matches!(p.pre_request(&info, request("other")).unwrap(), PreAction::Continue));
     }
 
     #[test]
     fn big_entries_are_skipped() {
         testing::reset();
-        let mut p =
-            ResponseCache::init(Config::from_json(r#"{"max_entry_bytes": 10}"#).unwrap()).unwrap();
+        let mut p = ResponseCache::init(Config::from_json(r#"{"max_entry_bytes": 10}"#).unwrap()).unwrap();
         let info = RequestInfo::new("r1", "m");
         p.pre_request(&info, request("hi")).unwrap();
-        p.post_response(&info, Ok(Response::text("m", "a long answer")))
-            .unwrap();
+        p.post_response(&info, Ok(Response::text("m", "a long answer"))).unwrap();
         testing::clear_context();
-        assert!(matches!(
-            p.pre_request(&info, request("hi")).unwrap(),
-            PreAction::Continue
-        ));
+        assert!(matches!(p.pre_request(&info, request("hi")).unwrap(), PreAction::Continue));
     }
 
     #[test]
     fn keys_are_stable() {
-        assert_eq!(
-            cache_key(&request("a")).unwrap(),
-            cache_key(&request("a")).unwrap()
-        );
-        assert_ne!(
-            cache_key(&request("a")).unwrap(),
-            cache_key(&request("b")).unwrap()
-        );
+        assert_eq!(cache_key(&request("a")).unwrap(), cache_key(&request("a")).unwrap());
+        assert_ne!(cache_key(&request("a")).unwrap(), cache_key(&request("b")).unwrap());
         assert_eq!(fnv1a_128(b""), 0x6c62272e07bb014262b821756295c58d);
         assert_eq!(fnv1a_128(b"a"), 0xd228cb696f1a8caf78912b704e4a8964);
     }
 
     #[test]
     fn marks_existing_extra() {
-        assert_eq!(
-            mark_hit(Some(r#"{"a":1}"#)),
-            r#"{"a":1,"plugbox_cache":"hit"}"#
-        );
+        assert_eq!(mark_hit(Some(r#"{"a":1}"#)), r#"{"a":1,"plugbox_cache":"hit"}"#);
         assert_eq!(mark_hit(Some("not json")), r#"{"plugbox_cache":"hit"}"#);
     }
 }

@@ -62,25 +62,17 @@ fn read_num(path: &Path) -> Value {
 }
 
 fn read_text(path: &Path) -> Option<String> {
-    fs::read_to_string(path)
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
+    fs::read_to_string(path).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
 /// The first `hwmon*/temp1_input` under `device`, in degrees C.
 fn temperature(device: &Path) -> Option<f32> {
-    let mut dirs: Vec<PathBuf> = fs::read_dir(device.join("hwmon"))
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .collect();
+    let mut dirs: Vec<PathBuf> = fs::read_dir(device.join("hwmon")).ok()?.flatten().map(|e| e.path()).collect();
     dirs.sort();
-    dirs.iter()
-        .find_map(|d| match read_num(&d.join("temp1_input")) {
-            Value::Num(milli) => Some(milli as f32 / 1000.0),
-            _ => None,
-        })
+    dirs.iter().find_map(|d| match read_num(&d.join("temp1_input")) {
+        Value::Num(milli) => Some(milli as f32 / 1000.0),
+        _ => None,
+    })
 }
 
 fn card_number(name: &str) -> Option<u32> {
@@ -94,19 +86,13 @@ impl SysfsGpu {
         let used = read_num(&device.join("mem_info_vram_used"));
         let vendor = read_text(&device.join("vendor"));
         let pci = read_text(&device.join("device"));
-        let name = read_text(&device.join("product_name")).unwrap_or_else(|| {
-            match (vendor.as_deref(), pci.as_deref()) {
+        let name =
+            read_text(&device.join("product_name")).unwrap_or_else(|| match (vendor.as_deref(), pci.as_deref()) {
                 (Some("0x1002"), Some(d)) => format!("AMD GPU {d}"),
                 (Some(v), Some(d)) => format!("GPU {v}:{d}"),
                 _ => format!("GPU card{n}"),
-            }
-        });
-        let mut report = DeviceReport::new(
-            format!("sysfs:card{n}"),
-            DeviceKind::Gpu,
-            name,
-            "plugin:sysfs-gpu",
-        );
+            });
+        let mut report = DeviceReport::new(format!("sysfs:card{n}"), DeviceKind::Gpu, name, "plugin:sysfs-gpu");
         let problem = match (total, used) {
             (Value::Missing, Value::Missing) => return None,
             (Value::Num(t), Value::Num(u)) if u <= t => {
@@ -115,9 +101,7 @@ impl SysfsGpu {
                 report.memory_free_mb = report.memory_total_mb - report.memory_used_mb;
                 None
             }
-            (Value::Num(t), Value::Num(u)) => {
-                Some(format!("VRAM used ({u} bytes) exceeds total ({t} bytes)"))
-            }
+            (Value::Num(t), Value::Num(u)) => Some(format!("VRAM used ({u} bytes) exceeds total ({t} bytes)")),
             (Value::Bad(e), _) | (_, Value::Bad(e)) => Some(e),
             (Value::Missing, _) => Some("`mem_info_vram_total` is missing".to_string()),
             (_, Value::Missing) => Some("`mem_info_vram_used` is missing".to_string()),
@@ -143,13 +127,9 @@ impl Plugin for SysfsGpu {
     fn init(config: Config) -> Result<Self, String> {
         let root = config.get_str("root")?.unwrap_or("/sys/class/drm");
         if !root.starts_with('/') {
-            return Err(format!(
-                "config `root` must be an absolute guest path, got `{root}`"
-            ));
+            return Err(format!("config `root` must be an absolute guest path, got `{root}`"));
         }
-        Ok(SysfsGpu {
-            root: PathBuf::from(root),
-        })
+        Ok(SysfsGpu { root: PathBuf::from(root) })
     }
 
     fn probe(&mut self) -> Result<Vec<DeviceReport>, String> {
@@ -160,10 +140,8 @@ impl Plugin for SysfsGpu {
                 self.root.display()
             )
         })?;
-        let mut cards: Vec<u32> = entries
-            .flatten()
-            .filter_map(|e| card_number(&e.file_name().to_string_lossy()))
-            .collect();
+        let mut cards: Vec<u32> =
+            entries.flatten().filter_map(|e| card_number(&e.file_name().to_string_lossy())).collect();
         cards.sort_unstable();
         Ok(cards.into_iter().filter_map(|n| self.card(n)).collect())
     }

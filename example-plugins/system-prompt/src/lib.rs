@@ -34,9 +34,7 @@ impl Plugin for SystemPrompt {
             "after-system" => Position::AfterSystem,
             "last" => Position::Last,
             other => {
-                return Err(format!(
-                    "config `position` must be `first`, `after-system` or `last`, got `{other}`"
-                ));
+                return Err(format!("config `position` must be `first`, `after-system` or `last`, got `{other}`"));
             }
         };
         Ok(SystemPrompt { prompt, position })
@@ -48,15 +46,10 @@ impl Plugin for SystemPrompt {
         }
         let at = match self.position {
             Position::First => 0,
-            Position::AfterSystem => req
-                .messages
-                .iter()
-                .take_while(|m| m.role == Role::System)
-                .count(),
+            Position::AfterSystem => req.messages.iter().take_while(|m| m.role == Role::System).count(),
             Position::Last => req.messages.len(),
         };
-        req.messages
-            .insert(at, Message::system(self.prompt.clone()));
+        req.messages.insert(at, Message::system(self.prompt.clone()));
         Ok(PreAction::Modify(req))
     }
 }
@@ -73,8 +66,7 @@ mod tests {
     }
 
     fn run(p: &mut SystemPrompt, messages: Vec<Message>) -> PreAction {
-        p.pre_request(&RequestInfo::new("r", "m"), Request::new("m", messages))
-            .unwrap()
+        p.pre_request(&RequestInfo::new("r", "m"), Request::new("m", messages)).unwrap()
     }
 
     #[test]
@@ -89,23 +81,16 @@ mod tests {
     #[test]
     fn after_system_and_last() {
         let msgs = vec![Message::system("own"), Message::user("hi")];
-        let PreAction::Modify(req) = run(&mut plugin("after-system"), msgs.clone()) else {
-            panic!()
-        };
+        let PreAction::Modify(req) = run(&mut plugin("after-system"), msgs.clone()) else { panic!() };
         assert_eq!(req.messages[1], Message::system("be brief"));
-        let PreAction::Modify(req) = run(&mut plugin("last"), msgs) else {
-            panic!()
-        };
+        let PreAction::Modify(req) = run(&mut plugin("last"), msgs) else { panic!() };
         assert_eq!(req.messages[2], Message::system("be brief"));
     }
 
     #[test]
     fn skips_duplicates() {
         let msgs = vec![Message::system("be brief"), Message::user("hi")];
-        assert!(matches!(
-            run(&mut plugin("first"), msgs),
-            PreAction::Continue
-        ));
+        assert!(matches!(run(&mut plugin("first"), msgs), PreAction::Continue));
     }
 
     #[test]

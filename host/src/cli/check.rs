@@ -92,17 +92,13 @@ fn print_plugin(p: &LoadedPlugin) {
     for d in &c.denied {
         println!("  NOT granted: {d}");
     }
-    println!(
-        "  loaded in {:.1} ms ({:?})",
-        p.load_time().as_secs_f64() * 1000.0,
-        p.compile_source()
-    );
+    println!("  loaded in {:.1} ms ({:?})", p.load_time().as_secs_f64() * 1000.0, p.compile_source());
 }
 
 fn bytesize(n: u64) -> String {
-    if n >= 1 << 20 && n % (1 << 20) == 0 {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
         format!("{} MiB", n >> 20)
-    } else if n >= 1 << 10 && n % (1 << 10) == 0 {
+    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
         format!("{} KiB", n >> 10)
     } else {
         format!("{n} B")
@@ -170,7 +166,10 @@ pub async fn list(host: Host, dir: &Path, json: bool) -> Result<ExitCode> {
             println!("FAILED  {f}");
         }
         if plugins.is_empty() && report.failed.is_empty() && report.disabled.is_empty() {
-            println!("(no plugins under `{}`; a plugin is a directory with {MANIFEST_FILE}, a .wasm with a .yaml beside it, or a packed .wasm)", dir.display());
+            println!(
+                "(no plugins under `{}`; a plugin is a directory with {MANIFEST_FILE}, a .wasm with a .yaml beside it, or a packed .wasm)",
+                dir.display()
+            );
         }
     }
     host.unload_all().await;
@@ -212,7 +211,10 @@ pub fn print_statuses(host: &Host, failed: bool) {
             None if s.state == PluginState::Failed && !failed => continue,
             None => {
                 let state = if s.state == PluginState::Disabled { "disabled" } else { "failed" };
-                println!("{:<18} {:<9} {:>8} {:<12} {:<10} {:>8}  {:<11} {:<20}", s.name, "-", "-", "-", "-", "-", state, "-");
+                println!(
+                    "{:<18} {:<9} {:>8} {:<12} {:<10} {:>8}  {:<11} {:<20}",
+                    s.name, "-", "-", "-", "-", "-", state, "-"
+                );
             }
         }
         if let Some(e) = &s.last_error {

@@ -113,7 +113,10 @@ async fn send(host: &Host, caller: &str, text: &str) -> Result<()> {
                 if !system.is_empty() {
                     println!("    provider `echo` got system prompt {:?}", system.join(" "));
                 }
-                println!("    provider `echo` got user text {:?}", req.messages.last().map(|m| m.content.as_str()).unwrap_or(""));
+                println!(
+                    "    provider `echo` got user text {:?}",
+                    req.messages.last().map(|m| m.content.as_str()).unwrap_or("")
+                );
                 match host.complete(&ctx, "echo", &req).await {
                     Ok(r) => Ok(r),
                     Err(RequestError::Llm(e)) => Err(e),
@@ -206,7 +209,9 @@ pub async fn run(builder: HostBuilder, plugins: Option<&Path>) -> Result<ExitCod
     std::fs::rename(&tmp, flaky.join("plugin.yaml"))?;
     wait_event(&mut events, "flaky", |k| matches!(k, PluginEventKind::Reloaded { .. })).await?;
     send(&host, "carol", "Fixed without a restart?").await?;
-    println!("6. its directory is deleted: it is unloaded (WebAssembly plugins can be unloaded; Go .so plugins cannot)");
+    println!(
+        "6. its directory is deleted: it is unloaded (WebAssembly plugins can be unloaded; Go .so plugins cannot)"
+    );
     std::fs::remove_dir_all(&flaky)?;
     wait_event(&mut events, "flaky", |k| matches!(k, PluginEventKind::Unloaded { .. })).await?;
     watcher.stop().await;

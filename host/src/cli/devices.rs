@@ -76,7 +76,9 @@ pub fn table(s: &DeviceSnapshot) -> String {
         let parts: Vec<String> = cells
             .iter()
             .enumerate()
-            .map(|(i, c)| if numeric(i) { format!("{c:>w$}", w = widths[i]) } else { format!("{c:<w$}", w = widths[i]) })
+            .map(
+                |(i, c)| if numeric(i) { format!("{c:>w$}", w = widths[i]) } else { format!("{c:<w$}", w = widths[i]) },
+            )
             .collect();
         parts.join("  ").trim_end().to_string() + "\n"
     };
@@ -88,8 +90,7 @@ pub fn table(s: &DeviceSnapshot) -> String {
         let notes: Vec<String> = d.annotations.iter().map(|(k, v)| format!("{k}={v}")).collect();
         out.push_str(&format!("  {}: {}\n", d.id, notes.join(", ")));
     }
-    let raw_only: Vec<&str> =
-        s.raw.iter().filter(|r| s.device(&r.id).is_none()).map(|r| r.id.as_str()).collect();
+    let raw_only: Vec<&str> = s.raw.iter().filter(|r| s.device(&r.id).is_none()).map(|r| r.id.as_str()).collect();
     if !raw_only.is_empty() {
         out.push_str(&format!("filtered out by device hooks: {}\n", raw_only.join(", ")));
     }

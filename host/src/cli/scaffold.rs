@@ -31,9 +31,8 @@ pub fn new_plugin(name: &str, parent: &Path, sdk_path: Option<&Path>) -> Result<
         Some(p) => p.to_path_buf(),
         None => PathBuf::from(DEFAULT_SDK),
     };
-    let sdk = sdk
-        .canonicalize()
-        .with_context(|| format!("plugin-sdk not found at `{}` (pass --sdk-path)", sdk.display()))?;
+    let sdk =
+        sdk.canonicalize().with_context(|| format!("plugin-sdk not found at `{}` (pass --sdk-path)", sdk.display()))?;
     let crate_name = name.replace('-', "_");
     for (path, text) in TEMPLATE {
         let text = text

@@ -90,7 +90,10 @@ fn refuse(model: &str, d: &DeviceReport, required_mb: u64, raw_free_mb: Option<u
     }
     if d.memory_total_mb == 0 {
         let hint = if d.id == "cpu" { " (system RAM is the `memory` device)" } else { "" };
-        return Some(format!("device `{}` reports no memory, but model `{model}` needs {required_mb} MiB there{hint}", d.id));
+        return Some(format!(
+            "device `{}` reports no memory, but model `{model}` needs {required_mb} MiB there{hint}",
+            d.id
+        ));
     }
     if d.memory_free_mb < required_mb {
         let adjusted = match raw_free_mb {

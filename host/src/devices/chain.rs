@@ -64,7 +64,10 @@ fn check_report(r: &DeviceReport) -> Result<(), String> {
         return Err(format!("device `{}`: more than {MAX_ANNOTATIONS} annotations", r.id));
     }
     if r.annotations.iter().any(|(k, v)| k.is_empty() || k.len() > MAX_TEXT || v.len() > MAX_TEXT) {
-        return Err(format!("device `{}`: annotation keys must be 1-{MAX_TEXT} bytes, values at most {MAX_TEXT}", r.id));
+        return Err(format!(
+            "device `{}`: annotation keys must be 1-{MAX_TEXT} bytes, values at most {MAX_TEXT}",
+            r.id
+        ));
     }
     Ok(())
 }
@@ -162,7 +165,8 @@ pub(super) async fn run_device_hooks(
             }
             Err(f) if propagate || plugin.manifest().on_error == OnError::FailClosed => {
                 tracing::warn!(plugin = plugin.name(), "device hook failed (fail-closed): {f}");
-                problems.push(ProbeProblem { source: format!("plugin:{}", plugin.name()), message: f.kind.to_string() });
+                problems
+                    .push(ProbeProblem { source: format!("plugin:{}", plugin.name()), message: f.kind.to_string() });
                 traces.push(trace(&plugin, "on-device-probe", format!("failed-closed: {}", f.kind), started));
                 let reason = format!("device hook `{}` failed (fail-closed): {}", plugin.name(), f.kind);
                 mark_all_offline(&mut current, &reason);
@@ -170,7 +174,8 @@ pub(super) async fn run_device_hooks(
             }
             Err(f) => {
                 tracing::warn!(plugin = plugin.name(), "device hook failed (fail-open): {f}");
-                problems.push(ProbeProblem { source: format!("plugin:{}", plugin.name()), message: f.kind.to_string() });
+                problems
+                    .push(ProbeProblem { source: format!("plugin:{}", plugin.name()), message: f.kind.to_string() });
                 traces.push(trace(&plugin, "on-device-probe", format!("failed-open: {}", f.kind), started));
             }
         }

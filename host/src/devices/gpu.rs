@@ -141,7 +141,8 @@ impl GpuBackend for NvmlBackend {
     }
 
     fn read(&self, index: u32) -> Result<GpuReading, GpuError> {
-        let q = |what: &str, e: nvml_wrapper::error::NvmlError| GpuError::Query(format!("NVML {what} of GPU {index}: {e}"));
+        let q =
+            |what: &str, e: nvml_wrapper::error::NvmlError| GpuError::Query(format!("NVML {what} of GPU {index}: {e}"));
         let device = self.nvml.device_by_index(index).map_err(|e| q("handle", e))?;
         let memory = device.memory_info().map_err(|e| q("memory", e))?;
         Ok(GpuReading {

@@ -275,6 +275,13 @@ impl crate::Host {
         chain::run_device_plugins(registry, timeout, &mut raw, &mut problems, &mut hooks).await;
         let propagate = self.inner.pipeline.propagate_plugin_errors;
         let adjusted = chain::run_device_hooks(registry, timeout, propagate, &raw, &mut problems, &mut hooks).await;
-        DeviceSnapshot { raw, adjusted, problems, hooks, taken_at_ms, took_micros: started.elapsed().as_micros() as u64 }
+        DeviceSnapshot {
+            raw,
+            adjusted,
+            problems,
+            hooks,
+            taken_at_ms,
+            took_micros: started.elapsed().as_micros() as u64,
+        }
     }
 }

@@ -155,8 +155,7 @@ impl KvStore for MemoryKv {
         let ns = self.ns(ns);
         let ns = ns.lock();
         let now = Instant::now();
-        let mut keys: Vec<String> =
-            ns.entries.iter().filter(|(_, e)| e.live(now)).map(|(k, _)| k.clone()).collect();
+        let mut keys: Vec<String> = ns.entries.iter().filter(|(_, e)| e.live(now)).map(|(k, _)| k.clone()).collect();
         keys.sort();
         keys
     }

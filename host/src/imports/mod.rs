@@ -114,9 +114,7 @@ impl wit_kv::Host for StoreState {
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) -> wasmtime::Result<Result<(), wit_kv::KvError>> {
-        Ok(self
-            .kv_store()
-            .and_then(|s| s.set(&self.kv.namespace, &key, value, ttl(ttl_ms)).map_err(kv_err)))
+        Ok(self.kv_store().and_then(|s| s.set(&self.kv.namespace, &key, value, ttl(ttl_ms)).map_err(kv_err)))
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<Result<bool, wit_kv::KvError>> {
@@ -129,9 +127,7 @@ impl wit_kv::Host for StoreState {
         delta: i64,
         ttl_ms: Option<u64>,
     ) -> wasmtime::Result<Result<i64, wit_kv::KvError>> {
-        Ok(self
-            .kv_store()
-            .and_then(|s| s.increment(&self.kv.namespace, &key, delta, ttl(ttl_ms)).map_err(kv_err)))
+        Ok(self.kv_store().and_then(|s| s.increment(&self.kv.namespace, &key, delta, ttl(ttl_ms)).map_err(kv_err)))
     }
 
     async fn compare_and_swap(
@@ -142,8 +138,7 @@ impl wit_kv::Host for StoreState {
         ttl_ms: Option<u64>,
     ) -> wasmtime::Result<Result<bool, wit_kv::KvError>> {
         Ok(self.kv_store().and_then(|s| {
-            s.compare_and_swap(&self.kv.namespace, &key, expected.as_deref(), value, ttl(ttl_ms))
-                .map_err(kv_err)
+            s.compare_and_swap(&self.kv.namespace, &key, expected.as_deref(), value, ttl(ttl_ms)).map_err(kv_err)
         }))
     }
 }

@@ -139,15 +139,12 @@ impl ConfigField {
     /// required field has no default.
     fn check(&self) -> Result<(), String> {
         match &self.default {
-            Some(_) if self.required => Err(
-                "a required field cannot have a default: remove `required: true` or the default"
-                    .to_owned(),
-            ),
-            Some(value) if self.ty.check(value).is_none() => Err(format!(
-                "the default is {}, expected {}",
-                describe(value, self.secret),
-                article(self.ty)
-            )),
+            Some(_) if self.required => {
+                Err("a required field cannot have a default: remove `required: true` or the default".to_owned())
+            }
+            Some(value) if self.ty.check(value).is_none() => {
+                Err(format!("the default is {}, expected {}", describe(value, self.secret), article(self.ty)))
+            }
             _ => Ok(()),
         }
     }
@@ -214,15 +211,10 @@ pub(super) fn resolve(
     let mut problems = Vec::new();
     for key in operator.keys().filter(|k| !fields.contains_key(*k)) {
         if fields.is_empty() {
-            problems.push(format!(
-                "unknown key `{key}`: this plugin takes no configuration"
-            ));
+            problems.push(format!("unknown key `{key}`: this plugin takes no configuration"));
         } else {
             let known: Vec<String> = fields.keys().map(|k| format!("`{k}`")).collect();
-            problems.push(format!(
-                "unknown key `{key}`, expected one of {}",
-                known.join(", ")
-            ));
+            problems.push(format!("unknown key `{key}`, expected one of {}", known.join(", ")));
         }
     }
     let mut resolved = Map::new();
@@ -231,29 +223,18 @@ pub(super) fn resolve(
             Some(value) => match env_reference(value) {
                 Some(var) => match env(var) {
                     Ok(text) => field.ty.parse_env(&text).ok_or_else(|| {
-                        let shown = if field.secret {
-                            String::new()
-                        } else {
-                            format!(" (`{text}`)")
-                        };
-                        format!(
-                            "`{key}`: environment variable `{var}`{shown} is not {}",
-                            article(field.ty)
-                        )
+                        let shown = if field.secret { String::new() } else { format!(" (`{text}`)") };
+                        format!("`{key}`: environment variable `{var}`{shown} is not {}", article(field.ty))
                     }),
                     Err(std::env::VarError::NotPresent) => {
                         Err(format!("`{key}`: environment variable `{var}` is not set"))
                     }
-                    Err(std::env::VarError::NotUnicode(_)) => Err(format!(
-                        "`{key}`: environment variable `{var}` is not valid UTF-8"
-                    )),
+                    Err(std::env::VarError::NotUnicode(_)) => {
+                        Err(format!("`{key}`: environment variable `{var}` is not valid UTF-8"))
+                    }
                 },
                 None => field.ty.check(value).ok_or_else(|| {
-                    format!(
-                        "`{key}`: expected {}, found {}",
-                        article(field.ty),
-                        describe(value, field.secret)
-                    )
+                    format!("`{key}`: expected {}, found {}", article(field.ty), describe(value, field.secret))
                 }),
             },
             None if field.required => Err(format!("missing required key `{key}`")),
@@ -269,11 +250,7 @@ pub(super) fn resolve(
             Err(problem) => problems.push(problem),
         }
     }
-    if problems.is_empty() {
-        Ok(resolved)
-    } else {
-        Err(problems.join("; "))
-    }
+    if problems.is_empty() { Ok(resolved) } else { Err(problems.join("; ")) }
 }
 
 /// `Some(NAME)` if `value` is exactly the string `${NAME}`.
@@ -286,22 +263,12 @@ fn env_reference(value: &Value) -> Option<&str> {
 pub(super) const REDACTED: &str = "***";
 
 /// See [`Manifest::redact_config`](super::Manifest::redact_config).
-pub(super) fn redact(
-    fields: &BTreeMap<String, ConfigField>,
-    config: &Map<String, Value>,
-) -> Map<String, Value> {
+pub(super) fn redact(fields: &BTreeMap<String, ConfigField>, config: &Map<String, Value>) -> Map<String, Value> {
     config
         .iter()
         .map(|(key, value)| {
             let secret = fields.get(key).is_none_or(|field| field.secret);
-            (
-                key.clone(),
-                if secret {
-                    Value::from(REDACTED)
-                } else {
-                    value.clone()
-                },
-            )
+            (key.clone(), if secret { Value::from(REDACTED) } else { value.clone() })
         })
         .collect()
 }

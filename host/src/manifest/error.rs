@@ -74,18 +74,9 @@ pub(super) fn from_yaml(err: serde_norway::Error, src: &str, path: &Path) -> Man
             if indent.contains('\t') {
                 message.push_str(" (a tab in the indentation: YAML is indented with spaces)");
             }
-            ManifestError::Parse {
-                path: path.to_owned(),
-                line: loc.line(),
-                column: loc.column(),
-                message,
-            }
+            ManifestError::Parse { path: path.to_owned(), line: loc.line(), column: loc.column(), message }
         }
-        None => ManifestError::Invalid {
-            path: path.to_owned(),
-            line: None,
-            message: text,
-        },
+        None => ManifestError::Invalid { path: path.to_owned(), line: None, message: text },
     }
 }
 
@@ -128,21 +119,14 @@ pub(super) fn key_line(src: &str, keys: &[&str]) -> Option<usize> {
 }
 
 fn starts_with_key(content: &str, key: &str) -> bool {
-    [
-        format!("{key}:"),
-        format!("\"{key}\":"),
-        format!("'{key}':"),
-    ]
-    .iter()
-    .any(|k| content.starts_with(k.as_str()))
+    [format!("{key}:"), format!("\"{key}\":"), format!("'{key}':")].iter().any(|k| content.starts_with(k.as_str()))
 }
 
 fn contains_key(flow: &str, key: &str) -> bool {
     flow.match_indices(key).any(|(at, _)| {
         let before = flow[..at].chars().next_back();
         let after = &flow[at + key.len()..];
-        matches!(before, Some('{' | ',' | ' ' | '"' | '\''))
-            && after.trim_start_matches(['"', '\'']).starts_with(':')
+        matches!(before, Some('{' | ',' | ' ' | '"' | '\'')) && after.trim_start_matches(['"', '\'']).starts_with(':')
     })
 }
 
@@ -174,17 +158,10 @@ api: \"^9\"
 
     #[test]
     fn display_forms() {
-        let invalid = |line| ManifestError::Invalid {
-            path: "p.yaml".into(),
-            line,
-            message: "bad".into(),
-        };
+        let invalid = |line| ManifestError::Invalid { path: "p.yaml".into(), line, message: "bad".into() };
         assert_eq!(invalid(Some(3)).to_string(), "p.yaml:3: bad");
         assert_eq!(invalid(None).to_string(), "p.yaml: bad");
-        let config = ManifestError::Config {
-            plugin: "rl".into(),
-            message: "bad".into(),
-        };
+        let config = ManifestError::Config { plugin: "rl".into(), message: "bad".into() };
         assert_eq!(config.to_string(), "plugin `rl`: config: bad");
     }
 }

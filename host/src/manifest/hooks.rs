@@ -103,10 +103,7 @@ impl FromStr for Hook {
             return Ok(hook);
         }
         let names: Vec<String> = Hook::ALL.iter().map(|h| format!("`{h}`")).collect();
-        Err(format!(
-            "unknown hook `{s}`, expected one of {}",
-            names.join(", ")
-        ))
+        Err(format!("unknown hook `{s}`, expected one of {}", names.join(", ")))
     }
 }
 
@@ -142,9 +139,7 @@ impl JsonSchema for Hook {
 
 /// Deserializes the `hooks` list: at least one hook, none written twice.
 /// Seed names that mean the same hook are merged (first one wins the place).
-pub(super) fn deserialize_list<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Vec<Hook>, D::Error> {
+pub(super) fn deserialize_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Hook>, D::Error> {
     deserializer.deserialize_seq(ListVisitor)
 }
 
@@ -160,19 +155,14 @@ impl<'de> Visitor<'de> for ListVisitor {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Hook>, A::Error> {
         let mut written = Vec::new();
         let mut hooks = Vec::new();
-        while let Some(hook) = seq.next_element_seed(ItemSeed {
-            written: &mut written,
-        })? {
+        while let Some(hook) = seq.next_element_seed(ItemSeed { written: &mut written })? {
             if !hooks.contains(&hook) {
                 hooks.push(hook);
             }
         }
         if hooks.is_empty() {
             let names: Vec<&str> = Hook::ALL.iter().map(Hook::as_str).collect();
-            return Err(de::Error::custom(format_args!(
-                "list at least one hook: {}",
-                names.join(", ")
-            )));
+            return Err(de::Error::custom(format_args!("list at least one hook: {}", names.join(", "))));
         }
         Ok(hooks)
     }
@@ -231,11 +221,6 @@ mod tests {
         }
         assert_eq!("on_after_response".parse::<Hook>(), Ok(Hook::PostResponse));
         assert_eq!(Hook::OnStreamEnd.interface(), "stream-hooks");
-        assert!(
-            "pre_request"
-                .parse::<Hook>()
-                .unwrap_err()
-                .starts_with("unknown hook `pre_request`")
-        );
+        assert!("pre_request".parse::<Hook>().unwrap_err().starts_with("unknown hook `pre_request`"));
     }
 }

@@ -74,10 +74,7 @@ impl HostPattern {
             return false;
         }
         let host = host.strip_suffix('.').unwrap_or(host);
-        let unbracketed = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
+        let unbracketed = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
         let ip = unbracketed.parse::<IpAddr>().ok();
         match &self.host {
             HostMatch::Any => true,
@@ -101,11 +98,7 @@ impl FromStr for HostPattern {
         let invalid = |why: &str| format!("invalid host pattern `{s}`: {why}");
         let (host, port) = split_port(s).map_err(|why| invalid(&why))?;
         let host = parse_host(host).map_err(|why| invalid(&why))?;
-        Ok(HostPattern {
-            written: s.to_owned(),
-            host,
-            port,
-        })
+        Ok(HostPattern { written: s.to_owned(), host, port })
     }
 }
 
@@ -139,10 +132,7 @@ fn split_port(s: &str) -> Result<(&str, Option<u16>), String> {
     } else {
         match s.matches(':').count() {
             0 => (s, None),
-            1 => s
-                .split_once(':')
-                .map(|(h, p)| (h, Some(p)))
-                .unwrap_or((s, None)),
+            1 => s.split_once(':').map(|(h, p)| (h, Some(p))).unwrap_or((s, None)),
             _ => return Err("write IPv6 addresses in brackets, such as `[::1]:80`".to_owned()),
         }
     };
@@ -180,18 +170,11 @@ fn parse_host(host: &str) -> Result<HostMatch, String> {
         None => (host, false),
     };
     if name.contains('*') {
-        return Err(
-            "`*` may only be the whole first label, as in `*.example.com`, or the whole host"
-                .to_owned(),
-        );
+        return Err("`*` may only be the whole first label, as in `*.example.com`, or the whole host".to_owned());
     }
     check_dns_name(name)?;
     let name = name.to_ascii_lowercase();
-    Ok(if subdomains {
-        HostMatch::Subdomains(name)
-    } else {
-        HostMatch::Name(name)
-    })
+    Ok(if subdomains { HostMatch::Subdomains(name) } else { HostMatch::Name(name) })
 }
 
 fn check_dns_name(name: &str) -> Result<(), String> {
@@ -201,9 +184,7 @@ fn check_dns_name(name: &str) -> Result<(), String> {
     let labels: Vec<&str> = name.split('.').collect();
     for label in &labels {
         let ok = (1..=63).contains(&label.len())
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
             && !label.starts_with('-')
             && !label.ends_with('-');
         if !ok {
@@ -232,11 +213,7 @@ impl Serialize for HostPattern {
 
 impl<'de> Deserialize<'de> for HostPattern {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        parsed(
-            deserializer,
-            "a host pattern such as `api.openai.com:443`",
-            str::parse,
-        )
+        parsed(deserializer, "a host pattern such as `api.openai.com:443`", str::parse)
     }
 }
 

@@ -8,38 +8,18 @@ use serde::de::Deserializer;
 use serde::{Deserialize, Serialize};
 
 use super::de::{BoundedInt, optional};
-use super::units::{
-    DurationRule, GIB, KIB, MIB, SizeRule, duration_schema, ser_duration, ser_size, size_schema,
-};
+use super::units::{DurationRule, GIB, KIB, MIB, SizeRule, duration_schema, ser_duration, ser_size, size_schema};
 
-const MEMORY: SizeRule = SizeRule {
-    min: MIB,
-    max: 4 * GIB,
-    default: 64 * MIB,
-};
-const STACK: SizeRule = SizeRule {
-    min: 64 * KIB,
-    max: 4 * MIB,
-    default: 512 * KIB,
-};
-const MAX_OUTPUT: SizeRule = SizeRule {
-    min: KIB,
-    max: 64 * MIB,
-    default: 4 * MIB,
-};
+const MEMORY: SizeRule = SizeRule { min: MIB, max: 4 * GIB, default: 64 * MIB };
+const STACK: SizeRule = SizeRule { min: 64 * KIB, max: 4 * MIB, default: 512 * KIB };
+const MAX_OUTPUT: SizeRule = SizeRule { min: KIB, max: 64 * MIB, default: 4 * MIB };
 const TIMEOUT_MIN: Duration = Duration::from_millis(1);
 const TIMEOUT_MAX: Duration = Duration::from_secs(60);
-const TIMEOUT: DurationRule = DurationRule {
-    min: TIMEOUT_MIN,
-    max: TIMEOUT_MAX,
-};
+const TIMEOUT: DurationRule = DurationRule { min: TIMEOUT_MIN, max: TIMEOUT_MAX };
 const TIMEOUT_DEFAULT: Duration = Duration::from_millis(100);
 const INSTANCES: BoundedInt = BoundedInt { min: 1, max: 256 };
 const INSTANCES_DEFAULT: u32 = 4;
-const FUEL: BoundedInt = BoundedInt {
-    min: 1,
-    max: u64::MAX,
-};
+const FUEL: BoundedInt = BoundedInt { min: 1, max: u64::MAX };
 
 /// Resource limits per instance and per hook call. Each one is optional and
 /// has a safe default.
@@ -55,11 +35,7 @@ pub struct Limits {
     #[schemars(schema_with = "size_schema")]
     pub memory: Option<ByteSize>,
     /// Wall-clock time per hook call. Default 100ms; 1ms to 60s.
-    #[serde(
-        default,
-        deserialize_with = "de_timeout",
-        serialize_with = "ser_duration"
-    )]
+    #[serde(default, deserialize_with = "de_timeout", serialize_with = "ser_duration")]
     #[schemars(schema_with = "duration_schema")]
     pub timeout: Option<Duration>,
     /// Instances that may run at once (calls beyond wait). Default 4; 1 to 256.
@@ -77,11 +53,7 @@ pub struct Limits {
     pub fuel: Option<u64>,
     /// Largest output of one hook call (response, chunk, report) in bytes.
     /// Default 4MiB; 1KiB to 64MiB.
-    #[serde(
-        default,
-        deserialize_with = "de_max_output",
-        serialize_with = "ser_size"
-    )]
+    #[serde(default, deserialize_with = "de_max_output", serialize_with = "ser_size")]
     #[schemars(schema_with = "size_schema")]
     pub max_output: Option<ByteSize>,
 }
@@ -170,12 +142,10 @@ impl Limits {
         };
         ResolvedLimits {
             memory: size(self.memory, MEMORY, defaults.memory),
-            timeout: self
-                .timeout
-                .map_or(defaults.timeout, |t| t.clamp(TIMEOUT_MIN, TIMEOUT_MAX)),
-            instances: self.instances.map_or(defaults.instances, |n| {
-                n.clamp(INSTANCES.min as u32, INSTANCES.max as u32)
-            }),
+            timeout: self.timeout.map_or(defaults.timeout, |t| t.clamp(TIMEOUT_MIN, TIMEOUT_MAX)),
+            instances: self
+                .instances
+                .map_or(defaults.instances, |n| n.clamp(INSTANCES.min as u32, INSTANCES.max as u32)),
             stack: size(self.stack, STACK, defaults.stack),
             fuel: self.fuel.map(|f| f.max(FUEL.min)).or(defaults.fuel),
             max_output: size(self.max_output, MAX_OUTPUT, defaults.max_output),
@@ -206,6 +176,10 @@ fn de_fuel<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
 
 fn de_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     optional(d, TIMEOUT)
+}
+
+fn serialize_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_duration(*d))
 }
 
 #[cfg(test)]
@@ -245,9 +219,7 @@ mod tests {
     #[test]
     fn bounds_are_errors_when_parsing() {
         let err = |yaml| limits(yaml).unwrap_err();
-        assert!(
-            err("memory: 512KiB").starts_with("memory: `512KiB` is too small: use at least `1MiB`")
-        );
+        assert!(err("memory: 512KiB").starts_with("memory: `512KiB` is too small: use at least `1MiB`"));
         assert!(err("memory: 5GiB").starts_with("memory: `5GiB` is too large: use at most `4GiB`"));
         assert!(err("timeout: 0ms").starts_with("timeout: `0ms` is too short: use at least `1ms`"));
         assert!(err("timeout: 2m").starts_with("timeout: `2m` is too long: use at most `1m`"));
@@ -290,8 +262,4 @@ mod tests {
         let json = serde_json::to_string(&l).unwrap();
         assert_eq!(serde_json::from_str::<Limits>(&json).unwrap(), l);
     }
-}
-
-fn serialize_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&humantime::format_duration(*d))
 }

@@ -167,10 +167,8 @@ impl Manifest {
     /// [`ManifestError::Io`] if the file cannot be read (or is not UTF-8), and
     /// the errors of [`Manifest::from_str`] with `path` as the origin.
     pub fn from_path(path: &Path) -> Result<Manifest, ManifestError> {
-        let src = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let src =
+            std::fs::read_to_string(path).map_err(|source| ManifestError::Io { path: path.to_owned(), source })?;
         Manifest::from_str(&src, path)
     }
 
@@ -185,19 +183,15 @@ impl Manifest {
     /// empty manifest, a YAML stream of several documents, or an `api` this
     /// host cannot meet.
     pub fn from_str(src: &str, origin: &Path) -> Result<Manifest, ManifestError> {
-        let blank = |line: &str| {
-            matches!(line.trim(), "" | "---" | "...") || line.trim_start().starts_with('#')
-        };
+        let blank = |line: &str| matches!(line.trim(), "" | "---" | "...") || line.trim_start().starts_with('#');
         if src.lines().all(blank) {
             return Err(ManifestError::Invalid {
                 path: origin.to_owned(),
                 line: None,
-                message: "the manifest is empty: it needs at least `name`, `version` and `hooks`"
-                    .to_owned(),
+                message: "the manifest is empty: it needs at least `name`, `version` and `hooks`".to_owned(),
             });
         }
-        let manifest: Manifest =
-            serde_norway::from_str(src).map_err(|e| error::from_yaml(e, src, origin))?;
+        let manifest: Manifest = serde_norway::from_str(src).map_err(|e| error::from_yaml(e, src, origin))?;
         manifest.validate(src, origin)?;
         Ok(manifest)
     }
@@ -207,18 +201,11 @@ impl Manifest {
         let host = crate::WIT_VERSION;
         if !self.api.matches(&host) {
             let line = error::key_line(src, &["api"]);
-            let default = if line.is_none() {
-                " (the default when `api` is not set)"
-            } else {
-                ""
-            };
+            let default = if line.is_none() { " (the default when `api` is not set)" } else { "" };
             return Err(ManifestError::Invalid {
                 path: origin.to_owned(),
                 line,
-                message: format!(
-                    "plugin needs plugbox API `{}`{default}, but this host provides `{host}`",
-                    self.api
-                ),
+                message: format!("plugin needs plugbox API `{}`{default}, but this host provides `{host}`", self.api),
             });
         }
         Ok(())
@@ -240,16 +227,9 @@ impl Manifest {
     /// # Errors
     ///
     /// [`ManifestError::Config`], naming the plugin and every problem found.
-    pub fn resolve_config(
-        &self,
-        operator: &Map<String, Value>,
-    ) -> Result<Map<String, Value>, ManifestError> {
-        config::resolve(&self.config, operator, |name| std::env::var(name)).map_err(|message| {
-            ManifestError::Config {
-                plugin: self.name.to_string(),
-                message,
-            }
-        })
+    pub fn resolve_config(&self, operator: &Map<String, Value>) -> Result<Map<String, Value>, ManifestError> {
+        config::resolve(&self.config, operator, |name| std::env::var(name))
+            .map_err(|message| ManifestError::Config { plugin: self.name.to_string(), message })
     }
 
     /// A copy of `config` fit for logs, the admin API and the UI: the values
@@ -284,34 +264,26 @@ fn default_api() -> semver::VersionReq {
 
 fn de_version<'de, D: Deserializer<'de>>(d: D) -> Result<semver::Version, D::Error> {
     parsed(d, "a semantic version such as `1.2.0`", |s| {
-        semver::Version::parse(s).map_err(|e| {
-            format!("invalid version `{s}`: {e}; expected a semantic version such as `1.2.0`")
-        })
+        semver::Version::parse(s)
+            .map_err(|e| format!("invalid version `{s}`: {e}; expected a semantic version such as `1.2.0`"))
     })
 }
 
 fn de_api<'de, D: Deserializer<'de>>(d: D) -> Result<semver::VersionReq, D::Error> {
     parsed(d, "a version requirement such as `^0.1`", |s| {
-        semver::VersionReq::parse(s).map_err(|e| {
-            format!("invalid version requirement `{s}`: {e}; expected a requirement such as `^0.1`")
-        })
+        semver::VersionReq::parse(s)
+            .map_err(|e| format!("invalid version requirement `{s}`: {e}; expected a requirement such as `^0.1`"))
     })
 }
 
 fn de_component<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
-    optional(
-        d,
-        Parsed::new("a path relative to the manifest", parse_component),
-    )
+    optional(d, Parsed::new("a path relative to the manifest", parse_component))
 }
 
 fn parse_component(s: &str) -> Result<PathBuf, String> {
     let path = Path::new(s);
     if s.is_empty() {
-        return Err(
-            "the path is empty; leave `component` out to use the only .wasm beside the manifest"
-                .into(),
-        );
+        return Err("the path is empty; leave `component` out to use the only .wasm beside the manifest".into());
     }
     let mut depth = 0usize;
     for part in path.components() {
@@ -320,14 +292,10 @@ fn parse_component(s: &str) -> Result<PathBuf, String> {
             Component::CurDir => {}
             Component::ParentDir if depth > 0 => depth -= 1,
             Component::ParentDir => {
-                return Err(format!(
-                    "`{s}` leaves the manifest's directory: keep the component in it or below it"
-                ));
+                return Err(format!("`{s}` leaves the manifest's directory: keep the component in it or below it"));
             }
             Component::RootDir | Component::Prefix(_) => {
-                return Err(format!(
-                    "`{s}` must be a path relative to the manifest's directory"
-                ));
+                return Err(format!("`{s}` must be a path relative to the manifest's directory"));
             }
         }
     }

@@ -26,15 +26,12 @@ impl FromStr for PluginName {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let valid = (1..=64).contains(&s.len())
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        let valid =
+            (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if valid {
             Ok(PluginName(s.to_owned()))
         } else {
-            Err(format!(
-                "invalid plugin name `{s}`: use 1-64 characters from a-z, 0-9 and `-`"
-            ))
+            Err(format!("invalid plugin name `{s}`: use 1-64 characters from a-z, 0-9 and `-`"))
         }
     }
 }
@@ -111,9 +108,7 @@ impl EnvVarName {
     /// Whether `s` is a valid environment variable name.
     pub(super) fn is_valid(s: &str) -> bool {
         let mut bytes = s.bytes();
-        bytes
-            .next()
-            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
             && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
     }
 }

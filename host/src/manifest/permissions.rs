@@ -61,20 +61,7 @@ pub struct Permissions {
 }
 
 /// How much of the message text (prompts, responses, chunks) a plugin sees.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    JsonSchema,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum MessageAccess {
     /// The plugin receives requests with message text removed (default).
@@ -269,10 +256,7 @@ mod tests {
             ..Permissions::default()
         };
         assert_eq!(p, expected);
-        assert_eq!(
-            perms("[write_messages, read_messages]").unwrap().messages,
-            MessageAccess::Write
-        );
+        assert_eq!(perms("[write_messages, read_messages]").unwrap().messages, MessageAccess::Write);
         assert_eq!(perms("[]").unwrap(), Permissions::default());
         assert_eq!(perms("null").unwrap(), Permissions::default());
     }
@@ -292,19 +276,13 @@ mod tests {
     #[test]
     fn errors_point_at_the_item() {
         let err = perms("- read_messages\n- launch_missiles\n").unwrap_err();
-        assert!(
-            err.starts_with(".[1]: unknown variant `launch_missiles`, expected one of"),
-            "{err}"
-        );
+        assert!(err.starts_with(".[1]: unknown variant `launch_missiles`, expected one of"), "{err}");
         assert!(err.ends_with("at line 2 column 3"), "{err}");
         let err = perms("messages: read\nnetwrok: []\n").unwrap_err();
         assert!(err.starts_with("unknown field `netwrok`"), "{err}");
         assert!(err.ends_with("at line 2 column 1"), "{err}");
         let err = perms("filesystem:\n  - host: d\n    guest: data\n").unwrap_err();
-        assert!(
-            err.starts_with("filesystem[0].guest: `data` must be an absolute path"),
-            "{err}"
-        );
+        assert!(err.starts_with("filesystem[0].guest: `data` must be an absolute path"), "{err}");
         assert!(err.ends_with("at line 3 column 12"), "{err}");
     }
 }

@@ -51,22 +51,15 @@ fn resolve_config_merges_defaults_and_operator_values() {
     let resolved = resolve(&m, json!({"api_key": "sk-1", "rps": 3.5, "burst": 40.0})).unwrap();
     // burst 40.0 is a whole number: it becomes the integer 40. `tags` has
     // neither a value nor a default, so it is left out.
-    assert_eq!(
-        resolved,
-        json!({"api_key": "sk-1", "rps": 3.5, "burst": 40, "verbose": false})
-    );
+    assert_eq!(resolved, json!({"api_key": "sk-1", "rps": 3.5, "burst": 40, "verbose": false}));
 }
 
 #[test]
 fn resolve_config_reads_environment_variables() {
     let m = manifest(RATE_LIMIT);
-    let operator =
-        json!({"api_key": "${KEY}", "rps": "${RPS}", "burst": "${BURST}", "tags": "${TAGS}"});
+    let operator = json!({"api_key": "${KEY}", "rps": "${RPS}", "burst": "${BURST}", "tags": "${TAGS}"});
     let resolved = resolve(&m, operator).unwrap();
-    assert_eq!(
-        resolved,
-        json!({"api_key": "sk-env", "rps": 2.5, "burst": 7, "tags": ["a"], "verbose": false})
-    );
+    assert_eq!(resolved, json!({"api_key": "sk-env", "rps": 2.5, "burst": 7, "tags": ["a"], "verbose": false}));
     // Only the exact form `${NAME}` is a reference.
     let literal = resolve(&m, json!({"api_key": "x${KEY}", "tags": []})).unwrap();
     assert_eq!(literal["api_key"], "x${KEY}");
@@ -76,13 +69,9 @@ fn resolve_config_reads_environment_variables() {
 fn resolve_config_through_the_public_api_uses_the_process_environment() {
     // Cargo sets CARGO_PKG_NAME for the test process.
     let m = manifest(RATE_LIMIT);
-    let resolved = m
-        .resolve_config(&map(json!({"api_key": "${CARGO_PKG_NAME}"})))
-        .unwrap();
+    let resolved = m.resolve_config(&map(json!({"api_key": "${CARGO_PKG_NAME}"}))).unwrap();
     assert_eq!(resolved["api_key"], env!("CARGO_PKG_NAME"));
-    let err = m
-        .resolve_config(&map(json!({"api_key": "${PLUGBOX_SURELY_UNSET_1234}"})))
-        .unwrap_err();
+    let err = m.resolve_config(&map(json!({"api_key": "${PLUGBOX_SURELY_UNSET_1234}"}))).unwrap_err();
     assert_eq!(
         err.to_string(),
         "plugin `rate-limit`: config: `api_key`: environment variable `PLUGBOX_SURELY_UNSET_1234` is not set"
@@ -92,10 +81,7 @@ fn resolve_config_through_the_public_api_uses_the_process_environment() {
 #[test]
 fn resolve_config_errors() {
     let m = manifest(RATE_LIMIT);
-    assert_eq!(
-        resolve(&m, json!({})).unwrap_err(),
-        "missing required key `api_key`"
-    );
+    assert_eq!(resolve(&m, json!({})).unwrap_err(), "missing required key `api_key`");
     assert_eq!(
         resolve(&m, json!({"api_key": "k", "rsp": 1})).unwrap_err(),
         "unknown key `rsp`, expected one of `api_key`, `burst`, `rps`, `tags`, `verbose`"
@@ -119,10 +105,7 @@ fn resolve_config_errors() {
          `api_key`: expected a string, found a number; `tags`: expected an array, found an object"
     );
     let none = manifest("{name: n, version: 1.0.0, hooks: [provider]}");
-    assert_eq!(
-        resolve(&none, json!({"a": 1})).unwrap_err(),
-        "unknown key `a`: this plugin takes no configuration"
-    );
+    assert_eq!(resolve(&none, json!({"a": 1})).unwrap_err(), "unknown key `a`: this plugin takes no configuration");
 }
 
 #[test]
@@ -130,10 +113,7 @@ fn config_errors_name_the_plugin() {
     let m = manifest(RATE_LIMIT);
     let err = m.resolve_config(&Map::new()).unwrap_err();
     assert!(matches!(&err, ManifestError::Config { plugin, .. } if plugin == "rate-limit"));
-    assert_eq!(
-        err.to_string(),
-        "plugin `rate-limit`: config: missing required key `api_key`"
-    );
+    assert_eq!(err.to_string(), "plugin `rate-limit`: config: missing required key `api_key`");
 }
 
 #[test]
@@ -141,10 +121,7 @@ fn redact_config_hides_secrets_and_undeclared_keys() {
     let m = manifest(RATE_LIMIT);
     let config = map(json!({"api_key": "sk-live", "rps": 3, "api_kye": "sk-typo"}));
     let redacted = m.redact_config(&config);
-    assert_eq!(
-        Value::Object(redacted),
-        json!({"api_key": "***", "rps": 3, "api_kye": "***"})
-    );
+    assert_eq!(Value::Object(redacted), json!({"api_key": "***", "rps": 3, "api_kye": "***"}));
 }
 
 #[test]

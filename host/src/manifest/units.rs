@@ -36,9 +36,7 @@ pub(super) fn format_size(bytes: u64) -> String {
 /// `TiB` (powers of 1024) or `KB`, `MB`, `GB`, `TB` (powers of 1000), case
 /// sensitive so that `m` cannot silently mean 1000² bytes. No unit means bytes.
 fn parse_size(s: &str) -> Option<u64> {
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
     let factor: u64 = match unit.strip_prefix(' ').unwrap_or(unit) {
         "" | "B" => 1,
@@ -52,8 +50,8 @@ fn parse_size(s: &str) -> Option<u64> {
         "TB" => 1_000_000_000_000,
         _ => return None,
     };
-    let digit_at_ends = number.starts_with(|c: char| c.is_ascii_digit())
-        && number.ends_with(|c: char| c.is_ascii_digit());
+    let digit_at_ends =
+        number.starts_with(|c: char| c.is_ascii_digit()) && number.ends_with(|c: char| c.is_ascii_digit());
     if !digit_at_ends {
         return None;
     }
@@ -66,20 +64,14 @@ fn parse_size(s: &str) -> Option<u64> {
     }
 }
 
-pub(super) fn ser_size<S: Serializer>(
-    value: &Option<ByteSize>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
+pub(super) fn ser_size<S: Serializer>(value: &Option<ByteSize>, serializer: S) -> Result<S::Ok, S::Error> {
     match value {
         Some(size) => serializer.serialize_str(&format_size(size.as_u64())),
         None => serializer.serialize_none(),
     }
 }
 
-pub(super) fn ser_duration<S: Serializer>(
-    value: &Option<Duration>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
+pub(super) fn ser_duration<S: Serializer>(value: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
     match value {
         Some(d) => serializer.serialize_str(&humantime::format_duration(*d).to_string()),
         None => serializer.serialize_none(),
@@ -89,15 +81,9 @@ pub(super) fn ser_duration<S: Serializer>(
 impl SizeRule {
     fn check<E: de::Error>(self, written: &str, bytes: u64) -> Result<ByteSize, E> {
         if bytes < self.min {
-            Err(E::custom(format_args!(
-                "`{written}` is too small: use at least `{}`",
-                format_size(self.min)
-            )))
+            Err(E::custom(format_args!("`{written}` is too small: use at least `{}`", format_size(self.min))))
         } else if bytes > self.max {
-            Err(E::custom(format_args!(
-                "`{written}` is too large: use at most `{}`",
-                format_size(self.max)
-            )))
+            Err(E::custom(format_args!("`{written}` is too large: use at most `{}`", format_size(self.max))))
         } else {
             Ok(ByteSize(bytes))
         }
@@ -124,15 +110,11 @@ impl Visitor<'_> for SizeRule {
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
-        Err(E::custom(format_args!(
-            "invalid size `{v}`: a size cannot be negative"
-        )))
+        Err(E::custom(format_args!("invalid size `{v}`: a size cannot be negative")))
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<ByteSize, E> {
-        Err(E::custom(format_args!(
-            "invalid size `{v}`: add a unit, such as `1.5MiB`"
-        )))
+        Err(E::custom(format_args!("invalid size `{v}`: add a unit, such as `1.5MiB`")))
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
@@ -169,21 +151,15 @@ impl Visitor<'_> for DurationRule {
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
-        Err(E::custom(format_args!(
-            "invalid duration `{v}`: add a unit, such as `{v}ms` or `{v}s`"
-        )))
+        Err(E::custom(format_args!("invalid duration `{v}`: add a unit, such as `{v}ms` or `{v}s`")))
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
-        Err(E::custom(format_args!(
-            "invalid duration `{v}`: use a positive duration such as `20ms`"
-        )))
+        Err(E::custom(format_args!("invalid duration `{v}`: use a positive duration such as `20ms`")))
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
-        Err(E::custom(format_args!(
-            "invalid duration `{v}`: add a unit, such as `{v}s`"
-        )))
+        Err(E::custom(format_args!("invalid duration `{v}`: add a unit, such as `{v}s`")))
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
@@ -194,15 +170,9 @@ impl Visitor<'_> for DurationRule {
         })?;
         let show = |d: Duration| humantime::format_duration(d).to_string();
         if d < self.min {
-            Err(E::custom(format_args!(
-                "`{v}` is too short: use at least `{}`",
-                show(self.min)
-            )))
+            Err(E::custom(format_args!("`{v}` is too short: use at least `{}`", show(self.min))))
         } else if d > self.max {
-            Err(E::custom(format_args!(
-                "`{v}` is too long: use at most `{}`",
-                show(self.max)
-            )))
+            Err(E::custom(format_args!("`{v}` is too long: use at most `{}`", show(self.max))))
         } else {
             Ok(d)
         }
@@ -243,31 +213,16 @@ mod tests {
         ] {
             assert_eq!(parse_size(text), Some(bytes), "{text}");
         }
-        for bad in [
-            "",
-            "MiB",
-            "1m",
-            "1mib",
-            "1 megs",
-            "1.MiB",
-            ".5MiB",
-            "1  MiB",
-            "-1",
-            "99999999999TiB",
-        ] {
+        for bad in ["", "MiB", "1m", "1mib", "1 megs", "1.MiB", ".5MiB", "1  MiB", "-1", "99999999999TiB"] {
             assert_eq!(parse_size(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn sizes_are_written_exactly() {
-        for (bytes, text) in [
-            (32 * MIB, "32MiB"),
-            (4 * GIB, "4GiB"),
-            (1536, "1536B"),
-            (1_000_000, "1000000B"),
-            (2 * KIB, "2KiB"),
-        ] {
+        for (bytes, text) in
+            [(32 * MIB, "32MiB"), (4 * GIB, "4GiB"), (1536, "1536B"), (1_000_000, "1000000B"), (2 * KIB, "2KiB")]
+        {
             assert_eq!(format_size(bytes), text);
             assert_eq!(parse_size(text), Some(bytes), "{text}");
         }

@@ -142,7 +142,12 @@ impl crate::Host {
     /// }
     /// # }
     /// ```
-    pub async fn validate_request(&self, models: &ModelSet, path: &str, model: &str) -> Result<RouteVerdict, RouteError> {
+    pub async fn validate_request(
+        &self,
+        models: &ModelSet,
+        path: &str,
+        model: &str,
+    ) -> Result<RouteVerdict, RouteError> {
         let config = models.get(model).ok_or_else(|| RouteError::UnknownModel(model.to_string()))?;
         let plugin = self.route(config).await?;
         let normalized = normalize_path(path);
@@ -161,7 +166,9 @@ impl crate::Host {
                 verdict.accepted = false;
                 verdict.reason = Some(reason);
             }
-            Err(f) if self.inner.pipeline.propagate_plugin_errors || plugin.manifest().on_error == OnError::FailClosed => {
+            Err(f)
+                if self.inner.pipeline.propagate_plugin_errors || plugin.manifest().on_error == OnError::FailClosed =>
+            {
                 return Err(RouteError::Plugin(f));
             }
             Err(f) => {

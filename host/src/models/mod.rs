@@ -112,8 +112,8 @@ pub struct ModelSet {
 impl ModelSet {
     /// Reads and checks a model configuration file.
     pub fn from_path(path: &Path) -> Result<ModelSet, ModelConfigError> {
-        let src = std::fs::read_to_string(path)
-            .map_err(|source| ModelConfigError::Io { path: path.to_owned(), source })?;
+        let src =
+            std::fs::read_to_string(path).map_err(|source| ModelConfigError::Io { path: path.to_owned(), source })?;
         ModelSet::from_str(&src, path)
     }
 
@@ -211,9 +211,9 @@ fn check_name(s: &str) -> Result<(), String> {
 }
 
 fn check_mode(s: &str) -> Result<String, String> {
-    let ok = !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    ok.then(|| s.to_string())
-        .ok_or_else(|| format!("invalid mode `{s}`: use 1-64 characters from a-z, 0-9 and `-`"))
+    let ok =
+        !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    ok.then(|| s.to_string()).ok_or_else(|| format!("invalid mode `{s}`: use 1-64 characters from a-z, 0-9 and `-`"))
 }
 
 fn check_base_url(s: &str) -> Result<String, String> {
@@ -322,7 +322,10 @@ mod tests {
         };
         starts("models:\n  m:\n    mode: chat\n    port: 1\n", "models.yaml:4:5: models.m: unknown field `port`");
         starts("models:\n  m:\n    mode: chat\n    base-url: ftp://x\n", "models.yaml:4:15: ");
-        starts("models:\n  m:\n    mode: chat\n    aliases: [a, 'b c']\n", "models.yaml:4:18: models.m.aliases[1]: alias `b c` must be 1-128 characters without spaces");
+        starts(
+            "models:\n  m:\n    mode: chat\n    aliases: [a, 'b c']\n",
+            "models.yaml:4:18: models.m.aliases[1]: alias `b c` must be 1-128 characters without spaces",
+        );
         assert!(err("models:\n  m:\n    aliases: [a]\n").contains("missing field `mode`"));
     }
 

@@ -3,8 +3,8 @@
 use std::future::Future;
 
 use crate::bindings::types::{
-    ChunkAction, DeviceReport, Health, LlmError, PostAction, PreAction, Request, RequestInfo, Response,
-    StreamChunk, ToolAction, ToolCall, Usage,
+    ChunkAction, DeviceReport, Health, LlmError, PostAction, PreAction, Request, RequestInfo, Response, StreamChunk,
+    ToolAction, ToolCall, Usage,
 };
 use crate::plugin::{Invoke, Live};
 
@@ -31,97 +31,97 @@ macro_rules! invoke {
 }
 
 invoke!(PreRequest<'r> { info: &'r RequestInfo, req: &'r Request } -> Result<PreAction, String>, "pre-request",
-    |live, this| {
-        let g = live.request.as_ref().ok_or_else(|| missing("request-hooks"))?;
-        g.call_pre_request(&mut live.store, this.info, this.req).await
-    });
+|live, this| {
+    let g = live.request.as_ref().ok_or_else(|| missing("request-hooks"))?;
+    g.call_pre_request(&mut live.store, this.info, this.req).await
+});
 
 invoke!(PostResponse<'r> { info: &'r RequestInfo, outcome: Result<&'r Response, &'r LlmError> } -> Result<PostAction, String>, "post-response",
-    |live, this| {
-        let g = live.request.as_ref().ok_or_else(|| missing("request-hooks"))?;
-        g.call_post_response(&mut live.store, this.info, this.outcome).await
-    });
+|live, this| {
+    let g = live.request.as_ref().ok_or_else(|| missing("request-hooks"))?;
+    g.call_post_response(&mut live.store, this.info, this.outcome).await
+});
 
 invoke!(OnChunk<'r> { info: &'r RequestInfo, chunk: &'r StreamChunk } -> Result<ChunkAction, String>, "on-chunk",
-    |live, this| {
-        let g = live.stream.as_ref().ok_or_else(|| missing("stream-hooks"))?;
-        g.call_on_chunk(&mut live.store, this.info, this.chunk).await
-    });
+|live, this| {
+    let g = live.stream.as_ref().ok_or_else(|| missing("stream-hooks"))?;
+    g.call_on_chunk(&mut live.store, this.info, this.chunk).await
+});
 
 invoke!(OnStreamEnd<'r> { info: &'r RequestInfo, usage: Option<Usage> } -> Result<Vec<StreamChunk>, String>, "on-stream-end",
-    |live, this| {
-        let g = live.stream.as_ref().ok_or_else(|| missing("stream-hooks"))?;
-        g.call_on_stream_end(&mut live.store, this.info, this.usage).await
-    });
+|live, this| {
+    let g = live.stream.as_ref().ok_or_else(|| missing("stream-hooks"))?;
+    g.call_on_stream_end(&mut live.store, this.info, this.usage).await
+});
 
 invoke!(OnToolCall<'r> { info: &'r RequestInfo, call: &'r ToolCall } -> Result<ToolAction, String>, "on-tool-call",
-    |live, this| {
-        let g = live.tool.as_ref().ok_or_else(|| missing("tool-hooks"))?;
-        g.call_on_tool_call(&mut live.store, this.info, this.call).await
-    });
+|live, this| {
+    let g = live.tool.as_ref().ok_or_else(|| missing("tool-hooks"))?;
+    g.call_on_tool_call(&mut live.store, this.info, this.call).await
+});
 
 invoke!(ProviderType<'r> { _marker: std::marker::PhantomData<&'r ()> } -> String, "provider-type",
-    |live, _this| {
-        let g = live.provider.as_ref().ok_or_else(|| missing("provider"))?;
-        g.call_provider_type(&mut live.store).await
-    });
+|live, _this| {
+    let g = live.provider.as_ref().ok_or_else(|| missing("provider"))?;
+    g.call_provider_type(&mut live.store).await
+});
 
 invoke!(Complete<'r> { info: &'r RequestInfo, req: &'r Request } -> Result<Response, LlmError>, "complete",
-    |live, this| {
-        let g = live.provider.as_ref().ok_or_else(|| missing("provider"))?;
-        g.call_complete(&mut live.store, this.info, this.req).await
-    });
+|live, this| {
+    let g = live.provider.as_ref().ok_or_else(|| missing("provider"))?;
+    g.call_complete(&mut live.store, this.info, this.req).await
+});
 
 // Runs a whole provider stream on one instance and collects the chunks
 // (the guest's `chunk-stream` resource lives in that instance).
 invoke!(StreamAll<'r> { info: &'r RequestInfo, req: &'r Request, max_chunks: usize } -> Result<Vec<StreamChunk>, LlmError>, "start-stream",
-    |live, this| {
-        let g = live.provider.as_ref().ok_or_else(|| missing("provider"))?;
-        let stream = match g.call_start_stream(&mut live.store, this.info, this.req).await? {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
-        };
-        let mut chunks = Vec::new();
-        let result = loop {
-            match g.chunk_stream().call_next(&mut live.store, stream).await? {
-                Ok(Some(chunk)) if chunks.len() < this.max_chunks => chunks.push(chunk),
-                Ok(Some(_)) => break Err(wasmtime::format_err!("stream exceeded {} chunks", this.max_chunks)),
-                Ok(None) => break Ok(Ok(chunks)),
-                Err(e) => break Ok(Err(e)),
-            }
-        };
-        stream.resource_drop_async(&mut live.store).await?;
-        result
-    });
+|live, this| {
+    let g = live.provider.as_ref().ok_or_else(|| missing("provider"))?;
+    let stream = match g.call_start_stream(&mut live.store, this.info, this.req).await? {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut chunks = Vec::new();
+    let result = loop {
+        match g.chunk_stream().call_next(&mut live.store, stream).await? {
+            Ok(Some(chunk)) if chunks.len() < this.max_chunks => chunks.push(chunk),
+            Ok(Some(_)) => break Err(wasmtime::format_err!("stream exceeded {} chunks", this.max_chunks)),
+            Ok(None) => break Ok(Ok(chunks)),
+            Err(e) => break Ok(Err(e)),
+        }
+    };
+    stream.resource_drop_async(&mut live.store).await?;
+    result
+});
 
 invoke!(OnDeviceProbe<'r> { reports: &'r [DeviceReport] } -> Result<Vec<DeviceReport>, String>, "on-device-probe",
-    |live, this| {
-        let g = live.device_hooks.as_ref().ok_or_else(|| missing("device-hooks"))?;
-        g.call_on_device_probe(&mut live.store, this.reports).await
-    });
+|live, this| {
+    let g = live.device_hooks.as_ref().ok_or_else(|| missing("device-hooks"))?;
+    g.call_on_device_probe(&mut live.store, this.reports).await
+});
 
 invoke!(DeviceProbe<'r> { _marker: std::marker::PhantomData<&'r ()> } -> Result<Vec<DeviceReport>, String>, "device-probe",
-    |live, _this| {
-        let g = live.device_probe.as_ref().ok_or_else(|| missing("device-probe"))?;
-        g.call_probe(&mut live.store).await
-    });
+|live, _this| {
+    let g = live.device_probe.as_ref().ok_or_else(|| missing("device-probe"))?;
+    g.call_probe(&mut live.store).await
+});
 
 invoke!(EndpointInfo<'r> { _marker: std::marker::PhantomData<&'r ()> } -> (String, Vec<String>), "supported-endpoints",
-    |live, _this| {
-        let g = live.endpoint.as_ref().ok_or_else(|| missing("endpoint"))?;
-        let mode = g.call_mode(&mut live.store).await?;
-        let endpoints = g.call_supported_endpoints(&mut live.store).await?;
-        Ok((mode, endpoints))
-    });
+|live, _this| {
+    let g = live.endpoint.as_ref().ok_or_else(|| missing("endpoint"))?;
+    let mode = g.call_mode(&mut live.store).await?;
+    let endpoints = g.call_supported_endpoints(&mut live.store).await?;
+    Ok((mode, endpoints))
+});
 
 invoke!(ValidateRequest<'r> { path: &'r str, model: &'r str } -> Result<(), String>, "validate-request",
-    |live, this| {
-        let g = live.endpoint.as_ref().ok_or_else(|| missing("endpoint"))?;
-        g.call_validate_request(&mut live.store, this.path, this.model).await
-    });
+|live, this| {
+    let g = live.endpoint.as_ref().ok_or_else(|| missing("endpoint"))?;
+    g.call_validate_request(&mut live.store, this.path, this.model).await
+});
 
 invoke!(HealthCheck<'r> { model: &'r str, base_url: &'r str, elapsed_ms: u64, timeout_ms: u64 } -> Health, "health-check",
-    |live, this| {
-        let g = live.endpoint.as_ref().ok_or_else(|| missing("endpoint"))?;
-        g.call_health_check(&mut live.store, this.model, this.base_url, this.elapsed_ms, this.timeout_ms).await
-    });
+|live, this| {
+    let g = live.endpoint.as_ref().ok_or_else(|| missing("endpoint"))?;
+    g.call_health_check(&mut live.store, this.model, this.base_url, this.elapsed_ms, this.timeout_ms).await
+});

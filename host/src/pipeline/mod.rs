@@ -31,9 +31,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::bindings::types::{
-    ErrorKind, LlmError, PostAction, PreAction, Request, RequestInfo, Response,
-};
+use crate::bindings::types::{ErrorKind, LlmError, PostAction, PreAction, Request, RequestInfo, Response};
 use crate::imports::ContextMap;
 use crate::manifest::{Hook, MessageAccess, OnError};
 use crate::plugin::{FailureKind, LoadedPlugin, PluginFailure};
@@ -150,7 +148,13 @@ impl RequestContext {
     pub fn trace(&self) -> Vec<HookTrace> {
         self.trace.lock().clone()
     }
-    pub(crate) fn record(&self, plugin: &LoadedPlugin, hook: &'static str, action: impl Into<String>, started: Instant) {
+    pub(crate) fn record(
+        &self,
+        plugin: &LoadedPlugin,
+        hook: &'static str,
+        action: impl Into<String>,
+        started: Instant,
+    ) {
         self.trace.lock().push(HookTrace {
             plugin: plugin.name().to_string(),
             hook,
@@ -253,11 +257,9 @@ impl crate::Host {
                             })
                             .map_err(|m| failure(plugin, "pre-request", FailureKind::InvalidOutput(m)))
                     }
-                    PreAction::Respond(resp) => {
-                        access::accept_response(None, resp, access, plugin.limits.max_output)
-                            .map(|r| Some(Ok(r)))
-                            .map_err(|m| failure(plugin, "pre-request", FailureKind::InvalidOutput(m)))
-                    }
+                    PreAction::Respond(resp) => access::accept_response(None, resp, access, plugin.limits.max_output)
+                        .map(|r| Some(Ok(r)))
+                        .map_err(|m| failure(plugin, "pre-request", FailureKind::InvalidOutput(m))),
                     PreAction::Fail(err) => Ok(Some(Err(err))),
                 },
                 Ok(Err(message)) => Err(failure(plugin, "pre-request", FailureKind::Error(message))),
@@ -288,7 +290,12 @@ impl crate::Host {
 
     /// Runs the post-response hooks of the plugins `stage` reached, in reverse
     /// order, on `outcome`; returns the final outcome.
-    pub async fn post_response(&self, ctx: &RequestContext, stage: PreStage, outcome: Outcome) -> Result<Response, RequestError> {
+    pub async fn post_response(
+        &self,
+        ctx: &RequestContext,
+        stage: PreStage,
+        outcome: Outcome,
+    ) -> Result<Response, RequestError> {
         let cap = self.inner.pipeline.post_hook_timeout;
         // After a fail-closed failure, post hooks only observe it.
         let locked = stage.failure.clone();

@@ -3,9 +3,7 @@
 use std::sync::Arc;
 
 use super::{RequestContext, RequestError, failure, hook_timeout};
-use crate::bindings::types::{
-    ChunkAction, LlmError, Request, Response, StreamChunk, ToolAction, ToolCall, Usage,
-};
+use crate::bindings::types::{ChunkAction, LlmError, Request, Response, StreamChunk, ToolAction, ToolCall, Usage};
 use crate::error::{Error, Result};
 use crate::manifest::Hook;
 use crate::pipeline::invoke;
@@ -32,7 +30,11 @@ impl crate::Host {
 
     /// Passes one streamed chunk through the `on-chunk` hooks in ascending
     /// priority. `Ok(None)` means a plugin dropped it.
-    pub async fn on_chunk(&self, ctx: &RequestContext, chunk: StreamChunk) -> Result<Option<StreamChunk>, RequestError> {
+    pub async fn on_chunk(
+        &self,
+        ctx: &RequestContext,
+        chunk: StreamChunk,
+    ) -> Result<Option<StreamChunk>, RequestError> {
         let cap = self.inner.pipeline.pre_hook_timeout;
         let mut chunk = chunk;
         for plugin in self.chain(Hook::OnChunk) {
@@ -46,7 +48,11 @@ impl crate::Host {
                         chunk = c;
                         continue;
                     }
-                    failure(&plugin, "on-chunk", FailureKind::InvalidOutput(format!("chunk of {size} bytes exceeds max-output")))
+                    failure(
+                        &plugin,
+                        "on-chunk",
+                        FailureKind::InvalidOutput(format!("chunk of {size} bytes exceeds max-output")),
+                    )
                 }
                 Ok(Ok(ChunkAction::Drop)) => return Ok(None),
                 Ok(Ok(ChunkAction::Fail(e))) => return Err(RequestError::Llm(e)),
@@ -62,7 +68,11 @@ impl crate::Host {
     }
 
     /// Runs the `on-stream-end` hooks; returns the chunks they append.
-    pub async fn on_stream_end(&self, ctx: &RequestContext, usage: Option<Usage>) -> Result<Vec<StreamChunk>, RequestError> {
+    pub async fn on_stream_end(
+        &self,
+        ctx: &RequestContext,
+        usage: Option<Usage>,
+    ) -> Result<Vec<StreamChunk>, RequestError> {
         let cap = self.inner.pipeline.post_hook_timeout;
         let mut extra = Vec::new();
         for plugin in self.chain(Hook::OnStreamEnd).iter().rev() {
@@ -125,7 +135,12 @@ impl crate::Host {
     }
 
     /// Calls the provider plugin of `provider_type` for a complete response.
-    pub async fn complete(&self, ctx: &RequestContext, provider_type: &str, request: &Request) -> Result<Response, RequestError> {
+    pub async fn complete(
+        &self,
+        ctx: &RequestContext,
+        provider_type: &str,
+        request: &Request,
+    ) -> Result<Response, RequestError> {
         let plugin = self.provider_plugin(provider_type).map_err(|e| RequestError::Llm(not_found(e)))?;
         let call = invoke::Complete { info: ctx.info(), req: request };
         match plugin.call(Some(ctx.map()), plugin.limits.timeout, call).await {

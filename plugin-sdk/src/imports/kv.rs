@@ -45,9 +45,9 @@ pub fn get(key: &str) -> Result<Option<Vec<u8>>, KvError> {
 pub fn get_string(key: &str) -> Result<Option<String>, KvError> {
     match get(key)? {
         None => Ok(None),
-        Some(bytes) => String::from_utf8(bytes)
-            .map(Some)
-            .map_err(|_| KvError::Other(format!("the value of `{key}` is not UTF-8"))),
+        Some(bytes) => {
+            String::from_utf8(bytes).map(Some).map_err(|_| KvError::Other(format!("the value of `{key}` is not UTF-8")))
+        }
     }
 }
 
@@ -86,12 +86,7 @@ pub fn compare_and_swap(
     ttl: Option<Duration>,
 ) -> Result<bool, KvError> {
     #[cfg(target_arch = "wasm32")]
-    return crate::bindings::plugbox::plugin::kv::compare_and_swap(
-        key,
-        expected,
-        value.as_ref(),
-        ttl_ms(ttl),
-    );
+    return crate::bindings::plugbox::plugin::kv::compare_and_swap(key, expected, value.as_ref(), ttl_ms(ttl));
     #[cfg(not(target_arch = "wasm32"))]
     return super::testing::kv_cas(key, expected, value.as_ref(), ttl_ms(ttl));
 }

@@ -64,9 +64,7 @@ pub(crate) fn record_log(level: LogLevel, message: &str) {
     with(|h| h.logs.push((level, message.to_string())));
 }
 
-fn kv_op<R>(
-    f: impl FnOnce(&mut HashMap<String, (Vec<u8>, Option<Instant>)>) -> R,
-) -> Result<R, KvError> {
+fn kv_op<R>(f: impl FnOnce(&mut HashMap<String, (Vec<u8>, Option<Instant>)>) -> R) -> Result<R, KvError> {
     with(|h| {
         if h.kv_denied {
             return Err(KvError::Denied);
@@ -100,12 +98,7 @@ pub(crate) fn kv_increment(key: &str, delta: i64, ttl_ms: Option<u64>) -> Result
         let (current, expires) = match kv.get(key) {
             Some((bytes, expires)) => {
                 let text = std::str::from_utf8(bytes).map_err(|_| KvError::NotANumber)?;
-                (
-                    text.trim()
-                        .parse::<i64>()
-                        .map_err(|_| KvError::NotANumber)?,
-                    *expires,
-                )
+                (text.trim().parse::<i64>().map_err(|_| KvError::NotANumber)?, *expires)
             }
             None => (0, expiry(ttl_ms)),
         };
@@ -115,12 +108,7 @@ pub(crate) fn kv_increment(key: &str, delta: i64, ttl_ms: Option<u64>) -> Result
     })?
 }
 
-pub(crate) fn kv_cas(
-    key: &str,
-    expected: Option<&[u8]>,
-    value: &[u8],
-    ttl_ms: Option<u64>,
-) -> Result<bool, KvError> {
+pub(crate) fn kv_cas(key: &str, expected: Option<&[u8]>, value: &[u8], ttl_ms: Option<u64>) -> Result<bool, KvError> {
     kv_op(|kv| {
         let current = kv.get(key).map(|(v, _)| v.as_slice());
         if current != expected {
