@@ -160,6 +160,7 @@ pub async fn run(builder: HostBuilder, plugins: Option<&Path>) -> Result<ExitCod
     let host = builder
         .plugin_config("system-prompt", obj(json!({ "prompt": "You are a concise assistant." })))
         .plugin_config("rate-limit", obj(json!({ "rps": 0.2, "burst": 3 })))
+        .plugin_config("memory-reserve", obj(json!({ "kinds": "memory", "headroom_mb": 2048 })))
         .data_root(scratch.join("data"))
         .build()?;
 
@@ -215,6 +216,26 @@ pub async fn run(builder: HostBuilder, plugins: Option<&Path>) -> Result<ExitCod
     std::fs::remove_dir_all(&flaky)?;
     wait_event(&mut events, "flaky", |k| matches!(k, PluginEventKind::Unloaded { .. })).await?;
     watcher.stop().await;
+    println!();
+
+    println!("7. devices: the built-in probes, then the device hooks (memory-reserve keeps 2 GiB off free memory);");
+    println!("   admission says whether a model fits, and why not");
+    let snapshot = host.probe_devices().await;
+    for d in &snapshot.adjusted {
+        let raw = snapshot.raw_device(&d.id).map_or(d.memory_free_mb, |r| r.memory_free_mb);
+        println!(
+            "    {:<8} {:<16} {:>7} MiB total {:>7} MiB free (raw {raw})",
+            d.id, d.name, d.memory_total_mb, d.memory_free_mb
+        );
+    }
+    for p in &snapshot.problems {
+        println!("    ({p})");
+    }
+    let mut model = plugbox_host::ModelConfig::new("big-model", "chat");
+    model.required_devices = vec!["memory".into()];
+    let free = snapshot.device("memory").map_or(0, |d| d.memory_free_mb);
+    model.memory_mb.insert("memory".into(), free + 1024);
+    println!("    {}", host.admit(&model).await);
     println!();
 
     println!("per-plugin counters:");

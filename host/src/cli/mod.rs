@@ -24,8 +24,8 @@ struct Cli {
     #[arg(long, global = true, env = "PLUGBOX_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
     /// Log filter (tracing env-filter syntax), e.g. `info` or `plugbox=debug`.
-    /// Default: `warn` for long-running commands, `error` for those that
-    /// print their findings themselves (check, list, call).
+    /// Default: `warn` for `serve`, `error` for the commands that print their
+    /// findings themselves.
     #[arg(long, global = true, env = "PLUGBOX_LOG")]
     log: Option<String>,
     #[command(subcommand)]
@@ -148,9 +148,11 @@ enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Commands that print their own findings (and the demo, which prints the
+    // events and traces) would only repeat them as warnings.
     let default_log = match cli.command {
-        Command::Check { .. } | Command::List { .. } | Command::Call { .. } | Command::Devices { .. } => "error",
-        _ => "warn",
+        Command::Serve { .. } => "warn",
+        _ => "error",
     };
     let filter = cli.log.as_deref().unwrap_or(default_log);
     tracing_subscriber::fmt()
