@@ -38,6 +38,12 @@ impl Category {
     }
 }
 
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot").field("plugins", &self.plugins.keys().collect::<Vec<_>>()).finish()
+    }
+}
+
 /// An immutable view of the loaded plugins.
 #[derive(Default)]
 pub struct Snapshot {

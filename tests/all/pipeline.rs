@@ -233,3 +233,26 @@ async fn no_message_access_means_no_text() {
     assert_eq!(text(&resp), "echo: secret prompt");
     assert_eq!(ctx.get("seen:n").as_deref(), Some(""), "the plugin must not see the text");
 }
+
+#[tokio::test]
+async fn a_request_keeps_its_plugins_across_changes() {
+    // Stream and tool hooks of a request run on the plugins the request
+    // started with, even if the host's plugins change in the meantime.
+    let (host, _d) = scripted_host(&[("a", scripted("a", 1, "continue", "continue"))]).await;
+    let ctx = ctx();
+    host.run_request(&ctx, request("hi"), echo).await.unwrap();
+    host.unload("a").await.unwrap();
+    let chunk = plugbox_host::StreamChunk {
+        index: 0,
+        role: None,
+        content: Some("x".into()),
+        tool_calls: vec![],
+        finish_reason: None,
+        usage: None,
+    };
+    host.on_chunk(&ctx, chunk.clone()).await.unwrap();
+    assert_eq!(ctx.get("chunk-trace").as_deref(), Some("chunk:a"), "the running request still sees `a`");
+    let fresh = RequestContext::new("m");
+    host.on_chunk(&fresh, chunk).await.unwrap();
+    assert_eq!(fresh.get("chunk-trace"), None, "a new request does not");
+}

@@ -35,6 +35,7 @@ use crate::bindings::types::{ErrorKind, LlmError, PostAction, PreAction, Request
 use crate::imports::ContextMap;
 use crate::manifest::{Hook, MessageAccess, OnError};
 use crate::plugin::{FailureKind, LoadedPlugin, PluginFailure};
+use crate::registry::Snapshot;
 pub use streams::ToolDecision;
 
 /// What a request ends as before the caller sees it.
@@ -74,6 +75,9 @@ pub struct RequestContext {
     info: RequestInfo,
     values: ContextMap,
     trace: Arc<Mutex<Vec<HookTrace>>>,
+    /// The plugins this request runs on, fixed at its first hook call, so a
+    /// reload in the middle of a request (or of a stream) never mixes versions.
+    plugins: Arc<std::sync::OnceLock<Arc<Snapshot>>>,
 }
 
 /// One hook call of a request, as the pipeline saw it.
@@ -109,6 +113,7 @@ impl RequestContext {
             },
             values: ContextMap::default(),
             trace: Default::default(),
+            plugins: Default::default(),
         }
     }
     pub fn with_request_id(mut self, id: impl Into<String>) -> Self {
@@ -143,6 +148,11 @@ impl RequestContext {
     }
     pub(crate) fn map(&self) -> &ContextMap {
         &self.values
+    }
+    /// The plugin set this request runs on: the host's current one at the
+    /// request's first hook call, the same one for every later call.
+    pub(crate) fn plugins(&self, host: &crate::Host) -> Arc<Snapshot> {
+        self.plugins.get_or_init(|| host.snapshot()).clone()
     }
     /// Every hook call made for this request so far, in order.
     pub fn trace(&self) -> Vec<HookTrace> {
@@ -378,7 +388,7 @@ impl crate::Host {
 
     /// The pre stage over the host's current request plugins.
     pub async fn pre_request(&self, ctx: &RequestContext, request: Request) -> PreStage {
-        let chain = self.inner.registry.snapshot().request_chain.clone();
+        let chain = ctx.plugins(self).request_chain.clone();
         self.pre_stage(ctx, &chain, request).await
     }
 
@@ -408,7 +418,7 @@ impl crate::Host {
         Fut: Future<Output = Outcome>,
     {
         // One snapshot for the whole request: a reload in the middle never mixes versions.
-        let chain = self.inner.registry.snapshot().request_chain.clone();
+        let chain = ctx.plugins(self).request_chain.clone();
         let mut stage = self.pre_stage(ctx, &chain, request).await;
         let failed = stage.failure.is_some();
         let outcome = match (stage.short_circuit.take(), failed) {

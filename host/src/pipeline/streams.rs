@@ -24,8 +24,8 @@ pub enum ToolDecision {
 }
 
 impl crate::Host {
-    fn chain(&self, hook: Hook) -> Vec<Arc<LoadedPlugin>> {
-        self.inner.registry.snapshot().chain(hook)
+    fn chain(&self, ctx: &RequestContext, hook: Hook) -> Vec<Arc<LoadedPlugin>> {
+        ctx.plugins(self).chain(hook)
     }
 
     /// Passes one streamed chunk through the `on-chunk` hooks in ascending
@@ -37,7 +37,7 @@ impl crate::Host {
     ) -> Result<Option<StreamChunk>, RequestError> {
         let cap = self.inner.pipeline.pre_hook_timeout;
         let mut chunk = chunk;
-        for plugin in self.chain(Hook::OnChunk) {
+        for plugin in self.chain(ctx, Hook::OnChunk) {
             let call = invoke::OnChunk { info: ctx.info(), chunk: &chunk };
             let result = plugin.call(Some(ctx.map()), hook_timeout(&plugin, cap), call).await;
             let failure = match result {
@@ -75,7 +75,7 @@ impl crate::Host {
     ) -> Result<Vec<StreamChunk>, RequestError> {
         let cap = self.inner.pipeline.post_hook_timeout;
         let mut extra = Vec::new();
-        for plugin in self.chain(Hook::OnStreamEnd).iter().rev() {
+        for plugin in self.chain(ctx, Hook::OnStreamEnd).iter().rev() {
             let call = invoke::OnStreamEnd { info: ctx.info(), usage };
             match plugin.call(Some(ctx.map()), hook_timeout(plugin, cap), call).await {
                 Ok(Ok(chunks)) => extra.extend(chunks),
@@ -99,7 +99,7 @@ impl crate::Host {
     pub async fn on_tool_call(&self, ctx: &RequestContext, call: ToolCall) -> Result<ToolDecision, RequestError> {
         let cap = self.inner.pipeline.pre_hook_timeout;
         let mut call = call;
-        for plugin in self.chain(Hook::OnToolCall) {
+        for plugin in self.chain(ctx, Hook::OnToolCall) {
             let invoke = invoke::OnToolCall { info: ctx.info(), call: &call };
             let f = match plugin.call(Some(ctx.map()), hook_timeout(&plugin, cap), invoke).await {
                 Ok(Ok(ToolAction::Allow)) => continue,
@@ -124,10 +124,8 @@ impl crate::Host {
         Ok(ToolDecision::Run(call))
     }
 
-    fn provider_plugin(&self, provider_type: &str) -> Result<Arc<LoadedPlugin>> {
-        self.inner
-            .registry
-            .snapshot()
+    fn provider_plugin(&self, ctx: &RequestContext, provider_type: &str) -> Result<Arc<LoadedPlugin>> {
+        ctx.plugins(self)
             .providers
             .get(provider_type)
             .cloned()
@@ -141,7 +139,7 @@ impl crate::Host {
         provider_type: &str,
         request: &Request,
     ) -> Result<Response, RequestError> {
-        let plugin = self.provider_plugin(provider_type).map_err(|e| RequestError::Llm(not_found(e)))?;
+        let plugin = self.provider_plugin(ctx, provider_type).map_err(|e| RequestError::Llm(not_found(e)))?;
         let call = invoke::Complete { info: ctx.info(), req: request };
         match plugin.call(Some(ctx.map()), plugin.limits.timeout, call).await {
             Ok(Ok(resp)) => Ok(resp),
@@ -157,7 +155,7 @@ impl crate::Host {
         provider_type: &str,
         request: &Request,
     ) -> Result<Vec<StreamChunk>, RequestError> {
-        let plugin = self.provider_plugin(provider_type).map_err(|e| RequestError::Llm(not_found(e)))?;
+        let plugin = self.provider_plugin(ctx, provider_type).map_err(|e| RequestError::Llm(not_found(e)))?;
         let call = invoke::StreamAll { info: ctx.info(), req: request, max_chunks: MAX_STREAM_CHUNKS };
         match plugin.call(Some(ctx.map()), plugin.limits.timeout, call).await {
             Ok(Ok(chunks)) => Ok(chunks),
