@@ -64,6 +64,7 @@ pub mod watch;
 
 pub use breaker::{BreakerConfig, BreakerState};
 pub use devices::{Admission, DeviceOptions, DeviceSnapshot, GpuBackend};
+pub use devtools::sample_hook_input;
 pub use error::{Error, Result};
 pub use host::{Host, HostBuilder, LoadFailure, LoadReport};
 pub use imports::kv::{KvError, KvStore, MemoryKv};

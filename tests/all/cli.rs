@@ -189,3 +189,21 @@ fn demo_runs_and_shows_what_plugins_did() {
         assert!(s.contains(needle), "demo output lacks `{needle}`:\n{s}");
     }
 }
+
+#[test]
+fn call_sample_inputs_run_against_real_plugins() {
+    // The sample `plugbox call --sample` prints is accepted as is.
+    for (wasm, hook) in [
+        (plugbox_artifacts::PII_REDACT, "pre-request"),
+        (plugbox_artifacts::PII_REDACT, "post-response"),
+        (plugbox_artifacts::ECHO_PROVIDER, "provider"),
+    ] {
+        let o = plugbox(&["call", wasm, hook, "--sample"]);
+        assert!(o.status.success(), "{}", err(&o));
+        let sample = out(&o);
+        let o = plugbox_stdin(&["call", wasm, hook], Some(&sample));
+        assert!(o.status.success(), "{hook}: {}", err(&o));
+        let v: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+        assert!(v["result"].get("Ok").is_some(), "{hook}: {v}");
+    }
+}

@@ -63,6 +63,9 @@ enum Command {
         /// Operator config for the plugin, as a JSON object.
         #[arg(long)]
         config: Option<String>,
+        /// Print a complete sample input for HOOK and exit (edit it, then pass it with --input).
+        #[arg(long)]
+        sample: bool,
     },
     /// Create a new plugin crate from the template.
     New {
@@ -186,8 +189,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::Check { paths, json } => check::check(builder(&cli)?.build()?, paths, *json).await,
         Command::List { plugins, json } => check::list(builder(&cli)?.build()?, plugins, *json).await,
-        Command::Call { path, hook, input, config } => {
+        Command::Call { path, hook, input, config, sample } => {
             let hook: Hook = hook.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+            if *sample {
+                println!("{}", serde_json::to_string_pretty(&plugbox_host::sample_hook_input(hook))?);
+                return Ok(ExitCode::SUCCESS);
+            }
             let input = read_input(input)?;
             let mut b = builder(&cli)?;
             let source = plugbox_host::loader::source_for_path(path)?;
