@@ -37,7 +37,10 @@ pub enum BreakerState {
     /// Calls run normally.
     Closed,
     /// Quarantined: calls are refused for this long yet.
-    Open { remaining_ms: u64 },
+    Open {
+        /// Milliseconds left in the quarantine.
+        remaining_ms: u64,
+    },
     /// The quarantine expired; the next call decides.
     HalfOpen,
 }

@@ -22,10 +22,13 @@ pub const DATA_DIR_GUEST_PATH: &str = "/plugin-data";
 /// What a plugin is actually granted.
 #[derive(Debug, Clone, Serialize)]
 pub struct Capabilities {
+    /// How much of the message text the plugin may see and change.
     pub messages: MessageAccess,
+    /// Whether the plugin gets its own kv namespace.
     pub kv: bool,
     /// Outgoing HTTP destinations.
     pub network: Vec<HostPattern>,
+    /// Host directories visible to the guest.
     pub preopens: Vec<Preopen>,
     /// Environment variables and their values, read from the host at load.
     #[serde(serialize_with = "env_names_only")]
@@ -51,7 +54,9 @@ fn access_name(a: MessageAccess) -> &'static str {
 pub struct Preopen {
     /// Canonical host path.
     pub host: PathBuf,
+    /// The path the guest sees it at.
     pub guest: String,
+    /// Read-only or read-write.
     pub access: FsAccess,
 }
 

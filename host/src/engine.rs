@@ -79,7 +79,9 @@ pub(crate) struct ExecOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CompileSource {
+    /// Compiled from the `.wasm` bytes during this load.
     Compiled,
+    /// Read precompiled from the on-disk compilation cache.
     Cache,
 }
 

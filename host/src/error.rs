@@ -17,18 +17,30 @@ pub enum Error {
     /// A file could not be read or written.
     #[error("cannot access `{path}`: {source}")]
     Io {
+        /// The file or directory.
         path: PathBuf,
+        /// The underlying I/O error.
         #[source]
         source: std::io::Error,
     },
 
     /// A plugin source is not a usable WebAssembly component.
     #[error("plugin `{plugin}`: {message}")]
-    Component { plugin: String, message: String },
+    Component {
+        /// The plugin (or file) name.
+        plugin: String,
+        /// Why the component is unusable.
+        message: String,
+    },
 
     /// A plugin's `init` failed, trapped or timed out while loading.
     #[error("plugin `{plugin}`: init failed: {message}")]
-    Init { plugin: String, message: String },
+    Init {
+        /// The plugin's name.
+        plugin: String,
+        /// The failure, as reported by the call.
+        message: String,
+    },
 
     /// Two plugins share a name, or two providers share a provider type.
     #[error("{0}")]
@@ -36,7 +48,12 @@ pub enum Error {
 
     /// The host refuses to load more plugins than configured.
     #[error("cannot load plugin `{plugin}`: the host already holds its maximum of {max} plugins")]
-    TooManyPlugins { plugin: String, max: usize },
+    TooManyPlugins {
+        /// The plugin that was refused.
+        plugin: String,
+        /// The configured maximum number of plugins.
+        max: usize,
+    },
 
     /// No plugin with that name (or provider type) is loaded.
     #[error("no plugin named `{0}` is loaded")]
@@ -44,7 +61,12 @@ pub enum Error {
 
     /// The plugin exists but does not implement what was asked of it.
     #[error("plugin `{plugin}` does not implement `{hook}`")]
-    HookNotImplemented { plugin: String, hook: String },
+    HookNotImplemented {
+        /// The plugin's name.
+        plugin: String,
+        /// The hook that was asked for.
+        hook: String,
+    },
 
     /// A hook call failed (the plugin errored, trapped, timed out or broke a limit).
     #[error(transparent)]

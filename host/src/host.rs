@@ -63,6 +63,7 @@ impl Default for HostBuilder {
 }
 
 impl HostBuilder {
+    /// A builder with the defaults listed above.
     pub fn new() -> Self {
         Self::default()
     }
@@ -141,6 +142,8 @@ impl HostBuilder {
         self
     }
 
+    /// Creates the engine and linker and returns the host, with no plugins loaded
+    /// yet; fails when the wasmtime engine or linker cannot be set up.
     pub fn build(self) -> Result<Host> {
         let engine = PlugboxEngine::new(&self.engine)?;
         let mut linker: Linker<StoreState> = Linker::new(&engine.engine);
@@ -206,7 +209,9 @@ pub struct LoadReport {
 /// A plugin that did not load, and why.
 #[derive(Debug)]
 pub struct LoadFailure {
+    /// The plugin's file or directory.
     pub path: PathBuf,
+    /// Why it did not load.
     pub error: Error,
 }
 

@@ -43,6 +43,9 @@
 //! rules on [`Host::run_request`], [`reload`] and [`watch`] (hot reload,
 //! enable/disable, events).
 
+#![warn(missing_docs)]
+
+#[allow(missing_docs)]
 mod bindings;
 pub mod breaker;
 pub mod capability;

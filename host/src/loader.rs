@@ -23,7 +23,9 @@ pub const MANIFEST_FILE: &str = "plugin.yaml";
 /// Something in a plugin directory that could not be turned into a plugin source.
 #[derive(Debug)]
 pub struct DiscoveryProblem {
+    /// The offending file or directory.
     pub path: PathBuf,
+    /// What is wrong with it.
     pub message: String,
 }
 

@@ -35,7 +35,9 @@ pub const INIT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct PluginSource {
     /// The manifest file, or `None` when the manifest is embedded in the component.
     pub manifest: Option<PathBuf>,
+    /// The `.wasm` component file.
     pub component: PathBuf,
+    /// Which of the directory layouts the plugin was found in.
     pub form: SourceForm,
 }
 
@@ -55,8 +57,11 @@ pub enum SourceForm {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("plugin `{plugin}` failed in `{hook}`: {kind}")]
 pub struct PluginFailure {
+    /// Name of the plugin that failed.
     pub plugin: String,
+    /// The hook (WIT export name) that was being called.
     pub hook: &'static str,
+    /// What went wrong.
     pub kind: FailureKind,
 }
 
@@ -96,11 +101,17 @@ pub enum FailureKind {
 /// Per-plugin counters, readable at any time.
 #[derive(Debug, Default)]
 pub struct PluginStats {
+    /// Hook calls admitted by the circuit breaker.
     pub calls: AtomicU64,
+    /// Failed calls other than traps and timeouts (plugin errors, invalid output, busy ...).
     pub errors: AtomicU64,
+    /// Calls that trapped, hit the memory cap, ran out of fuel or overflowed the stack.
     pub traps: AtomicU64,
+    /// Calls that ran past their deadline.
     pub timeouts: AtomicU64,
+    /// Instances created (at load and whenever the pool had none idle).
     pub instances_created: AtomicU64,
+    /// Instances thrown away after a failed call.
     pub instances_discarded: AtomicU64,
     /// Sum of call durations, for the mean.
     pub busy_nanos: AtomicU64,
@@ -109,15 +120,23 @@ pub struct PluginStats {
 /// A point-in-time copy of [`PluginStats`].
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 pub struct StatsSnapshot {
+    /// See [`PluginStats::calls`].
     pub calls: u64,
+    /// See [`PluginStats::errors`].
     pub errors: u64,
+    /// See [`PluginStats::traps`].
     pub traps: u64,
+    /// See [`PluginStats::timeouts`].
     pub timeouts: u64,
+    /// See [`PluginStats::instances_created`].
     pub instances_created: u64,
+    /// See [`PluginStats::instances_discarded`].
     pub instances_discarded: u64,
+    /// Mean wall-clock duration of a call, in microseconds (0 before the first call).
     pub mean_call_micros: u64,
     /// Failures since the last success.
     pub consecutive_failures: u32,
+    /// Where the plugin's circuit breaker stands.
     pub breaker: BreakerState,
 }
 
@@ -293,24 +312,31 @@ impl LoadedPlugin {
         }
     }
 
+    /// The plugin's name (from its manifest).
     pub fn name(&self) -> &str {
         &self.name
     }
+    /// The parsed manifest this version was loaded from.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
     }
+    /// Where the plugin's files were found.
     pub fn source(&self) -> &PluginSource {
         &self.source
     }
+    /// What the plugin is allowed to do, resolved from its manifest permissions.
     pub fn capabilities(&self) -> &Capabilities {
         &self.caps
     }
+    /// The plugin's resource limits, with host defaults filled in.
     pub fn limits(&self) -> &ResolvedLimits {
         &self.limits
     }
+    /// The provider type the plugin announced at load; `None` unless it implements the `provider` hook.
     pub fn provider_type(&self) -> Option<&str> {
         self.provider_type.as_deref()
     }
+    /// Whether the component was compiled at load or read from the compilation cache.
     pub fn compile_source(&self) -> CompileSource {
         self.compile_source
     }
@@ -318,9 +344,11 @@ impl LoadedPlugin {
     pub fn load_time(&self) -> Duration {
         self.load_time
     }
+    /// When this version was loaded.
     pub fn loaded_at(&self) -> SystemTime {
         self.loaded_at
     }
+    /// A point-in-time copy of the plugin's counters and breaker state.
     pub fn stats(&self) -> StatsSnapshot {
         self.stats.snapshot(&self.breaker)
     }
@@ -335,6 +363,7 @@ impl LoadedPlugin {
             let _ = self.events.send(crate::reload::PluginEvent::now(self.name.to_string(), kind));
         }
     }
+    /// Whether the manifest declares `hook`.
     pub fn implements(&self, hook: Hook) -> bool {
         self.manifest.hooks.contains(&hook)
     }

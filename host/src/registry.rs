@@ -15,16 +15,24 @@ use crate::plugin::LoadedPlugin;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Category {
+    /// `pre-request` and `post-response` hooks.
     Request,
+    /// `on-chunk` and `on-stream-end` hooks.
     Stream,
+    /// The `on-tool-call` hook.
     Tool,
+    /// LLM providers.
     Provider,
+    /// The `on-device-probe` hook (adjusts device probe results).
     DeviceHook,
+    /// Plugins that report devices of their own (`device-probe`).
     DeviceProbe,
+    /// Interface plugins (`endpoint`).
     Endpoint,
 }
 
 impl Category {
+    /// The category a hook belongs to.
     pub fn of(hook: Hook) -> Category {
         match hook {
             Hook::PreRequest | Hook::PostResponse => Category::Request,

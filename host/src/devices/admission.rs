@@ -17,6 +17,7 @@ use crate::models::ModelConfig;
 pub struct Admission {
     /// The model's name.
     pub model: String,
+    /// Whether every required device allows the model.
     pub admitted: bool,
     /// One entry per required device, in the model's order.
     pub checks: Vec<DeviceCheck>,
@@ -25,6 +26,7 @@ pub struct Admission {
 /// What one required device allows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeviceCheck {
+    /// The required device's id (`gpu:0`, `memory` ...).
     pub device: String,
     /// MiB the model needs there (0 when it only needs the device).
     pub required_mb: u64,

@@ -34,14 +34,19 @@ pub enum GpuError {
 pub struct GpuReading {
     /// The backend's index of the device (`gpu:<index>` in reports).
     pub index: u32,
+    /// The device's product name, as the driver reports it.
     pub name: String,
     /// A stable identifier (NVML's `GPU-...` UUID).
     pub uuid: String,
+    /// Total device memory, in bytes.
     pub memory_total_bytes: u64,
+    /// Free device memory, in bytes.
     pub memory_free_bytes: u64,
+    /// Used device memory, in bytes.
     pub memory_used_bytes: u64,
     /// Percent of time the GPU was busy over the driver's last sample period.
     pub utilization_percent: Option<u32>,
+    /// Temperature in degrees Celsius; `None` when the driver does not report it.
     pub temperature_c: Option<u32>,
 }
 

@@ -106,6 +106,7 @@ impl std::fmt::Debug for DeviceOptions {
 pub struct ProbeProblem {
     /// `builtin:nvml`, `builtin:sysinfo`, or `plugin:<name>`.
     pub source: String,
+    /// What went wrong.
     pub message: String,
 }
 
@@ -118,12 +119,14 @@ impl std::fmt::Display for ProbeProblem {
 /// One plugin call of a probe, as the host saw it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeviceHookTrace {
+    /// The plugin called.
     pub plugin: String,
     /// `device-probe` or `on-device-probe`.
     pub hook: &'static str,
     /// `reported 2`, `unchanged`, `changed 1, removed 1`,
     /// `failed-open: ...`, `failed-closed: ...`, `failed: ...`.
     pub action: String,
+    /// How long the call took, in microseconds.
     pub micros: u64,
 }
 

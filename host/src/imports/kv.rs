@@ -14,8 +14,10 @@ use parking_lot::Mutex;
 /// Why a kv operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KvError {
+    /// The stored value is not an integer (for `increment`).
     #[error("value is not an integer")]
     NotANumber,
+    /// The store refused the operation (quota, backend failure); the message says why.
     #[error("{0}")]
     Other(String),
 }
@@ -24,10 +26,17 @@ pub enum KvError {
 ///
 /// Implementations must make `increment` and `compare_and_swap` atomic.
 pub trait KvStore: Send + Sync + 'static {
+    /// The live (unexpired) value of `key`, or `None`.
     fn get(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>, KvError>;
+    /// Stores a value, replacing any; `ttl` makes it expire (`None`: never).
     fn set(&self, ns: &str, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<(), KvError>;
+    /// Removes `key`; `true` when a live value was removed.
     fn delete(&self, ns: &str, key: &str) -> Result<bool, KvError>;
+    /// Atomically adds `delta` to an integer value (missing = 0) and returns the result;
+    /// `ttl` applies when the key is created. [`KvError::NotANumber`] if the value is not an integer.
     fn increment(&self, ns: &str, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, KvError>;
+    /// Atomically replaces the value with `value` if it still equals `expected`
+    /// (`None`: the key is absent); `true` when it was replaced.
     fn compare_and_swap(
         &self,
         ns: &str,
@@ -83,6 +92,7 @@ impl Namespace {
 }
 
 impl MemoryKv {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }

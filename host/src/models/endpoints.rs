@@ -28,8 +28,11 @@ use crate::plugin::{LoadedPlugin, PluginFailure};
 /// What an interface plugin declares.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InterfaceInfo {
+    /// The interface plugin's name.
     pub plugin: String,
+    /// The model mode it serves (`chat`, `embedding` ...).
     pub mode: String,
+    /// The API paths it supports.
     pub endpoints: Vec<String>,
 }
 
@@ -40,9 +43,11 @@ pub struct RouteVerdict {
     pub model: String,
     /// The name the request used.
     pub requested: String,
+    /// The model's mode, which chose the interface plugin.
     pub mode: String,
     /// The interface plugin that judged.
     pub plugin: String,
+    /// Whether the request may go to the model.
     pub accepted: bool,
     /// Why the request was refused, or why it was let through unvalidated.
     pub reason: Option<String>,
@@ -51,12 +56,21 @@ pub struct RouteVerdict {
 /// Why a request could not be routed or a model not checked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
+    /// No model (or alias) of that name is configured.
     #[error("no model named `{0}` is configured")]
     UnknownModel(String),
+    /// No loaded interface plugin serves the model's mode.
     #[error("model `{model}` has mode `{mode}`, but no loaded interface plugin implements it")]
-    NoInterface { model: String, mode: String },
+    NoInterface {
+        /// The model's name.
+        model: String,
+        /// The model's mode.
+        mode: String,
+    },
+    /// A health check was asked for a model without a `base-url`.
     #[error("model `{0}` has no `base-url` to check")]
     NoBaseUrl(String),
+    /// The interface plugin failed (in `validate-request` with `on-error: fail-closed`, or in a health check).
     #[error(transparent)]
     Plugin(#[from] PluginFailure),
 }

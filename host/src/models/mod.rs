@@ -41,13 +41,34 @@ pub use endpoints::{InterfaceInfo, RouteError, RouteVerdict};
 pub enum ModelConfigError {
     /// The file could not be read.
     #[error("cannot read `{}`: {source}", .path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// Invalid YAML, or a field that is unknown, missing or has a bad value.
     #[error("{}:{line}:{column}: {message}", .path.display())]
-    Parse { path: PathBuf, line: usize, column: usize, message: String },
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
     /// A rule that spans fields or models failed.
     #[error("{}{}: {message}", .path.display(), .line.map(|l| format!(":{l}")).unwrap_or_default())]
-    Invalid { path: PathBuf, line: Option<usize>, message: String },
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the offending model, when known.
+        line: Option<usize>,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// One model.
@@ -186,10 +207,12 @@ impl ModelSet {
         self.models.iter()
     }
 
+    /// Number of models (aliases not counted).
     pub fn len(&self) -> usize {
         self.models.len()
     }
 
+    /// Whether no model is configured.
     pub fn is_empty(&self) -> bool {
         self.models.is_empty()
     }

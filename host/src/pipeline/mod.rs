@@ -83,11 +83,14 @@ pub struct RequestContext {
 /// One hook call of a request, as the pipeline saw it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct HookTrace {
+    /// The plugin called.
     pub plugin: String,
+    /// The hook called (`pre-request`, `on-chunk` ...).
     pub hook: &'static str,
     /// `continue`, `modify`, `respond`, `fail`, `drop`, `allow`, `deny`,
     /// `rewrite`, `answer`, or `failed-open: ...` / `failed-closed: ...`.
     pub action: String,
+    /// How long the call took, in microseconds.
     pub micros: u64,
 }
 
@@ -116,22 +119,27 @@ impl RequestContext {
             plugins: Default::default(),
         }
     }
+    /// Replaces the generated request id (e.g. with the gateway's own).
     pub fn with_request_id(mut self, id: impl Into<String>) -> Self {
         self.info.request_id = id.into();
         self
     }
+    /// Sets the provider the request goes to (empty by default).
     pub fn with_provider(mut self, provider: impl Into<String>) -> Self {
         self.info.provider = provider.into();
         self
     }
+    /// Sets the caller's identity (API key id, user); `None` by default.
     pub fn with_caller(mut self, caller: impl Into<String>) -> Self {
         self.info.caller = Some(caller.into());
         self
     }
+    /// Marks the request as streamed (`false` by default).
     pub fn with_streaming(mut self, streaming: bool) -> Self {
         self.info.streaming = streaming;
         self
     }
+    /// The request facts plugins see.
     pub fn info(&self) -> &RequestInfo {
         &self.info
     }
@@ -139,6 +147,7 @@ impl RequestContext {
     pub fn get(&self, key: &str) -> Option<String> {
         self.values.lock().get(key).cloned()
     }
+    /// Puts a value in the shared map, replacing any under `key`.
     pub fn set(&self, key: impl Into<String>, value: impl Into<String>) {
         self.values.lock().insert(key.into(), value.into());
     }

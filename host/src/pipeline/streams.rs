@@ -18,9 +18,19 @@ pub enum ToolDecision {
     /// Run this call (possibly rewritten by a plugin).
     Run(ToolCall),
     /// Do not run it; the plugin named says why.
-    Denied { plugin: String, reason: String },
+    Denied {
+        /// The plugin that denied the call.
+        plugin: String,
+        /// Why, as the plugin put it.
+        reason: String,
+    },
     /// Do not run it; use this JSON result from the plugin named.
-    Answered { plugin: String, result: String },
+    Answered {
+        /// The plugin that answered.
+        plugin: String,
+        /// The tool result, as JSON text.
+        result: String,
+    },
 }
 
 impl crate::Host {

@@ -14,15 +14,33 @@ use crate::manifest::{FsAccess, HostPattern, MessageAccess};
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum Grant {
     /// Access to message text changed (`none` < `read` < `write`).
-    Messages { from: MessageAccess, to: MessageAccess },
+    Messages {
+        /// The old version's access.
+        from: MessageAccess,
+        /// The new version's access.
+        to: MessageAccess,
+    },
     /// The plugin's own kv namespace.
     Kv,
     /// Outgoing HTTP to a host pattern.
-    Network { pattern: String },
+    Network {
+        /// The host pattern as written in the manifest.
+        pattern: String,
+    },
     /// A host directory visible to the guest.
-    Filesystem { host: PathBuf, guest: String, access: FsAccess },
+    Filesystem {
+        /// The directory on the host.
+        host: PathBuf,
+        /// The path the guest sees it at.
+        guest: String,
+        /// Read-only or read-write.
+        access: FsAccess,
+    },
     /// An environment variable (its name; values are never reported).
-    Env { name: String },
+    Env {
+        /// The variable's name.
+        name: String,
+    },
 }
 
 impl fmt::Display for Grant {
@@ -58,7 +76,9 @@ fn level(m: MessageAccess) -> &'static str {
 /// access change is listed once, on the side it moves to.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CapabilityDiff {
+    /// Grants the new version has and the old one did not.
     pub added: Vec<Grant>,
+    /// Grants the old version had and the new one does not.
     pub removed: Vec<Grant>,
 }
 

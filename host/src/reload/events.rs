@@ -20,6 +20,7 @@ pub struct PluginEvent {
     /// When it happened.
     #[serde(with = "humantime_serde_compat")]
     pub at: SystemTime,
+    /// What happened.
     pub kind: PluginEventKind,
 }
 
@@ -29,19 +30,44 @@ pub struct PluginEvent {
 #[non_exhaustive]
 pub enum PluginEventKind {
     /// A plugin that was not loaded now serves requests.
-    Loaded { version: Version, source: PathBuf },
+    Loaded {
+        /// The version now serving.
+        version: Version,
+        /// The files it was loaded from (its directory, or its `.wasm`).
+        source: PathBuf,
+    },
     /// A new version replaced the old one atomically; `permissions` is how the
     /// new version's grants differ from the old one's.
-    Reloaded { old_version: Version, new_version: Version, permissions: CapabilityDiff },
+    Reloaded {
+        /// The version that was replaced.
+        old_version: Version,
+        /// The version now serving.
+        new_version: Version,
+        /// How the new version's grants differ from the old one's.
+        permissions: CapabilityDiff,
+    },
     /// A plugin (or a new version of one) could not be loaded. `serving` is the
     /// version that keeps serving, if any.
-    Failed { path: PathBuf, error: String, serving: Option<Version> },
+    Failed {
+        /// The file or directory that failed to load.
+        path: PathBuf,
+        /// Why it failed.
+        error: String,
+        /// The version that keeps serving; `None` when none does.
+        serving: Option<Version>,
+    },
     /// The plugin no longer serves new requests (its files were removed, it
     /// was disabled, or [`Host::unload`](crate::Host::unload) was called).
-    Unloaded { version: Version },
+    Unloaded {
+        /// The version that stopped serving.
+        version: Version,
+    },
     /// A replaced or unloaded version finished its last request and its
     /// instances got `shutdown`.
-    Drained { version: Version },
+    Drained {
+        /// The version that drained.
+        version: Version,
+    },
     /// The plugin was disabled (it stays on disk and is not loaded).
     Disabled,
     /// The plugin was enabled again.
@@ -49,10 +75,20 @@ pub enum PluginEventKind {
     /// A new version asks for more than the old one had and the host requires
     /// approval: it waits for [`Host::approve`](crate::Host::approve) while the
     /// old version keeps serving.
-    ApprovalRequired { old_version: Version, new_version: Version, permissions: CapabilityDiff },
+    ApprovalRequired {
+        /// The version that keeps serving meanwhile.
+        old_version: Version,
+        /// The version waiting for approval.
+        new_version: Version,
+        /// How the new version's grants differ from the old one's (`added` is not empty).
+        permissions: CapabilityDiff,
+    },
     /// The circuit breaker stopped calling the plugin after repeated failures;
     /// it is retried after the back-off named in `reason`.
-    Quarantined { reason: String },
+    Quarantined {
+        /// Human-readable reason, including the back-off and the last failure.
+        reason: String,
+    },
 }
 
 impl PluginEvent {

@@ -81,16 +81,19 @@ pub enum PluginState {
 /// The last thing that went wrong with a plugin.
 #[derive(Debug, Clone, Serialize)]
 pub struct LastError {
+    /// When the failure happened.
     #[serde(serialize_with = "rfc3339")]
     pub at: SystemTime,
     /// The file the failed version was read from.
     pub path: PathBuf,
+    /// What went wrong.
     pub message: String,
 }
 
 /// A new version waiting for [`Host::approve`].
 #[derive(Debug, Clone, Serialize)]
 pub struct PendingUpgrade {
+    /// The version waiting for approval.
     pub version: Version,
     /// How its grants differ from the serving version's.
     pub permissions: CapabilityDiff,
@@ -100,7 +103,9 @@ pub struct PendingUpgrade {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct PluginStatus {
+    /// The plugin's name.
     pub name: String,
+    /// Whether it is active, disabled, failed ...
     pub state: PluginState,
     /// The version serving requests (`None` unless active).
     pub version: Option<Version>,
@@ -123,9 +128,17 @@ pub struct PluginStatus {
 #[non_exhaustive]
 pub enum ReloadOutcome {
     /// It was not loaded before and now is.
-    Loaded { version: Version },
+    Loaded {
+        /// The version now serving.
+        version: Version,
+    },
     /// A new version replaced the old one.
-    Reloaded { old_version: Version, new_version: Version },
+    Reloaded {
+        /// The version that was replaced.
+        old_version: Version,
+        /// The version now serving.
+        new_version: Version,
+    },
     /// Its files did not change.
     Unchanged,
     /// Its files are gone, so it was unloaded.
