@@ -1,5 +1,5 @@
 //! Manifest ∩ policy -> [`Capabilities`]: plain data resolved once per load,
-//! applied to every new instance by [`Capabilities::wasi_ctx`].
+//! applied to every new instance by `Capabilities::wasi_ctx` (crate-private).
 //!
 //! Deny by default: a plugin whose manifest declares nothing gets clocks and
 //! random, a closed stdin, stdout/stderr routed to the log, no arguments, no

@@ -1,5 +1,5 @@
 //! A loaded plugin: manifest, capabilities, `InstancePre`, and its pool of warm
-//! instances. Every hook call goes through [`LoadedPlugin::call`], which applies
+//! instances. Every hook call goes through `LoadedPlugin::call` (crate-private), which applies
 //! the deadline and memory cap and discards an instance that failed.
 
 use std::future::Future;

@@ -2,7 +2,7 @@
 //!
 //! [`KvStore`] is the seam for other backends (Redis, for rate limits and
 //! caches shared across replicas); [`MemoryKv`] is the in-process default.
-//! A plugin only ever sees a [`KvNamespace`], so it cannot name another
+//! A plugin only ever sees a `KvNamespace` (its own), so it cannot name another
 //! plugin's keys, whatever string it passes.
 
 use std::collections::HashMap;
