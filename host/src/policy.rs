@@ -66,15 +66,7 @@ impl Policy {
     /// Reads a policy file; unknown fields are errors.
     pub fn from_path(path: &Path) -> Result<Policy> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        serde_norway::from_str(&text).map_err(|e| {
-            let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
-            Error::Manifest(crate::manifest::ManifestError::Parse {
-                path: path.to_path_buf(),
-                line,
-                column,
-                message: e.to_string(),
-            })
-        })
+        serde_norway::from_str(&text).map_err(|e| Error::Manifest(crate::manifest::from_yaml(e, &text, path)))
     }
 
     pub(crate) fn for_plugin(&self, name: &str) -> Option<&PluginPolicy> {

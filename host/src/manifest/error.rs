@@ -63,7 +63,7 @@ fn line_suffix(line: &Option<usize>) -> String {
 /// Converts a serde_norway error into [`ManifestError::Parse`], moving its
 /// location into the prefix.
 /// `src` is used for hints, such as a tab in the indentation.
-pub(super) fn from_yaml(err: serde_norway::Error, src: &str, path: &Path) -> ManifestError {
+pub(crate) fn from_yaml(err: serde_norway::Error, src: &str, path: &Path) -> ManifestError {
     let text = err.to_string();
     match err.location() {
         Some(loc) => {

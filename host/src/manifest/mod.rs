@@ -94,6 +94,7 @@ use serde_json::{Map, Value};
 
 pub use config::{ConfigField, ConfigType};
 pub use error::ManifestError;
+pub(crate) use error::from_yaml;
 pub use hooks::{Hook, OnError};
 pub use host_pattern::HostPattern;
 pub use limits::{Limits, ResolvedLimits};

@@ -29,47 +29,17 @@ pub mod endpoints;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
 pub use endpoints::{InterfaceInfo, RouteError, RouteVerdict};
 
-/// Why a model configuration could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ModelConfigError {
-    /// The file could not be read.
-    #[error("cannot read `{}`: {source}", .path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// Invalid YAML, or a field that is unknown, missing or has a bad value.
-    #[error("{}:{line}:{column}: {message}", .path.display())]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line of the error.
-        line: usize,
-        /// 1-based column of the error.
-        column: usize,
-        /// What is wrong.
-        message: String,
-    },
-    /// A rule that spans fields or models failed.
-    #[error("{}{}: {message}", .path.display(), .line.map(|l| format!(":{l}")).unwrap_or_default())]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line of the offending model, when known.
-        line: Option<usize>,
-        /// What is wrong.
-        message: String,
-    },
-}
+/// Why a model configuration could not be used. Model files are YAML like
+/// manifests and report errors the same way (`file:line:column: message`),
+/// with the same type: `Io`, `Parse`, or `Invalid` for rules across models.
+pub type ModelConfigError = crate::manifest::ManifestError;
 
 /// One model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,18 +110,7 @@ impl ModelSet {
 
     /// Parses and checks a model configuration; `origin` names it in errors.
     pub fn from_str(src: &str, origin: &Path) -> Result<ModelSet, ModelConfigError> {
-        let file: ModelFile = serde_norway::from_str(src).map_err(|e| {
-            let text = e.to_string();
-            match e.location() {
-                Some(loc) => ModelConfigError::Parse {
-                    path: origin.to_owned(),
-                    line: loc.line(),
-                    column: loc.column(),
-                    message: text.replacen(&format!(" at line {} column {}", loc.line(), loc.column()), "", 1),
-                },
-                None => ModelConfigError::Invalid { path: origin.to_owned(), line: None, message: text },
-            }
-        })?;
+        let file: ModelFile = serde_norway::from_str(src).map_err(|e| crate::manifest::from_yaml(e, src, origin))?;
         let models = file
             .models
             .into_iter()
