@@ -70,7 +70,7 @@ pub enum Error {
 
     /// A hook call failed (the plugin errored, trapped, timed out or broke a limit).
     #[error(transparent)]
-    Plugin(#[from] crate::plugin::PluginFailure),
+    Plugin(#[from] crate::failure::PluginFailure),
 
     /// Input given to a developer tool (`plugbox call`) does not fit the hook.
     #[error("invalid input: {0}")]

@@ -48,11 +48,14 @@
 #[allow(missing_docs)]
 mod bindings;
 pub mod breaker;
+mod budget;
 pub mod capability;
 pub mod devices;
 mod devtools;
 pub mod engine;
 mod error;
+pub mod events;
+mod failure;
 mod host;
 pub mod imports;
 pub mod loader;

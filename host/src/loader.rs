@@ -13,9 +13,33 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
+
 use crate::error::{Error, Result};
 use crate::manifest::{MANIFEST_SECTION, Manifest, ManifestError};
-use crate::plugin::{PluginSource, SourceForm};
+
+/// How a plugin was found on disk.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginSource {
+    /// The manifest file, or `None` when the manifest is embedded in the component.
+    pub manifest: Option<PathBuf>,
+    /// The `.wasm` component file.
+    pub component: PathBuf,
+    /// Which of the directory layouts the plugin was found in.
+    pub form: SourceForm,
+}
+
+/// The three plugin directory forms the loader accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceForm {
+    /// `plugins/<name>/plugin.yaml` with its `.wasm`.
+    Directory,
+    /// `plugins/<name>.wasm` with `plugins/<name>.yaml` beside it.
+    Sidecar,
+    /// A lone `plugins/<name>.wasm` carrying its manifest in a custom section.
+    Embedded,
+}
 
 /// The manifest file name of the directory form.
 pub const MANIFEST_FILE: &str = "plugin.yaml";

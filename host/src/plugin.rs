@@ -3,7 +3,6 @@
 //! the deadline and memory cap and discards an instance that failed.
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,78 +24,12 @@ use crate::engine::{CompileSource, EPOCH_TICK, ExecOptions};
 use crate::imports::kv::KvNamespace;
 use crate::imports::{ContextMap, DeviceReports, StoreState};
 use crate::manifest::{Hook, Manifest, ResolvedLimits};
+pub use crate::failure::{FailureKind, PluginFailure};
+pub use crate::loader::{PluginSource, SourceForm};
 
 /// Time allowed for `init` on a fresh instance (on top of nothing: it is not
 /// counted against the hook's own deadline when instances are made at load).
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How a plugin was found on disk.
-#[derive(Debug, Clone, Serialize)]
-pub struct PluginSource {
-    /// The manifest file, or `None` when the manifest is embedded in the component.
-    pub manifest: Option<PathBuf>,
-    /// The `.wasm` component file.
-    pub component: PathBuf,
-    /// Which of the directory layouts the plugin was found in.
-    pub form: SourceForm,
-}
-
-/// The three plugin directory forms the loader accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SourceForm {
-    /// `plugins/<name>/plugin.yaml` with its `.wasm`.
-    Directory,
-    /// `plugins/<name>.wasm` with `plugins/<name>.yaml` beside it.
-    Sidecar,
-    /// A lone `plugins/<name>.wasm` carrying its manifest in a custom section.
-    Embedded,
-}
-
-/// Why a hook call did not produce a usable result.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("plugin `{plugin}` failed in `{hook}`: {kind}")]
-pub struct PluginFailure {
-    /// Name of the plugin that failed.
-    pub plugin: String,
-    /// The hook (WIT export name) that was being called.
-    pub hook: &'static str,
-    /// What went wrong.
-    pub kind: FailureKind,
-}
-
-/// The ways a plugin call fails.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FailureKind {
-    /// The hook returned `err(..)`: the plugin reports its own failure.
-    #[error("{0}")]
-    Error(String),
-    /// The guest trapped (panic, unreachable, out-of-bounds access ...).
-    #[error("trapped: {0}")]
-    Trap(String),
-    /// The call ran past its wall-clock deadline.
-    #[error("timed out after {0:?}")]
-    Timeout(Duration),
-    /// The guest tried to grow its memory past the plugin's cap.
-    #[error("exceeded its memory limit of {0} bytes")]
-    MemoryLimit(u64),
-    /// The call used up its fuel budget (`limits.fuel`).
-    #[error("used up its fuel budget")]
-    FuelExhausted,
-    /// The guest exhausted its wasm stack (deep recursion).
-    #[error("overflowed its stack")]
-    StackOverflow,
-    /// The hook answered with something the host refuses (bad JSON, changes it
-    /// has no permission for, oversize output ...).
-    #[error("invalid output: {0}")]
-    InvalidOutput(String),
-    /// Every instance was busy for the whole deadline.
-    #[error("all {0} instances busy until the deadline")]
-    Busy(u32),
-    /// The plugin failed too often in a row and is quarantined for a while.
-    #[error("quarantined after repeated failures ({0:?} left)")]
-    Quarantined(Duration),
-}
 
 /// Per-plugin counters, readable at any time.
 #[derive(Debug, Default)]
@@ -260,7 +193,7 @@ pub struct LoadedPlugin {
     /// SHA-256 of the manifest text and component bytes this version was built from.
     pub(crate) fingerprint: [u8; 32],
     shut_down: std::sync::atomic::AtomicBool,
-    events: tokio::sync::broadcast::Sender<crate::reload::PluginEvent>,
+    events: tokio::sync::broadcast::Sender<crate::events::PluginEvent>,
     idle: Mutex<Vec<Live>>,
     permits: Semaphore,
 }
@@ -280,7 +213,7 @@ pub(crate) struct PluginParts {
     pub breaker: BreakerConfig,
     pub exec: ExecOptions,
     pub fingerprint: [u8; 32],
-    pub events: tokio::sync::broadcast::Sender<crate::reload::PluginEvent>,
+    pub events: tokio::sync::broadcast::Sender<crate::events::PluginEvent>,
 }
 
 impl LoadedPlugin {
@@ -359,9 +292,16 @@ impl LoadedPlugin {
         if let Some(backoff) = self.breaker.failed() {
             let reason = format!("quarantined for {backoff:?} after repeated failures (last: {})", f.kind);
             tracing::error!(plugin = %self.name, "{reason}");
-            let kind = crate::reload::PluginEventKind::Quarantined { reason };
-            let _ = self.events.send(crate::reload::PluginEvent::now(self.name.to_string(), kind));
+            let kind = crate::events::PluginEventKind::Quarantined { reason };
+            let _ = self.events.send(crate::events::PluginEvent::now(self.name.to_string(), kind));
         }
+    }
+    /// The one on-error decision every chain makes after this plugin failed:
+    /// `true` when the failure must end the caller's operation (the plugin is
+    /// `fail-closed`, or the host propagates every plugin error), `false` when
+    /// the chain goes on without this plugin.
+    pub(crate) fn fails_closed(&self, propagate_all: bool) -> bool {
+        propagate_all || self.manifest.on_error == crate::manifest::OnError::FailClosed
     }
     /// Whether the manifest declares `hook`.
     pub fn implements(&self, hook: Hook) -> bool {
@@ -459,6 +399,20 @@ impl LoadedPlugin {
         timeout: Duration,
         invoke: I,
     ) -> Pin<Box<dyn Future<Output = Result<I::Output, PluginFailure>> + Send + 's>> {
+        self.call_checked(context, timeout, invoke, Ok)
+    }
+
+    /// Like [`call`](Self::call), with the hook's answer checked by `check`
+    /// before the call is judged: one verdict per call, so stats and the
+    /// circuit breaker count an answer the host refuses (bad output, a change
+    /// without permission, an error the plugin returned) exactly once.
+    pub(crate) fn call_checked<'s, I: Invoke + 's, T: Send + 's>(
+        &'s self,
+        context: Option<&'s ContextMap>,
+        timeout: Duration,
+        invoke: I,
+        check: impl FnOnce(I::Output) -> Result<T, FailureKind> + Send + 's,
+    ) -> Pin<Box<dyn Future<Output = Result<T, PluginFailure>> + Send + 's>> {
         // Boxed: keeps callers' futures `Send` (and small) whatever `I` is.
         let span = tracing::debug_span!("plugbox.hook", plugin = %self.name, hook = I::HOOK);
         Box::pin(
@@ -468,7 +422,10 @@ impl LoadedPlugin {
                     return Err(self.failure(I::HOOK, FailureKind::Quarantined(left)));
                 }
                 self.stats.calls.fetch_add(1, Ordering::Relaxed);
-                let result = self.call_inner(context, timeout, invoke, started).await;
+                let result = self
+                    .call_inner(context, timeout, invoke, started)
+                    .await
+                    .and_then(|out| check(out).map_err(|kind| self.failure(I::HOOK, kind)));
                 match &result {
                     Ok(_) => self.breaker.succeeded(),
                     Err(f) => self.record_failure(f),

@@ -1,6 +1,7 @@
 //! plugbox's integration tests: one test binary (STYLE 14), real compiled
 //! plugins from `plugbox-artifacts` (built for wasm32-wasip2 by its build script).
 
+mod bounds;
 mod cli;
 mod devices;
 mod examples;

@@ -26,8 +26,6 @@
 //! [`HostBuilder::require_approval_for_new_permissions`](crate::HostBuilder::require_approval_for_new_permissions)
 //! it waits for [`Host::approve`].
 
-mod diff;
-mod events;
 mod settle;
 mod state;
 mod sync;
@@ -42,8 +40,8 @@ use semver::Version;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-pub use diff::{CapabilityDiff, Grant};
-pub use events::{PluginEvent, PluginEventKind};
+pub use crate::capability::{CapabilityDiff, Grant};
+pub use crate::events::{PluginEvent, PluginEventKind};
 pub use state::{PluginStates, STATE_FILE};
 
 pub(crate) use settle::SettleOptions;

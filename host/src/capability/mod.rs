@@ -11,6 +11,10 @@ use std::sync::Arc;
 use serde::Serialize;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
+mod diff;
+
+pub use diff::{CapabilityDiff, Grant};
+
 use crate::error::{Error, Result};
 use crate::imports::LogWriter;
 use crate::manifest::{FsAccess, HostPattern, Manifest, MessageAccess};

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use semver::Version;
 use serde::Serialize;
 
-use super::CapabilityDiff;
+use crate::capability::CapabilityDiff;
 
 /// Something that happened to a plugin.
 #[derive(Debug, Clone, Serialize)]
