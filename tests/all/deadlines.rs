@@ -57,7 +57,8 @@ async fn assert_still_serving(host: &Host) {
 async fn a_slow_init_cannot_hold_a_request_past_the_hook_deadline() {
     // The first instance (made at load) initialises fast; every later `init`
     // spins for 1.5 s. The hook's limit is 20 ms.
-    let breaker = BreakerConfig { threshold: 3, backoff: Duration::from_secs(30), max_backoff: Duration::from_secs(60) };
+    let breaker =
+        BreakerConfig { threshold: 3, backoff: Duration::from_secs(30), max_backoff: Duration::from_secs(60) };
     let host = builder().circuit_breaker(breaker).build().unwrap();
     let manifest = slow("slow", "20ms", 2, &[("init_ms", "1500"), ("slow_after_first", "true"), ("pre", "trap")]);
     let _dir = load(&host, &[("slow", manifest)]).await;

@@ -3,9 +3,9 @@
 //! applies the deadline and memory cap, discards an instance that failed, and
 //! never spends longer than the call's budget creating an instance.
 //!
-//! Rooms: [`instance`](self) (creating, initialising and shutting down
-//! instances), `pool` (idle instances, eviction, the host-wide memory
-//! budget), `invoke` (one typed call per hook).
+//! Inside: `instance` (creating, initialising and shutting down instances),
+//! `pool` (idle instances, eviction, the host-wide memory budget; see
+//! [`PoolOptions`]), `invoke` (one typed call per hook).
 
 use std::future::Future;
 use std::pin::Pin;
