@@ -47,4 +47,3 @@ pub enum FailureKind {
     #[error("quarantined after repeated failures ({0:?} left)")]
     Quarantined(Duration),
 }
-

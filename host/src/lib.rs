@@ -77,7 +77,7 @@ pub use imports::kv::{KvError, KvStore, MemoryKv};
 pub use manifest::{Hook, Manifest};
 pub use models::{ModelConfig, ModelSet};
 pub use pipeline::{HookTrace, Outcome, PipelineConfig, PreStage, RequestContext, RequestError, ToolDecision};
-pub use plugin::{FailureKind, LoadedPlugin, PluginFailure};
+pub use plugin::{FailureKind, LoadedPlugin, PluginFailure, PoolOptions};
 pub use policy::Policy;
 pub use reload::{
     CapabilityDiff, PluginEvent, PluginEventKind, PluginState, PluginStatus, ReloadOutcome, ReloadReport,

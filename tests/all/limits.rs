@@ -1,8 +1,11 @@
 //! Limits and fault isolation: memory cap, stack overflow, garbage output,
 //! traps in init. Each test also checks the host keeps serving other plugins.
 
+use std::time::Duration;
+
 use plugbox_host::{FailureKind, RequestContext};
 
+use crate::bounds::{Bounds, MIB};
 use crate::*;
 
 fn bomb_manifest(name: &str, wasm_hooks: &str, extra: &str) -> String {
@@ -136,4 +139,109 @@ async fn concurrent_requests_share_a_bounded_pool() {
     let p = host.plugin("ok").unwrap();
     assert!(p.stats().instances_created <= 2, "pool grew past its limit: {:?}", p.stats());
     assert_eq!(p.stats().calls, 32);
+}
+
+#[tokio::test]
+async fn a_memory_bomb_in_init_is_told_apart_by_the_limiter() {
+    let dir = PluginDir::new();
+    let manifest = bomb_manifest("bomb", "pre-request", "config:\n  in_init: { type: boolean, default: true }\n");
+    dir.add("bomb", plugbox_artifacts::MEMORY_BOMB, &manifest);
+    dir.add("ok", plugbox_artifacts::SCRIPTED, &scripted("ok", 1, "modify", "continue"));
+    let host = host();
+    let report = host.load_dir(dir.path()).await.unwrap();
+    assert_eq!(report.loaded, ["ok"]);
+    let error = report.failed[0].to_string();
+    let cap = FailureKind::MemoryLimit(16 * 1024 * 1024).to_string();
+    assert!(error.contains("plugin `bomb`") && error.contains(&cap), "{error}");
+    assert_still_serving(&host).await;
+}
+
+/// The `memory-bomb` fixture that takes `mib` MiB in every call and keeps it
+/// (wasm memory never shrinks), as plugin `grow`.
+fn grower(mib: u32) -> String {
+    format!(
+        "name: grow\nversion: 0.1.0\nhooks: [pre-request]\npriority: 5\non-error: fail-open\n\
+         limits: {{ memory: 160MiB, timeout: 20s, instances: 2 }}\npermissions: {{ messages: none }}\n\
+         config:\n  mib: {{ type: integer, default: {mib} }}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instances_that_grew_are_not_kept_resident() {
+    let (host, _d) = host_with("grow", plugbox_artifacts::MEMORY_BOMB, grower(100)).await;
+    let before = Bounds::now();
+    // 8 calls in waves of two (which keeps the peak small for the other
+    // tests in this process), each taking 100 MiB of its instance: 8
+    // instances grow to 100+ MiB.
+    for wave in 0..4 {
+        let calls: Vec<_> = (0..2)
+            .map(|i| {
+                let host = host.clone();
+                tokio::spawn(async move {
+                    let ctx = RequestContext::new("m");
+                    let resp = host.run_request(&ctx, request(&format!("r{wave}{i}")), echo).await.unwrap();
+                    assert_eq!(text(&resp), format!("echo: r{wave}{i} [ok]"));
+                    assert_eq!(failure_of(&ctx, "grow"), "continue", "the call itself succeeded");
+                })
+            })
+            .collect();
+        for c in calls {
+            c.await.unwrap();
+        }
+    }
+    let grow = host.plugin("grow").unwrap();
+    let stats = grow.stats();
+    assert!(stats.instances_evicted >= 8, "every grown instance is dropped after its call: {stats:?}");
+    assert!(stats.pooled_bytes < 16 * MIB, "{stats:?}");
+    // Grown instances were resident during the calls; none is kept after.
+    before.assert_within(32, 96 * MIB);
+    assert_still_serving(&host).await;
+}
+
+#[tokio::test]
+async fn idle_instances_expire() {
+    let host = builder().idle_instance_ttl(Duration::from_millis(30)).build().unwrap();
+    let dir = PluginDir::new();
+    dir.add("ok", plugbox_artifacts::SCRIPTED, &scripted("ok", 1, "modify", "continue"));
+    host.load_dir(dir.path()).await.unwrap();
+    let ok = host.plugin("ok").unwrap();
+    assert_eq!(ok.idle_instances(), 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while ok.idle_instances() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(ok.idle_instances(), 0, "expired after the idle TTL");
+    assert_eq!(ok.pooled_bytes(), 0);
+    assert!(ok.stats().instances_evicted >= 1);
+    assert_eq!(host.pooled_instance_bytes(), 0);
+    // The next call makes an instance within its own deadline.
+    assert_still_serving(&host).await;
+    // ...and pools it again (with the one the background warmer made meanwhile).
+    assert!((1..=2).contains(&ok.idle_instances()), "{} idle", ok.idle_instances());
+}
+
+#[tokio::test]
+async fn pooled_memory_stays_within_the_host_budget() {
+    // What one idle `scripted` instance holds.
+    let (probe, _d) = scripted_host(&[("probe", scripted("probe", 1, "continue", "continue"))]).await;
+    let one = probe.plugin("probe").unwrap().pooled_bytes();
+    assert!(one > 0);
+
+    // Room for two and a half: loading a third drops the oldest idle instance.
+    let budget = one * 5 / 2;
+    let host = builder().pooled_memory_budget(budget).build().unwrap();
+    let dir = PluginDir::new();
+    for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+        dir.add(name, plugbox_artifacts::SCRIPTED, &scripted(name, i as i32, "continue", "continue"));
+        host.load_plugin(&dir.path().join(name)).await.unwrap();
+        assert!(host.pooled_instance_bytes() <= budget, "after {name}: {}", host.pooled_instance_bytes());
+    }
+    let idle = |n: &str| host.plugin(n).unwrap().idle_instances();
+    assert_eq!((idle("a"), idle("b"), idle("c")), (0, 1, 1), "the oldest idle instance went first");
+    assert_eq!(host.plugin("a").unwrap().stats().instances_evicted, 1);
+    // Every plugin still answers (`a` on an instance made for the call).
+    let ctx = RequestContext::new("m");
+    host.run_request(&ctx, request("hi"), echo).await.unwrap();
+    assert_eq!(ctx.get("trace").as_deref(), Some("pre:a,pre:b,pre:c,post:c,post:b,post:a"));
+    assert!(host.pooled_instance_bytes() <= budget);
 }

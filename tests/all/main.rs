@@ -3,6 +3,7 @@
 
 mod bounds;
 mod cli;
+mod deadlines;
 mod devices;
 mod examples;
 mod limits;

@@ -21,10 +21,12 @@ use crate::imports::{DeviceReports, StoreState};
 use crate::loader::{self, DiscoveryProblem};
 use crate::manifest::Hook;
 use crate::pipeline::{PipelineConfig, invoke};
-use crate::plugin::{ExportIndices, LoadedPlugin, PluginParts, PluginSource};
+use crate::plugin::{ExportIndices, LoadedPlugin, PluginParts, PluginSource, PoolOptions, PoolSet};
 use crate::policy::Policy;
 use crate::registry::{Registry, Snapshot};
 use crate::reload::{Discovered, ReloadOptions, ReloadState};
+
+mod plugins;
 
 /// Configures and builds a [`Host`].
 ///
@@ -44,6 +46,7 @@ pub struct HostBuilder {
     breaker: BreakerConfig,
     devices: DeviceOptions,
     reload: ReloadOptions,
+    pool: PoolOptions,
 }
 
 impl Default for HostBuilder {
@@ -58,6 +61,7 @@ impl Default for HostBuilder {
             breaker: BreakerConfig::default(),
             devices: DeviceOptions::default(),
             reload: ReloadOptions::default(),
+            pool: PoolOptions::default(),
         }
     }
 }
@@ -142,6 +146,24 @@ impl HostBuilder {
         self
     }
 
+    /// How idle instances are kept: the idle time after which one is dropped
+    /// and the host-wide budget for their linear memory (see [`PoolOptions`]).
+    pub fn instance_pool(mut self, options: PoolOptions) -> Self {
+        self.pool = options;
+        self
+    }
+    /// Drops an instance idle for longer than `ttl` (default 30 s).
+    pub fn idle_instance_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.pool.idle_ttl = ttl;
+        self
+    }
+    /// Most bytes of linear memory all idle instances of this host may hold
+    /// together (default 256 MiB); over it the oldest idle ones are dropped.
+    pub fn pooled_memory_budget(mut self, bytes: u64) -> Self {
+        self.pool.memory_budget = bytes;
+        self
+    }
+
     /// Creates the engine and linker and returns the host, with no plugins loaded
     /// yet; fails when the wasmtime engine or linker cannot be set up.
     pub fn build(self) -> Result<Host> {
@@ -168,6 +190,7 @@ impl HostBuilder {
                 interfaces: Default::default(),
                 registry: Registry::default(),
                 reload: ReloadState::new(self.reload),
+                pools: PoolSet::new(self.pool),
             }),
         })
     }
@@ -187,6 +210,7 @@ pub(crate) struct HostInner {
     pub(crate) interfaces: crate::models::endpoints::InterfaceCache,
     pub(crate) registry: Registry,
     pub(crate) reload: ReloadState,
+    pub(crate) pools: Arc<PoolSet>,
 }
 
 /// A plugin host. Cheap to clone; all clones share the same plugins.
@@ -349,6 +373,7 @@ impl Host {
             exec: self.inner.engine.exec,
             fingerprint,
             events: self.inner.reload.sender(),
+            pools: self.inner.pools.clone(),
         };
         let mut plugin = LoadedPlugin::new(parts, started);
         // One instance now: proves it instantiates and initialises, and warms the pool.
@@ -364,31 +389,6 @@ impl Host {
         }
         plugin.load_time = started.elapsed();
         Ok(Arc::new(plugin))
-    }
-
-    /// Unloads a plugin: new requests no longer see it; requests already
-    /// running finish with it; its idle instances get `shutdown`. A watcher
-    /// loads it again when its files change: to keep it off, use
-    /// [`Host::disable`].
-    pub async fn unload(&self, name: &str) -> Result<()> {
-        let removed = self.inner.registry.update(|plugins| plugins.remove(name));
-        match removed {
-            Some(plugin) => {
-                self.inner.reload.records.lock().retain(|n, r| n != name || r.disabled);
-                self.emit(name, crate::reload::PluginEventKind::Unloaded { version: plugin.manifest.version.clone() });
-                plugin.shutdown().await;
-                tracing::info!(plugin = name, "plugin unloaded");
-                Ok(())
-            }
-            None => Err(Error::NotFound(name.to_string())),
-        }
-    }
-
-    /// Unloads every plugin.
-    pub async fn unload_all(&self) {
-        for name in self.snapshot().plugins.keys().cloned().collect::<Vec<_>>() {
-            let _ = self.unload(&name).await;
-        }
     }
 
     /// The plugin named `name`, if loaded.

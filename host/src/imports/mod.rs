@@ -3,6 +3,7 @@
 
 pub(crate) mod http;
 pub mod kv;
+pub(crate) mod limiter;
 mod stdio;
 
 use std::collections::HashMap;
@@ -10,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
-use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -29,7 +29,8 @@ pub(crate) struct StoreState {
     pub(crate) plugin: Arc<str>,
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
-    pub(crate) limits: StoreLimits,
+    /// Memory and table caps; the instance's memory size.
+    pub(crate) limiter: limiter::InstanceLimiter,
     pub(crate) kv: KvNamespace,
     pub(crate) devices: DeviceReports,
     /// The request being served by the current call, if any.

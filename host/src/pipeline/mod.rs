@@ -20,7 +20,7 @@
 //!   plugin fail-closed.
 
 mod access;
-pub(crate) mod invoke;
+pub(crate) use crate::plugin::invoke;
 mod streams;
 
 use std::collections::HashMap;

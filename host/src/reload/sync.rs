@@ -125,26 +125,17 @@ impl Host {
     }
 
     /// Shuts `plugin` down once no request holds it any more (or after
-    /// [`DRAIN_LIMIT`]), in the background, then reports it drained.
+    /// [`DRAIN_LIMIT`]), in the background, then reports it drained. The
+    /// wait ends on a notification sent when the last other holder lets go.
     pub(crate) fn retire(&self, plugin: Arc<LoadedPlugin>) {
         let host = Arc::downgrade(&self.inner);
+        let (name, version) = (plugin.name().to_string(), plugin.manifest.version.clone());
         tokio::spawn(async move {
-            let deadline = Instant::now() + DRAIN_LIMIT;
-            let mut pause = Duration::from_millis(1);
-            while Arc::strong_count(&plugin) > 1 && Instant::now() < deadline {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(50));
+            if !plugin.drain(DRAIN_LIMIT).await {
+                tracing::warn!(plugin = %name, "still in use after {DRAIN_LIMIT:?}: shut down its idle instances");
             }
-            if Arc::strong_count(&plugin) > 1 {
-                tracing::warn!(
-                    plugin = plugin.name(),
-                    "still in use after {DRAIN_LIMIT:?}: shutting down its idle instances"
-                );
-            }
-            plugin.shutdown().await;
             if let Some(inner) = host.upgrade() {
-                Host { inner }
-                    .emit(plugin.name(), PluginEventKind::Drained { version: plugin.manifest.version.clone() });
+                Host { inner }.emit(&name, PluginEventKind::Drained { version });
             }
         });
     }

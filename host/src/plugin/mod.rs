@@ -1,6 +1,11 @@
-//! A loaded plugin: manifest, capabilities, `InstancePre`, and its pool of warm
-//! instances. Every hook call goes through `LoadedPlugin::call` (crate-private), which applies
-//! the deadline and memory cap and discards an instance that failed.
+//! A loaded plugin: manifest, capabilities, and its pool of warm instances.
+//! Every hook call goes through `LoadedPlugin::call` (crate-private), which
+//! applies the deadline and memory cap, discards an instance that failed, and
+//! never spends longer than the call's budget creating an instance.
+//!
+//! Inside: `instance` (creating, initialising and shutting down instances),
+//! `pool` (idle instances, eviction, the host-wide memory budget; see
+//! [`PoolOptions`]), `invoke` (one typed call per hook).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,28 +13,42 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 use wasmtime::component::InstancePre;
-use wasmtime::{Store, StoreLimitsBuilder, Trap};
 
-use crate::bindings::{
-    device_hooks, device_probe, endpoint, lifecycle, provider, request_hooks, stream_hooks, tool_hooks,
-};
+mod instance;
+pub(crate) mod invoke;
+mod pool;
+
 use crate::breaker::{Breaker, BreakerConfig, BreakerState};
 use crate::capability::Capabilities;
 use crate::engine::{CompileSource, EPOCH_TICK, ExecOptions};
+pub use crate::failure::{FailureKind, PluginFailure};
 use crate::imports::kv::KvNamespace;
 use crate::imports::{ContextMap, DeviceReports, StoreState};
-use crate::manifest::{Hook, Manifest, ResolvedLimits};
-pub use crate::failure::{FailureKind, PluginFailure};
 pub use crate::loader::{PluginSource, SourceForm};
+use crate::manifest::{Hook, Manifest, ResolvedLimits};
+use instance::Factory;
+pub(crate) use instance::{ExportIndices, Live};
+pub(crate) use pool::PoolSet;
+pub use pool::{DEFAULT_IDLE_TTL, DEFAULT_POOLED_MEMORY_BUDGET, MAX_POOLED_GROWTH, PoolOptions};
 
-/// Time allowed for `init` on a fresh instance (on top of nothing: it is not
-/// counted against the hook's own deadline when instances are made at load).
+/// Time allowed for `init` on an instance created outside a call (at load and
+/// by the background warmer). An instance created inside a call gets only
+/// what is left of the call's own deadline.
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest time `shutdown` of one plugin version may take over all its idle
+/// instances together (each also gets at most the plugin's timeout); the
+/// instances left when it is spent are dropped without `shutdown`.
+pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(1);
+
+/// First pause before the background warmer tries again after a failed
+/// warm-up; it doubles on each further failure up to [`WARM_BACKOFF_MAX`].
+const WARM_BACKOFF: Duration = Duration::from_secs(1);
+const WARM_BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// Per-plugin counters, readable at any time.
 #[derive(Debug, Default)]
@@ -65,6 +84,13 @@ pub struct StatsSnapshot {
     pub instances_created: u64,
     /// See [`PluginStats::instances_discarded`].
     pub instances_discarded: u64,
+    /// Idle instances dropped by the pool's rules: idle too long, grown too
+    /// much during a call, or over the host's pooled-memory budget.
+    pub instances_evicted: u64,
+    /// Warm instances in the pool now.
+    pub idle_instances: usize,
+    /// Bytes of linear memory the idle instances hold now.
+    pub pooled_bytes: u64,
     /// Mean wall-clock duration of a call, in microseconds (0 before the first call).
     pub mean_call_micros: u64,
     /// Failures since the last success.
@@ -74,7 +100,7 @@ pub struct StatsSnapshot {
 }
 
 impl PluginStats {
-    fn snapshot(&self, breaker: &Breaker) -> StatsSnapshot {
+    fn snapshot(&self, breaker: &Breaker, pool: &pool::Pool) -> StatsSnapshot {
         let calls = self.calls.load(Ordering::Relaxed);
         StatsSnapshot {
             consecutive_failures: breaker.consecutive_failures(),
@@ -85,78 +111,12 @@ impl PluginStats {
             timeouts: self.timeouts.load(Ordering::Relaxed),
             instances_created: self.instances_created.load(Ordering::Relaxed),
             instances_discarded: self.instances_discarded.load(Ordering::Relaxed),
+            instances_evicted: pool.evicted.load(Ordering::Relaxed),
+            idle_instances: pool.idle_count(),
+            pooled_bytes: pool.idle_bytes(),
             mean_call_micros: self.busy_nanos.load(Ordering::Relaxed) / calls.max(1) / 1000,
         }
     }
-}
-
-/// Export indices of the interfaces this plugin's hooks need, resolved once.
-#[derive(Default)]
-pub(crate) struct ExportIndices {
-    lifecycle: Option<lifecycle::GuestIndices>,
-    request: Option<request_hooks::GuestIndices>,
-    stream: Option<stream_hooks::GuestIndices>,
-    tool: Option<tool_hooks::GuestIndices>,
-    provider: Option<provider::GuestIndices>,
-    device_hooks: Option<device_hooks::GuestIndices>,
-    device_probe: Option<device_probe::GuestIndices>,
-    endpoint: Option<endpoint::GuestIndices>,
-}
-
-/// The WIT interface name a hook's interface is exported under.
-pub(crate) fn interface_export_name(interface: &str) -> String {
-    format!("plugbox:plugin/{interface}@{}", crate::WIT_VERSION)
-}
-
-impl ExportIndices {
-    /// Resolves the exports for `hooks`; a missing interface is an error naming it.
-    pub(crate) fn resolve(pre: &InstancePre<StoreState>, hooks: &[Hook]) -> Result<Self, String> {
-        fn need<I>(r: wasmtime::Result<I>, hook: &Hook) -> Result<Option<I>, String> {
-            r.map(Some).map_err(|e| {
-                format!(
-                    "declares hook `{}` but its component does not export `{}` ({})",
-                    hook.as_str(),
-                    interface_export_name(hook.interface()),
-                    crate::engine::first_line(&e)
-                )
-            })
-        }
-        let mut x = ExportIndices {
-            // Lifecycle is optional: a component without it needs no init.
-            lifecycle: lifecycle::GuestIndices::new(pre).ok(),
-            ..Default::default()
-        };
-        for hook in hooks {
-            match hook {
-                Hook::PreRequest | Hook::PostResponse if x.request.is_none() => {
-                    x.request = need(request_hooks::GuestIndices::new(pre), hook)?
-                }
-                Hook::OnChunk | Hook::OnStreamEnd if x.stream.is_none() => {
-                    x.stream = need(stream_hooks::GuestIndices::new(pre), hook)?
-                }
-                Hook::OnToolCall => x.tool = need(tool_hooks::GuestIndices::new(pre), hook)?,
-                Hook::Provider => x.provider = need(provider::GuestIndices::new(pre), hook)?,
-                Hook::OnDeviceProbe => x.device_hooks = need(device_hooks::GuestIndices::new(pre), hook)?,
-                Hook::DeviceProbe => x.device_probe = need(device_probe::GuestIndices::new(pre), hook)?,
-                Hook::Endpoint => x.endpoint = need(endpoint::GuestIndices::new(pre), hook)?,
-                _ => {}
-            }
-        }
-        Ok(x)
-    }
-}
-
-/// One warm instance: its store and the typed exports, used by one call at a time.
-pub(crate) struct Live {
-    pub(crate) store: Store<StoreState>,
-    pub(crate) lifecycle: Option<lifecycle::Guest>,
-    pub(crate) request: Option<request_hooks::Guest>,
-    pub(crate) stream: Option<stream_hooks::Guest>,
-    pub(crate) tool: Option<tool_hooks::Guest>,
-    pub(crate) provider: Option<provider::Guest>,
-    pub(crate) device_hooks: Option<device_hooks::Guest>,
-    pub(crate) device_probe: Option<device_probe::Guest>,
-    pub(crate) endpoint: Option<endpoint::Guest>,
 }
 
 /// A typed hook invocation: what to call on a [`Live`] instance.
@@ -175,26 +135,17 @@ pub struct LoadedPlugin {
     pub(crate) source: PluginSource,
     pub(crate) caps: Capabilities,
     pub(crate) limits: ResolvedLimits,
-    /// Effective config (manifest defaults + operator values), JSON.
-    pub(crate) config_json: String,
     pub(crate) provider_type: Option<String>,
     pub(crate) compile_source: CompileSource,
     pub(crate) load_time: Duration,
     pub(crate) loaded_at: SystemTime,
-    pub(crate) stats: PluginStats,
-    pub(crate) pre: InstancePre<StoreState>,
-    pub(crate) exports: ExportIndices,
-    pub(crate) kv: KvNamespace,
-    pub(crate) devices: DeviceReports,
+    pub(crate) stats: Arc<PluginStats>,
     breaker: Breaker,
-    exec: ExecOptions,
-    /// The network grant, shared by every instance's `wasi:http` hooks.
-    network: Arc<[crate::manifest::HostPattern]>,
     /// SHA-256 of the manifest text and component bytes this version was built from.
     pub(crate) fingerprint: [u8; 32],
-    shut_down: std::sync::atomic::AtomicBool,
     events: tokio::sync::broadcast::Sender<crate::events::PluginEvent>,
-    idle: Mutex<Vec<Live>>,
+    factory: Arc<Factory>,
+    pool: Arc<pool::Pool>,
     permits: Semaphore,
 }
 
@@ -214,34 +165,45 @@ pub(crate) struct PluginParts {
     pub exec: ExecOptions,
     pub fingerprint: [u8; 32],
     pub events: tokio::sync::broadcast::Sender<crate::events::PluginEvent>,
+    /// The host's instance pools (idle TTL, pooled-memory budget).
+    pub pools: Arc<PoolSet>,
 }
 
 impl LoadedPlugin {
     pub(crate) fn new(p: PluginParts, started: Instant) -> Self {
-        LoadedPlugin {
-            name: Arc::from(p.manifest.name.as_str()),
-            permits: Semaphore::new(p.limits.instances as usize),
+        let name: Arc<str> = Arc::from(p.manifest.name.as_str());
+        let stats = Arc::new(PluginStats::default());
+        let factory = Arc::new(Factory {
+            name: name.clone(),
+            pre: p.pre,
+            exports: p.exports,
+            caps: p.caps.clone(),
+            memory: p.limits.memory,
+            fuel: p.limits.fuel,
+            config_json: p.config_json,
+            kv: p.kv,
+            devices: p.devices,
+            exec: p.exec,
             network: p.caps.network.clone().into(),
+            stats: stats.clone(),
+        });
+        LoadedPlugin {
+            permits: Semaphore::new(p.limits.instances as usize),
+            pool: pool::Pool::new(&p.pools, p.limits.instances as usize),
             breaker: Breaker::new(p.breaker),
             events: p.events,
-            exec: p.exec,
             manifest: p.manifest,
             source: p.source,
             caps: p.caps,
             limits: p.limits,
-            config_json: p.config_json,
             provider_type: None,
             compile_source: p.compile_source,
             load_time: started.elapsed(),
             loaded_at: SystemTime::now(),
-            stats: PluginStats::default(),
-            pre: p.pre,
-            exports: p.exports,
-            kv: p.kv,
-            devices: p.devices,
+            stats,
             fingerprint: p.fingerprint,
-            shut_down: Default::default(),
-            idle: Mutex::new(Vec::new()),
+            factory,
+            name,
         }
     }
 
@@ -283,7 +245,7 @@ impl LoadedPlugin {
     }
     /// A point-in-time copy of the plugin's counters and breaker state.
     pub fn stats(&self) -> StatsSnapshot {
-        self.stats.snapshot(&self.breaker)
+        self.stats.snapshot(&self.breaker, &self.pool)
     }
 
     /// Records a failure the caller detected in a hook's answer (an error it
@@ -315,66 +277,26 @@ impl LoadedPlugin {
     /// Whether its instances got `shutdown`: the plugin was unloaded, or
     /// replaced (or removed by hot reload) and drained.
     pub fn is_shut_down(&self) -> bool {
-        self.shut_down.load(Ordering::Acquire)
+        self.pool.is_shut_down()
     }
     /// Number of warm instances waiting in the pool.
     pub fn idle_instances(&self) -> usize {
-        self.idle.lock().len()
+        self.pool.idle_count()
+    }
+    /// Bytes of linear memory the plugin's idle instances hold (what counts
+    /// against the host's pooled-memory budget).
+    pub fn pooled_bytes(&self) -> u64 {
+        self.pool.idle_bytes()
     }
 
     fn failure(&self, hook: &'static str, kind: FailureKind) -> PluginFailure {
         PluginFailure { plugin: self.name.to_string(), hook, kind }
     }
 
-    /// Creates, instantiates and initialises a fresh instance.
+    /// Creates, instantiates and initialises a fresh instance within [`INIT_TIMEOUT`]
+    /// (at load: proves the plugin initialises).
     pub(crate) async fn instantiate(&self) -> Result<Live, PluginFailure> {
-        let hook = "init";
-        let wasi = self.caps.wasi_ctx(&self.name).map_err(|e| self.failure(hook, FailureKind::Error(e.to_string())))?;
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(usize::try_from(self.limits.memory).unwrap_or(usize::MAX))
-            .trap_on_grow_failure(true)
-            .build();
-        let state = StoreState {
-            plugin: self.name.clone(),
-            wasi,
-            table: Default::default(),
-            limits,
-            kv: self.kv.clone(),
-            devices: self.devices.clone(),
-            context: None,
-            http: wasmtime_wasi_http::WasiHttpCtx::new(),
-            net: crate::imports::http::NetHooks { plugin: self.name.clone(), allowed: self.network.clone() },
-        };
-        let mut store = Store::new(self.pre.engine(), state);
-        store.limiter(|s| &mut s.limits);
-        self.arm(&mut store, INIT_TIMEOUT);
-        self.stats.instances_created.fetch_add(1, Ordering::Relaxed);
-        let fut = async {
-            let instance = self.pre.instantiate_async(&mut store).await?;
-            let x = &self.exports;
-            let mut live = Live {
-                lifecycle: x.lifecycle.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
-                request: x.request.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
-                stream: x.stream.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
-                tool: x.tool.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
-                provider: x.provider.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
-                device_hooks: x.device_hooks.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
-                device_probe: x.device_probe.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
-                endpoint: x.endpoint.as_ref().map(|i| i.load(&mut store, &instance)).transpose()?,
-                store,
-            };
-            let init = match &live.lifecycle {
-                Some(l) => l.call_init(&mut live.store, &self.config_json).await?,
-                None => Ok(()),
-            };
-            wasmtime::Result::Ok((live, init))
-        };
-        match tokio::time::timeout(INIT_TIMEOUT + Duration::from_millis(100), fut).await {
-            Ok(Ok((live, Ok(())))) => Ok(live),
-            Ok(Ok((_, Err(message)))) => Err(self.failure(hook, FailureKind::Error(message))),
-            Ok(Err(e)) => Err(self.failure(hook, classify(&e, self.limits.memory, INIT_TIMEOUT))),
-            Err(_) => Err(self.failure(hook, FailureKind::Timeout(INIT_TIMEOUT))),
-        }
+        self.factory.instantiate(INIT_TIMEOUT, self.pool.reserve()).await.map_err(|kind| self.failure("init", kind))
     }
 
     /// Creates, instantiates and initialises a fresh instance, then drops it:
@@ -383,9 +305,45 @@ impl LoadedPlugin {
         self.instantiate().await.map(drop)
     }
 
-    /// Puts a healthy instance back into the pool (used at load).
+    /// Puts a healthy instance back into the pool (used at load); dropped
+    /// instead if a pool rule says so or the plugin was shut down.
     pub(crate) fn park(&self, live: Live) {
-        self.idle.lock().push(live);
+        self.pool.park(live);
+    }
+
+    /// Starts creating one instance in the background (on a blocking thread,
+    /// within [`INIT_TIMEOUT`]) unless one is already being made, the plugin
+    /// has as many instances as it may, or the last warm-up failed recently.
+    fn warm(&self) {
+        let pool = &self.pool;
+        if pool.is_shut_down() || pool.alive() >= pool.max() {
+            return;
+        }
+        if pool.warm_after.lock().is_some_and(|(after, _)| after > Instant::now()) {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+        if pool.warming.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (factory, pool) = (self.factory.clone(), self.pool.clone());
+        let token = pool.reserve();
+        tokio::task::spawn_blocking(move || {
+            let made = handle.block_on(factory.instantiate(INIT_TIMEOUT, token));
+            match made {
+                Ok(live) => {
+                    *pool.warm_after.lock() = None;
+                    pool.park(live);
+                }
+                Err(kind) => {
+                    let mut after = pool.warm_after.lock();
+                    let pause = after.map_or(WARM_BACKOFF, |(_, p)| (p * 2).min(WARM_BACKOFF_MAX));
+                    *after = Some((Instant::now() + pause, pause));
+                    tracing::warn!(plugin = %factory.name, "warming an instance failed ({kind}); next try in {pause:?}");
+                }
+            }
+            pool.warming.store(false, Ordering::Release);
+        });
     }
 
     /// Runs one hook on a pooled instance within `timeout`.
@@ -456,14 +414,36 @@ impl LoadedPlugin {
         invoke: I,
         started: Instant,
     ) -> Result<I::Output, PluginFailure> {
+        let _call = self.pool.call_started();
         let _permit = match tokio::time::timeout(timeout, self.permits.acquire()).await {
             Ok(Ok(p)) => p,
             _ => return Err(self.failure(I::HOOK, FailureKind::Busy(self.limits.instances))),
         };
-        let pooled = self.idle.lock().pop();
+        let pooled = self.pool.take();
         let mut live = match pooled {
             Some(live) => live,
-            None => self.instantiate().await?,
+            None => {
+                // No warm instance: make one within what is left of this
+                // call's budget, and have the pool warmed off the request path.
+                let alive = self.pool.reserve();
+                self.warm();
+                let budget = timeout.saturating_sub(started.elapsed());
+                if budget.is_zero() {
+                    return Err(self.failure(I::HOOK, FailureKind::Timeout(timeout)));
+                }
+                match self.factory.instantiate(budget, alive).await {
+                    Ok(live) => live,
+                    Err(kind) => {
+                        self.stats.instances_discarded.fetch_add(1, Ordering::Relaxed);
+                        let kind = match kind {
+                            FailureKind::Timeout(_) => FailureKind::Timeout(timeout),
+                            FailureKind::Error(m) => FailureKind::Error(format!("init failed: {m}")),
+                            other => other,
+                        };
+                        return Err(self.failure(I::HOOK, kind));
+                    }
+                }
+            }
         };
         let remaining = timeout.saturating_sub(started.elapsed());
         if remaining.is_zero() {
@@ -471,7 +451,7 @@ impl LoadedPlugin {
             return Err(self.failure(I::HOOK, FailureKind::Timeout(timeout)));
         }
         live.store.data_mut().context = context.cloned();
-        self.arm(&mut live.store, remaining);
+        self.factory.arm(&mut live.store, remaining);
         // The epoch deadline stops wasm code; the outer timeout also covers time
         // spent awaiting in host imports.
         let outcome = tokio::time::timeout(remaining + EPOCH_TICK * 2, invoke.invoke(&mut live)).await;
@@ -483,7 +463,7 @@ impl LoadedPlugin {
             }
             Ok(Err(e)) => {
                 self.stats.instances_discarded.fetch_add(1, Ordering::Relaxed);
-                Err(self.failure(I::HOOK, classify(&e, self.limits.memory, timeout)))
+                Err(self.failure(I::HOOK, instance::classify(&e, live.store.data(), self.limits.memory, timeout)))
             }
             Err(_) => {
                 self.stats.instances_discarded.fetch_add(1, Ordering::Relaxed);
@@ -492,54 +472,41 @@ impl LoadedPlugin {
         }
     }
 
-    /// Calls `shutdown` on every idle instance and empties the pool.
+    /// Shuts this version down: no instance is pooled any more, and its idle
+    /// instances get `shutdown`, each within the plugin's timeout and all
+    /// within [`SHUTDOWN_BUDGET`], on a blocking thread. Calls still running
+    /// finish; their instances are dropped afterwards, and a later call
+    /// (from a request that still holds this version) runs on a fresh
+    /// instance that is dropped after it.
     pub(crate) async fn shutdown(&self) {
-        self.shut_down.store(true, Ordering::Release);
-        let instances: Vec<Live> = std::mem::take(&mut *self.idle.lock());
-        for mut live in instances {
-            if let Some(l) = live.lifecycle.take() {
-                self.arm(&mut live.store, self.limits.timeout);
-                let call = l.call_shutdown(&mut live.store);
-                if let Ok(Err(e)) | Err(e) = tokio::time::timeout(self.limits.timeout, call)
-                    .await
-                    .map_err(|_| wasmtime::format_err!("timed out"))
-                {
-                    tracing::warn!(plugin = %self.name, "shutdown failed: {}", crate::engine::first_line(&e));
-                }
-            }
-        }
+        let instances = self.pool.close();
+        self.factory.shutdown_all(instances, self.limits.timeout, SHUTDOWN_BUDGET).await;
+    }
+
+    /// Waits until no call of this version runs, at most `limit`; `true` when none does.
+    pub(crate) async fn calls_finished(&self, limit: Duration) -> bool {
+        self.pool.calls_finished(limit).await
+    }
+
+    /// Waits until nothing but `self` holds this version any more (every
+    /// request that started with it finished), at most `limit`, then shuts it
+    /// down. Waits on a notification sent when the last other holder lets go;
+    /// `true` when that happened within `limit`.
+    pub(crate) async fn drain(self: Arc<Self>, limit: Duration) -> bool {
+        let pool = self.pool.clone();
+        let factory = self.factory.clone();
+        let timeout = self.limits.timeout;
+        drop(self);
+        let drained = tokio::time::timeout(limit, pool.released.notified()).await.is_ok();
+        let instances = pool.close();
+        factory.shutdown_all(instances, timeout, SHUTDOWN_BUDGET).await;
+        drained
     }
 }
 
-impl LoadedPlugin {
-    /// Sets the wall-clock deadline (epochs) and the fuel budget of the next call.
-    fn arm(&self, store: &mut Store<StoreState>, budget: Duration) {
-        if self.exec.epochs {
-            let ticks = budget.as_micros().div_ceil(EPOCH_TICK.as_micros()).max(1) as u64 + 1;
-            store.set_epoch_deadline(ticks);
-        }
-        if self.exec.fuel {
-            let _ = store.set_fuel(self.limits.fuel.unwrap_or(u64::MAX));
-        }
+impl Drop for LoadedPlugin {
+    fn drop(&mut self) {
+        // Wakes `drain` (the permit is kept if it is not waiting yet).
+        self.pool.released.notify_one();
     }
-}
-
-/// Maps a wasmtime error to a [`FailureKind`].
-fn classify(e: &wasmtime::Error, memory_cap: u64, timeout: Duration) -> FailureKind {
-    let trap = e.downcast_ref::<Trap>().copied().or_else(|| e.chain().find_map(|c| c.downcast_ref::<Trap>().copied()));
-    match trap {
-        Some(Trap::Interrupt) => return FailureKind::Timeout(timeout),
-        Some(Trap::StackOverflow) => return FailureKind::StackOverflow,
-        Some(Trap::OutOfFuel) => return FailureKind::FuelExhausted,
-        _ => {}
-    }
-    let text = format!("{e:#}");
-    if text.contains("forcing trap when growing memory") {
-        return FailureKind::MemoryLimit(memory_cap);
-    }
-    // The root cause says what happened ("wasm `unreachable` instruction
-    // executed"); the backtrace that wraps it belongs in debug logs.
-    tracing::debug!("guest trap: {text}");
-    let root = e.root_cause().to_string();
-    FailureKind::Trap(root.lines().next().unwrap_or_default().to_string())
 }
