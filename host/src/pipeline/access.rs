@@ -369,12 +369,12 @@ mod tests {
 
     #[test]
     fn none_sees_no_text_anywhere() {
-        let r = request_view(&req(), MessageAccess::None);
+        let r = request_view(&req(), MessageAccess::None).into_owned();
         assert!(r.messages.iter().all(|m| m.content.is_empty() && m.name.as_deref() == Some("")));
         assert_eq!(r.messages[1].tool_calls[0].arguments, "");
         assert_eq!(r.messages[1].tool_calls[0].name, "f", "tool names stay");
         assert!(response_view(&resp(), MessageAccess::None).choices[0].message.content.is_empty());
-        let c = chunk_view(&chunk(), MessageAccess::None);
+        let c = chunk_view(&chunk(), MessageAccess::None).into_owned();
         assert_eq!(c.content.as_deref(), Some(""));
         assert_eq!(c.tool_calls[0].arguments, "");
         let call = ToolCall { id: "1".into(), name: "rm".into(), arguments: "{\"path\":\"/\"}".into() };
