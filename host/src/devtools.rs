@@ -81,7 +81,8 @@ impl crate::Host {
                 let budget = crate::budget::OutputBudget::new(p.limits().max_output);
                 let call = invoke::StreamAll { info: &info, req: &req, budget };
                 let out = p.call(Some(ctx.map()), p.limits().timeout, call).await?;
-                let chunks = out.map_err(|cut_off| Error::InvalidInput(format!("the stream was cut off: {cut_off}")))?;
+                let chunks =
+                    out.map_err(|cut_off| Error::InvalidInput(format!("the stream was cut off: {cut_off}")))?;
                 serde_json::to_value(chunks).map_err(|e| Error::Engine(e.to_string()))?
             }
             Hook::Provider => run(p, &ctx, invoke::Complete { info: &info, req: &field(input, "req")? }).await?,

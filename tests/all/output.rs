@@ -182,7 +182,14 @@ async fn an_oversized_post_response_is_refused() {
 }
 
 fn chunk(text: &str) -> StreamChunk {
-    StreamChunk { index: 0, role: None, content: Some(text.into()), tool_calls: vec![], finish_reason: None, usage: None }
+    StreamChunk {
+        index: 0,
+        role: None,
+        content: Some(text.into()),
+        tool_calls: vec![],
+        finish_reason: None,
+        usage: None,
+    }
 }
 
 /// `ROUNDS` chunks through a stream host doing `attack`: each refused with
@@ -320,11 +327,14 @@ async fn repeated_attacks_keep_memory_descriptors_and_latency_bounded() {
     let manifest = hostile("extra", "write", "1KiB").replace("default: 4194304", "default: 16777216");
     // No quarantine: every request really gets the oversized answer.
     let breaker = plugbox_host::BreakerConfig { threshold: 0, ..Default::default() };
-    let (host, _d) = load_with(builder().circuit_breaker(breaker), &[
-        ("hostile", plugbox_artifacts::HOSTILE_OUTPUT, manifest),
-        ("rate-limit", plugbox_artifacts::RATE_LIMIT, rate_limiter()),
-        ("pii-redact", plugbox_artifacts::PII_REDACT, redactor()),
-    ])
+    let (host, _d) = load_with(
+        builder().circuit_breaker(breaker),
+        &[
+            ("hostile", plugbox_artifacts::HOSTILE_OUTPUT, manifest),
+            ("rate-limit", plugbox_artifacts::RATE_LIMIT, rate_limiter()),
+            ("pii-redact", plugbox_artifacts::PII_REDACT, redactor()),
+        ],
+    )
     .await;
     let ctx = RequestContext::new("m").with_caller("alice");
     host.run_request(&ctx, request("warm up"), echo).await.unwrap();

@@ -220,7 +220,7 @@ async fn read_only_plugin_cannot_change_message_text() {
     let resp = host.run_request(&ctx, request("hi"), echo).await.unwrap();
     assert_eq!(text(&resp), "echo: hi", "neither the prompt nor the answer may change");
     let actions: Vec<String> = ctx.trace().into_iter().map(|t| t.action).collect();
-    assert!(actions.iter().all(|a| a.contains("without `messages: write`")), "{actions:?}");
+    assert!(actions.iter().all(|a| a.contains("`$.messages[0].content` needs `messages: write`")), "{actions:?}");
 }
 
 #[tokio::test]

@@ -96,7 +96,11 @@ impl ContextMap {
         let limits = values.limits;
         let refuse = |what: String| format!("plugin `{plugin}`: context write refused: {what}");
         if key.len() > limits.max_key {
-            return Err(refuse(format!("key of `{}` bytes exceeds the context key limit of {} bytes", key.len(), limits.max_key)));
+            return Err(refuse(format!(
+                "key of `{}` bytes exceeds the context key limit of {} bytes",
+                key.len(),
+                limits.max_key
+            )));
         }
         if value.len() > limits.max_value {
             return Err(refuse(format!(
@@ -186,35 +190,6 @@ impl context::Host for StoreState {
     }
 }
 
-#[cfg(test)]
-mod context_tests {
-    use super::*;
-
-    #[test]
-    fn context_writes_are_capped_by_key_value_and_total() {
-        let map = ContextMap::default();
-        map.set_limits(ContextLimits { max_key: 4, max_value: 8, max_total: 20 });
-        let e = map.try_set("p", "12345".into(), "v".into()).unwrap_err();
-        assert!(e.contains("plugin `p`") && e.contains("key of `5` bytes") && e.contains("limit of 4 bytes"), "{e}");
-        let e = map.try_set("p", "k".into(), "123456789".into()).unwrap_err();
-        assert!(e.contains("value of `9` bytes"), "{e}");
-        map.try_set("p", "a".into(), "12345678".into()).unwrap();
-        map.try_set("p", "b".into(), "12345678".into()).unwrap();
-        assert_eq!(map.bytes(), 18);
-        let e = map.try_set("p", "c".into(), "12".into()).unwrap_err();
-        assert!(e.contains("`21` bytes") && e.contains("limit of 20 bytes"), "{e}");
-        assert_eq!(map.get("c"), None, "a refused write changes nothing");
-        // Replacing a value frees the old one first.
-        map.try_set("p", "a".into(), "1".into()).unwrap();
-        map.try_set("p", "c".into(), "12".into()).unwrap();
-        map.remove("b");
-        assert_eq!(map.bytes(), 5);
-        // The embedder is not limited, but its bytes count.
-        map.set("embedder".into(), "x".repeat(100));
-        assert!(map.try_set("p", "d".into(), String::new()).is_err());
-    }
-}
-
 fn ttl(ms: Option<u64>) -> Option<Duration> {
     ms.map(Duration::from_millis)
 }
@@ -275,5 +250,34 @@ impl wit_kv::Host for StoreState {
 impl devices::Host for StoreState {
     async fn list(&mut self) -> wasmtime::Result<Vec<types::DeviceReport>> {
         Ok(self.devices.read().as_ref().clone())
+    }
+}
+
+#[cfg(test)]
+mod context_tests {
+    use super::*;
+
+    #[test]
+    fn context_writes_are_capped_by_key_value_and_total() {
+        let map = ContextMap::default();
+        map.set_limits(ContextLimits { max_key: 4, max_value: 8, max_total: 20 });
+        let e = map.try_set("p", "12345".into(), "v".into()).unwrap_err();
+        assert!(e.contains("plugin `p`") && e.contains("key of `5` bytes") && e.contains("limit of 4 bytes"), "{e}");
+        let e = map.try_set("p", "k".into(), "123456789".into()).unwrap_err();
+        assert!(e.contains("value of `9` bytes"), "{e}");
+        map.try_set("p", "a".into(), "12345678".into()).unwrap();
+        map.try_set("p", "b".into(), "12345678".into()).unwrap();
+        assert_eq!(map.bytes(), 18);
+        let e = map.try_set("p", "c".into(), "12".into()).unwrap_err();
+        assert!(e.contains("`21` bytes") && e.contains("limit of 20 bytes"), "{e}");
+        assert_eq!(map.get("c"), None, "a refused write changes nothing");
+        // Replacing a value frees the old one first.
+        map.try_set("p", "a".into(), "1".into()).unwrap();
+        map.try_set("p", "c".into(), "12".into()).unwrap();
+        map.remove("b");
+        assert_eq!(map.bytes(), 5);
+        // The embedder is not limited, but its bytes count.
+        map.set("embedder".into(), "x".repeat(100));
+        assert!(map.try_set("p", "d".into(), String::new()).is_err());
     }
 }

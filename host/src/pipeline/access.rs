@@ -385,7 +385,8 @@ mod tests {
     #[test]
     fn read_may_change_nothing_about_messages() {
         let original = req();
-        let cases: Vec<(&str, Box<dyn Fn(&mut Request)>)> = vec![
+        type Change = Box<dyn Fn(&mut Request)>;
+        let cases: Vec<(&str, Change)> = vec![
             ("$.messages[1].role", Box::new(|r| r.messages[1].role = Role::System)),
             ("$.messages[0].name", Box::new(|r| r.messages[0].name = Some("mallory".into()))),
             ("$.messages[1].tool_calls", Box::new(|r| r.messages[1].tool_calls.clear())),
@@ -393,7 +394,16 @@ mod tests {
             ("$.messages[0].tool_call_id", Box::new(|r| r.messages[0].tool_call_id = Some("x".into()))),
             ("$.messages (count 2 -> 1)", Box::new(|r| drop(r.messages.pop()))),
             ("$.messages[0].role", Box::new(|r| r.messages.swap(0, 1))),
-            ("$.tools", Box::new(|r| r.tools.push(ToolDefinition { name: "t".into(), description: String::new(), parameters: "{}".into() }))),
+            (
+                "$.tools",
+                Box::new(|r| {
+                    r.tools.push(ToolDefinition {
+                        name: "t".into(),
+                        description: String::new(),
+                        parameters: "{}".into(),
+                    })
+                }),
+            ),
         ];
         for access in [MessageAccess::Read, MessageAccess::None] {
             for (path, change) in &cases {
@@ -471,6 +481,10 @@ mod tests {
         let e = accept_tool_action(ToolAction::Answer("nope".into()), MessageAccess::Write, &mut budget()).unwrap_err();
         assert!(e.contains("`$.answer` is not valid JSON"), "{e}");
         let huge = ToolAction::Deny("x".repeat(4096));
-        assert!(accept_tool_action(huge, MessageAccess::Write, &mut OutputBudget::new(1024)).unwrap_err().contains("`$.deny`"));
+        assert!(
+            accept_tool_action(huge, MessageAccess::Write, &mut OutputBudget::new(1024))
+                .unwrap_err()
+                .contains("`$.deny`")
+        );
     }
 }

@@ -76,7 +76,9 @@ impl Pipeline<'_> {
                         Ok(ChunkAction::Modify(c)) => access::accept_chunk(current, c, access, &mut budget)
                             .map(ChunkDecision::Modify)
                             .map_err(refused),
-                        Ok(ChunkAction::Drop) => access::accept_drop(access).map(|()| ChunkDecision::Drop).map_err(refused),
+                        Ok(ChunkAction::Drop) => {
+                            access::accept_drop(access).map(|()| ChunkDecision::Drop).map_err(refused)
+                        }
                         Ok(ChunkAction::Fail(e)) => {
                             access::accept_error(e, &mut budget).map(ChunkDecision::Fail).map_err(refused)
                         }
@@ -125,8 +127,9 @@ impl Pipeline<'_> {
                     let mut budget = OutputBudget::new(max_output);
                     match answer {
                         Err(message) => Err(plugin_error(message, &mut budget)),
-                        Ok(chunks) => access::accept_end_chunks(chunks, access, &mut budget)
-                            .map_err(FailureKind::InvalidOutput),
+                        Ok(chunks) => {
+                            access::accept_end_chunks(chunks, access, &mut budget).map_err(FailureKind::InvalidOutput)
+                        }
                     }
                 })
                 .await;
@@ -166,8 +169,9 @@ impl Pipeline<'_> {
                     let mut budget = OutputBudget::new(max_output);
                     match answer {
                         Err(message) => Err(plugin_error(message, &mut budget)),
-                        Ok(action) => access::accept_tool_action(action, access, &mut budget)
-                            .map_err(FailureKind::InvalidOutput),
+                        Ok(action) => {
+                            access::accept_tool_action(action, access, &mut budget).map_err(FailureKind::InvalidOutput)
+                        }
                     }
                 })
                 .await;
