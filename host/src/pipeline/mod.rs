@@ -11,9 +11,9 @@
 //!
 //! Every hook's answer goes through one door (the `access` module): what the
 //! plugin sees and may change follows its `messages` level, and everything it
-//! hands back is charged to an [`OutputBudget`](crate::budget::OutputBudget)
-//! of its `max-output`. A refused answer is a failure of that call, judged
-//! once (stats and circuit breaker), then handled by the plugin's `on-error`.
+//! hands back is charged to an output budget of its `max-output`. A refused
+//! answer is a failure of that call, judged once (stats and circuit breaker),
+//! then handled by the plugin's `on-error`.
 //!
 //! Rules, exactly:
 //! - A pre hook passes the request on (`continue`/`modify`) or short-circuits

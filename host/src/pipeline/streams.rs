@@ -227,9 +227,8 @@ impl Pipeline<'_> {
     /// Runs a provider plugin's stream to its end and returns the chunks. A
     /// provider with `messages: none` gets the request with its text removed.
     /// The stream is bounded: its chunks together are charged to the
-    /// provider's `max-output` (at most
-    /// [`MAX_STREAM_CHUNKS`](crate::budget::MAX_STREAM_CHUNKS) of them), and the
-    /// provider's `limits.timeout` is the deadline of the whole stream, from
+    /// provider's `max-output` (at most 100,000 of them), and the provider's
+    /// `limits.timeout` is the deadline of the whole stream, from
     /// `start-stream` to its last chunk. A stream past either is cut off and
     /// fails as the provider's invalid output or timeout.
     pub async fn complete_stream(
