@@ -103,10 +103,12 @@ pub struct RequestContext {
 pub struct HookTrace {
     /// The plugin called.
     pub plugin: String,
-    /// The hook called (`pre-request`, `on-chunk` ...).
+    /// The hook called (`pre-request`, `on-chunk` ..., `provider` for a
+    /// provider plugin's `complete` or stream).
     pub hook: &'static str,
-    /// `continue`, `modify`, `respond`, `fail`, `drop`, `allow`, `deny`,
-    /// `rewrite`, `answer`, or `failed-open: ...` / `failed-closed: ...`.
+    /// `continue`, `modify`, `respond`, `fail`, `drop`, `append` (end of
+    /// stream), `allow`, `deny`, `rewrite`, `answer`, `ok` (a provider), or
+    /// `failed-open: ...` / `failed-closed: ...`.
     pub action: String,
     /// How long the call took, in microseconds.
     pub micros: u64,
