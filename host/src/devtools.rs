@@ -78,7 +78,12 @@ impl crate::Host {
             Hook::OnToolCall => run(p, &ctx, invoke::OnToolCall { info: &info, call: &field(input, "call")? }).await?,
             Hook::Provider if input.get("stream").and_then(Value::as_bool) == Some(true) => {
                 let req = field(input, "req")?;
-                run(p, &ctx, invoke::StreamAll { info: &info, req: &req, max_chunks: 100_000 }).await?
+                let budget = crate::budget::OutputBudget::new(p.limits().max_output);
+                let call = invoke::StreamAll { info: &info, req: &req, budget };
+                let out = p.call(Some(ctx.map()), p.limits().timeout, call).await?;
+                let chunks =
+                    out.map_err(|cut_off| Error::InvalidInput(format!("the stream was cut off: {cut_off}")))?;
+                serde_json::to_value(chunks).map_err(|e| Error::Engine(e.to_string()))?
             }
             Hook::Provider => run(p, &ctx, invoke::Complete { info: &info, req: &field(input, "req")? }).await?,
             Hook::OnDeviceProbe => {

@@ -76,7 +76,9 @@ pub use host::{Host, HostBuilder, LoadFailure, LoadReport};
 pub use imports::kv::{KvError, KvStore, MemoryKv};
 pub use manifest::{Hook, Manifest};
 pub use models::{ModelConfig, ModelSet};
-pub use pipeline::{HookTrace, Outcome, PipelineConfig, PreStage, RequestContext, RequestError, ToolDecision};
+pub use pipeline::{
+    ContextLimits, HookTrace, Outcome, Pipeline, PipelineConfig, PreStage, RequestContext, RequestError, ToolDecision,
+};
 pub use plugin::{FailureKind, LoadedPlugin, PluginFailure, PoolOptions};
 pub use policy::Policy;
 pub use reload::{

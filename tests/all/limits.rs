@@ -65,7 +65,7 @@ async fn deep_recursion_overflows_the_stack_safely() {
 async fn garbage_outputs_are_refused() {
     for (mode, expect) in [
         ("huge", "exceeds the plugin's max-output"),
-        ("bad-json-extra", "`extra` is not valid JSON"),
+        ("bad-json-extra", "`$.extra` is not valid JSON"),
         ("empty-messages", "modified request has no messages"),
     ] {
         let manifest = bomb_manifest(

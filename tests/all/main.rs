@@ -9,6 +9,7 @@ mod examples;
 mod limits;
 mod loader;
 mod manifest;
+mod output;
 mod pipeline;
 mod reload;
 mod sandbox;

@@ -220,7 +220,7 @@ async fn read_only_plugin_cannot_change_message_text() {
     let resp = host.run_request(&ctx, request("hi"), echo).await.unwrap();
     assert_eq!(text(&resp), "echo: hi", "neither the prompt nor the answer may change");
     let actions: Vec<String> = ctx.trace().into_iter().map(|t| t.action).collect();
-    assert!(actions.iter().all(|a| a.contains("without `messages: write`")), "{actions:?}");
+    assert!(actions.iter().all(|a| a.contains("`$.messages[0].content` needs `messages: write`")), "{actions:?}");
 }
 
 #[tokio::test]
@@ -255,4 +255,43 @@ async fn a_request_keeps_its_plugins_across_changes() {
     let fresh = RequestContext::new("m");
     host.on_chunk(&fresh, chunk).await.unwrap();
     assert_eq!(fresh.get("chunk-trace"), None, "a new request does not");
+}
+
+#[tokio::test]
+async fn the_pipeline_runs_on_any_chain_without_the_host_facade() {
+    let (host, _d) =
+        scripted_host(&[("a", scripted("a", 1, "modify", "continue")), ("b", scripted("b", 2, "modify", "continue"))])
+            .await;
+    let config = PipelineConfig::default();
+    let pipeline = plugbox_host::Pipeline::new(&config);
+    // A chain is whatever the caller passes: here `b` alone.
+    let chain = vec![host.plugin("b").unwrap()];
+    let first = ctx();
+    let resp = pipeline.run_request(&first, &chain, request("hi"), echo).await.unwrap();
+    assert_eq!(text(&resp), "echo: hi [b]");
+    assert_eq!(first.get("trace").as_deref(), Some("pre:b,post:b"));
+    // No plugins: the provider alone.
+    let resp = pipeline.run_request(&RequestContext::new("m"), &[], request("hi"), echo).await.unwrap();
+    assert_eq!(text(&resp), "echo: hi");
+    // Stream hooks on an explicit chain.
+    let chunk = plugbox_host::StreamChunk {
+        index: 0,
+        role: None,
+        content: Some("x".into()),
+        tool_calls: vec![],
+        finish_reason: None,
+        usage: None,
+    };
+    let streamed = RequestContext::new("m");
+    pipeline.on_chunk(&streamed, &chain, chunk).await.unwrap();
+    assert_eq!(streamed.get("chunk-trace").as_deref(), Some("chunk:b"));
+}
+
+#[tokio::test]
+async fn a_refused_answer_is_one_failure_of_one_call() {
+    let (host, _d) = scripted_host(&[("r", scripted_with("r", 1, "modify", "modify", "fail-open", "read"))]).await;
+    host.run_request(&ctx(), request("hi"), echo).await.unwrap();
+    let stats = host.plugin("r").unwrap().stats();
+    // The pre hook's change is refused (fail-open: its post hook is skipped).
+    assert_eq!((stats.calls, stats.errors, stats.consecutive_failures), (1, 1, 1), "{stats:?}");
 }

@@ -18,8 +18,110 @@ use crate::bindings::{context, devices, kv as wit_kv, log, types};
 use kv::{KvError, KvNamespace};
 pub(crate) use stdio::LogWriter;
 
-/// The key/value map one request's plugins share (`context` import).
-pub(crate) type ContextMap = Arc<Mutex<HashMap<String, String>>>;
+/// Caps on what plugins may put into one request's context map (the
+/// `context` import), set host-wide with
+/// [`PipelineConfig::context_limits`](crate::pipeline::PipelineConfig::context_limits).
+///
+/// A `set` whose key or value is too long, or that would take the map's total
+/// (keys plus values, the embedder's entries included) past `max_total`, is
+/// refused: the plugin's call fails (a trap naming the plugin and the limit)
+/// and the map keeps its previous value. The embedder's own
+/// [`RequestContext::set`](crate::RequestContext::set) is never refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContextLimits {
+    /// Longest key, in bytes (default 256 B).
+    pub max_key: usize,
+    /// Longest value, in bytes (default 64 KiB).
+    pub max_value: usize,
+    /// Most bytes of keys and values one request's map may hold (default 1 MiB).
+    pub max_total: usize,
+}
+
+impl Default for ContextLimits {
+    fn default() -> Self {
+        ContextLimits { max_key: 256, max_value: 64 * 1024, max_total: 1024 * 1024 }
+    }
+}
+
+#[derive(Debug, Default)]
+struct ContextValues {
+    map: HashMap<String, String>,
+    bytes: usize,
+    limits: ContextLimits,
+}
+
+impl ContextValues {
+    fn insert(&mut self, key: String, value: String) {
+        self.bytes += key.len() + value.len();
+        if let Some(old) = self.map.insert(key.clone(), value) {
+            self.bytes -= key.len() + old.len();
+        }
+    }
+    fn remove(&mut self, key: &str) {
+        if let Some(old) = self.map.remove(key) {
+            self.bytes -= key.len() + old.len();
+        }
+    }
+}
+
+/// The key/value map one request's plugins share (`context` import), with
+/// its [`ContextLimits`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ContextMap(Arc<Mutex<ContextValues>>);
+
+impl ContextMap {
+    pub(crate) fn get(&self, key: &str) -> Option<String> {
+        self.0.lock().map.get(key).cloned()
+    }
+    /// Sets a value without limits (the embedder's own writes).
+    pub(crate) fn set(&self, key: String, value: String) {
+        self.0.lock().insert(key, value);
+    }
+    pub(crate) fn remove(&self, key: &str) {
+        self.0.lock().remove(key);
+    }
+    pub(crate) fn values(&self) -> HashMap<String, String> {
+        self.0.lock().map.clone()
+    }
+    /// Bytes of keys and values held.
+    pub(crate) fn bytes(&self) -> usize {
+        self.0.lock().bytes
+    }
+    pub(crate) fn set_limits(&self, limits: ContextLimits) {
+        self.0.lock().limits = limits;
+    }
+    /// A plugin's write: refused when it breaks a [`ContextLimits`] cap.
+    pub(crate) fn try_set(&self, plugin: &str, key: String, value: String) -> Result<(), String> {
+        let mut values = self.0.lock();
+        let limits = values.limits;
+        let refuse = |what: String| format!("plugin `{plugin}`: context write refused: {what}");
+        if key.len() > limits.max_key {
+            return Err(refuse(format!(
+                "key of `{}` bytes exceeds the context key limit of {} bytes",
+                key.len(),
+                limits.max_key
+            )));
+        }
+        if value.len() > limits.max_value {
+            return Err(refuse(format!(
+                "value of `{}` bytes for key `{}` exceeds the context value limit of {} bytes",
+                value.len(),
+                key,
+                limits.max_value
+            )));
+        }
+        let replaced = values.map.get(&key).map_or(0, |old| key.len() + old.len());
+        let total = values.bytes - replaced + key.len() + value.len();
+        if total > limits.max_total {
+            return Err(refuse(format!(
+                "the request context would hold `{total}` bytes, over its limit of {} bytes",
+                limits.max_total
+            )));
+        }
+        values.insert(key, value);
+        Ok(())
+    }
+}
 
 /// The latest device reports the host holds (`devices` import).
 pub(crate) type DeviceReports = Arc<RwLock<Arc<Vec<types::DeviceReport>>>>;
@@ -69,19 +171,21 @@ impl log::Host for StoreState {
 
 impl context::Host for StoreState {
     async fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
-        Ok(self.context.as_ref().and_then(|c| c.lock().get(&key).cloned()))
+        Ok(self.context.as_ref().and_then(|c| c.get(&key)))
     }
 
+    /// Refused (the call traps with a message naming the plugin and the
+    /// limit) when the write breaks the request's [`ContextLimits`].
     async fn set(&mut self, key: String, value: String) -> wasmtime::Result<()> {
         if let Some(c) = &self.context {
-            c.lock().insert(key, value);
+            c.try_set(&self.plugin, key, value).map_err(|e| wasmtime::format_err!("{e}"))?;
         }
         Ok(())
     }
 
     async fn remove(&mut self, key: String) -> wasmtime::Result<()> {
         if let Some(c) = &self.context {
-            c.lock().remove(&key);
+            c.remove(&key);
         }
         Ok(())
     }
@@ -147,5 +251,34 @@ impl wit_kv::Host for StoreState {
 impl devices::Host for StoreState {
     async fn list(&mut self) -> wasmtime::Result<Vec<types::DeviceReport>> {
         Ok(self.devices.read().as_ref().clone())
+    }
+}
+
+#[cfg(test)]
+mod context_tests {
+    use super::*;
+
+    #[test]
+    fn context_writes_are_capped_by_key_value_and_total() {
+        let map = ContextMap::default();
+        map.set_limits(ContextLimits { max_key: 4, max_value: 8, max_total: 20 });
+        let e = map.try_set("p", "12345".into(), "v".into()).unwrap_err();
+        assert!(e.contains("plugin `p`") && e.contains("key of `5` bytes") && e.contains("limit of 4 bytes"), "{e}");
+        let e = map.try_set("p", "k".into(), "123456789".into()).unwrap_err();
+        assert!(e.contains("value of `9` bytes"), "{e}");
+        map.try_set("p", "a".into(), "12345678".into()).unwrap();
+        map.try_set("p", "b".into(), "12345678".into()).unwrap();
+        assert_eq!(map.bytes(), 18);
+        let e = map.try_set("p", "c".into(), "12".into()).unwrap_err();
+        assert!(e.contains("`21` bytes") && e.contains("limit of 20 bytes"), "{e}");
+        assert_eq!(map.get("c"), None, "a refused write changes nothing");
+        // Replacing a value frees the old one first.
+        map.try_set("p", "a".into(), "1".into()).unwrap();
+        map.try_set("p", "c".into(), "12".into()).unwrap();
+        map.remove("b");
+        assert_eq!(map.bytes(), 5);
+        // The embedder is not limited, but its bytes count.
+        map.set("embedder".into(), "x".repeat(100));
+        assert!(map.try_set("p", "d".into(), String::new()).is_err());
     }
 }

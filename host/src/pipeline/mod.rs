@@ -1,6 +1,19 @@
-//! The request pipeline (seed 002): pre-request hooks in ascending priority,
-//! the provider, post-response hooks in descending priority for the plugins
-//! whose pre-request stage ran.
+//! The request pipeline: pre-request hooks in ascending priority, the
+//! provider, post-response hooks in descending priority for the plugins whose
+//! pre-request stage ran; and the stream, tool-call and provider hooks of a
+//! request.
+//!
+//! [`Pipeline`] is the subsystem: it takes its [`PipelineConfig`], the chain of
+//! plugins a hook runs on (taken from a registry snapshot) and the request's
+//! [`RequestContext`], and knows nothing of the host. The host's public
+//! methods (`Host::run_request`, `Host::on_chunk` ...) pick the request's
+//! snapshot and call it.
+//!
+//! Every hook's answer goes through one door (the `access` module): what the
+//! plugin sees and may change follows its `messages` level, and everything it
+//! hands back is charged to an output budget of its `max-output`. A refused
+//! answer is a failure of that call, judged once (stats and circuit breaker),
+//! then handled by the plugin's `on-error`.
 //!
 //! Rules, exactly:
 //! - A pre hook passes the request on (`continue`/`modify`) or short-circuits
@@ -19,7 +32,7 @@
 //!   the outcome. [`PipelineConfig::propagate_plugin_errors`] makes every
 //!   plugin fail-closed.
 
-mod access;
+pub(crate) mod access;
 pub(crate) use crate::plugin::invoke;
 mod streams;
 
@@ -32,8 +45,10 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::bindings::types::{ErrorKind, LlmError, PostAction, PreAction, Request, RequestInfo, Response};
+use crate::budget::OutputBudget;
+pub use crate::imports::ContextLimits;
 use crate::imports::ContextMap;
-use crate::manifest::{Hook, MessageAccess, OnError};
+use crate::manifest::Hook;
 use crate::plugin::{FailureKind, LoadedPlugin, PluginFailure};
 use crate::registry::Snapshot;
 pub use streams::ToolDecision;
@@ -53,18 +68,21 @@ pub struct PipelineConfig {
     pub propagate_plugin_errors: bool,
     /// Maximum number of plugins a host loads.
     pub max_plugins: usize,
+    /// Caps on what plugins may write into one request's context map.
+    pub context_limits: ContextLimits,
 }
 
 impl Default for PipelineConfig {
     /// 1 s hook caps (the seed's 10 s is far too long for a gateway hop; the
     /// per-plugin default of 100 ms usually applies first), plugin errors
-    /// contained, at most 64 plugins.
+    /// contained, at most 64 plugins, [`ContextLimits::default`].
     fn default() -> Self {
         PipelineConfig {
             pre_hook_timeout: Duration::from_secs(1),
             post_hook_timeout: Duration::from_secs(1),
             propagate_plugin_errors: false,
             max_plugins: 64,
+            context_limits: ContextLimits::default(),
         }
     }
 }
@@ -85,10 +103,12 @@ pub struct RequestContext {
 pub struct HookTrace {
     /// The plugin called.
     pub plugin: String,
-    /// The hook called (`pre-request`, `on-chunk` ...).
+    /// The hook called (`pre-request`, `on-chunk` ..., `provider` for a
+    /// provider plugin's `complete` or stream).
     pub hook: &'static str,
-    /// `continue`, `modify`, `respond`, `fail`, `drop`, `allow`, `deny`,
-    /// `rewrite`, `answer`, or `failed-open: ...` / `failed-closed: ...`.
+    /// `continue`, `modify`, `respond`, `fail`, `drop`, `append` (end of
+    /// stream), `allow`, `deny`, `rewrite`, `answer`, `ok` (a provider), or
+    /// `failed-open: ...` / `failed-closed: ...`.
     pub action: String,
     /// How long the call took, in microseconds.
     pub micros: u64,
@@ -145,23 +165,29 @@ impl RequestContext {
     }
     /// A value plugins (or the embedder) put in the shared map.
     pub fn get(&self, key: &str) -> Option<String> {
-        self.values.lock().get(key).cloned()
+        self.values.get(key)
     }
-    /// Puts a value in the shared map, replacing any under `key`.
+    /// Puts a value in the shared map, replacing any under `key`. The
+    /// embedder's writes are not limited, but count towards the map's total
+    /// (see [`ContextLimits`]).
     pub fn set(&self, key: impl Into<String>, value: impl Into<String>) {
-        self.values.lock().insert(key.into(), value.into());
+        self.values.set(key.into(), value.into());
     }
     /// A copy of the whole shared map.
     pub fn values(&self) -> HashMap<String, String> {
-        self.values.lock().clone()
+        self.values.values()
+    }
+    /// Bytes of keys and values the shared map holds.
+    pub fn context_bytes(&self) -> usize {
+        self.values.bytes()
     }
     pub(crate) fn map(&self) -> &ContextMap {
         &self.values
     }
-    /// The plugin set this request runs on: the host's current one at the
-    /// request's first hook call, the same one for every later call.
-    pub(crate) fn plugins(&self, host: &crate::Host) -> Arc<Snapshot> {
-        self.plugins.get_or_init(|| host.snapshot()).clone()
+    /// The plugin set this request runs on: `current()` at the request's first
+    /// hook call, the same one for every later call.
+    pub(crate) fn plugins_or(&self, current: impl FnOnce() -> Arc<Snapshot>) -> Arc<Snapshot> {
+        self.plugins.get_or_init(current).clone()
     }
     /// Every hook call made for this request so far, in order.
     pub fn trace(&self) -> Vec<HookTrace> {
@@ -233,20 +259,64 @@ fn hook_timeout(plugin: &LoadedPlugin, cap: Duration) -> Duration {
     plugin.limits.timeout.min(cap)
 }
 
-impl crate::Host {
-    fn fail_closed(&self, plugin: &LoadedPlugin) -> bool {
-        self.inner.pipeline.propagate_plugin_errors || plugin.manifest.on_error == OnError::FailClosed
+/// What a hook's `err` text becomes: the plugin's own failure, or, when the
+/// text itself is over its budget, a refused output.
+fn plugin_error(message: String, budget: &mut OutputBudget) -> FailureKind {
+    match access::accept_failure_text(message, budget) {
+        Ok(message) => FailureKind::Error(message),
+        Err(refused) => FailureKind::InvalidOutput(refused),
+    }
+}
+
+fn internal(message: String) -> LlmError {
+    LlmError { kind: ErrorKind::Internal, message, allow_fallback: false, retry_after_ms: None }
+}
+
+/// What a pre-request answer amounts to once the door accepted it.
+enum PreDecision {
+    Continue,
+    Modify(Request),
+    ShortCircuit(Outcome, &'static str),
+}
+
+/// The request pipeline over a chain of plugins: see the module docs. Cheap
+/// to make (it borrows its config); it holds no state of its own.
+#[derive(Debug, Clone, Copy)]
+pub struct Pipeline<'c> {
+    config: &'c PipelineConfig,
+}
+
+impl<'c> Pipeline<'c> {
+    /// A pipeline with `config`.
+    pub fn new(config: &'c PipelineConfig) -> Self {
+        Pipeline { config }
+    }
+
+    /// The pipeline's settings.
+    pub fn config(&self) -> &'c PipelineConfig {
+        self.config
+    }
+
+    /// Pins the plugin set `ctx` runs on (`current()` at its first hook call,
+    /// the same set for every later call) and applies this pipeline's
+    /// [`ContextLimits`] to its map.
+    pub fn bind(&self, ctx: &RequestContext, current: impl FnOnce() -> Arc<Snapshot>) -> Arc<Snapshot> {
+        ctx.plugins_or(|| {
+            ctx.values.set_limits(self.config.context_limits);
+            current()
+        })
+    }
+
+    /// Whether `plugin`'s failure ends the operation (see
+    /// `LoadedPlugin::fails_closed`).
+    fn fails_closed(&self, plugin: &LoadedPlugin) -> bool {
+        plugin.fails_closed(self.config.propagate_plugin_errors)
     }
 
     /// Runs the pre-request hooks of `chain` (plugins implementing request
     /// hooks, in ascending priority).
-    pub(crate) async fn pre_stage(
-        &self,
-        ctx: &RequestContext,
-        chain: &[Arc<LoadedPlugin>],
-        mut request: Request,
-    ) -> PreStage {
-        let cap = self.inner.pipeline.pre_hook_timeout;
+    pub async fn pre_stage(&self, ctx: &RequestContext, chain: &[Arc<LoadedPlugin>], mut request: Request) -> PreStage {
+        let cap = self.config.pre_hook_timeout;
         let mut reached = Vec::with_capacity(chain.len());
         for plugin in chain {
             if !plugin.implements(Hook::PreRequest) {
@@ -255,46 +325,46 @@ impl crate::Host {
             }
             let started = Instant::now();
             let access = plugin.caps.messages;
-            let view = access::request_view(&request, access);
+            let max_output = plugin.limits.max_output;
+            let current = &request;
+            let view = access::request_view(current, access);
             let call = invoke::PreRequest { info: &ctx.info, req: &view };
-            let result = plugin.call(Some(ctx.map()), hook_timeout(plugin, cap), call).await;
-            let pre_label = match &result {
-                Ok(Ok(PreAction::Continue)) => "continue",
-                Ok(Ok(PreAction::Modify(_))) => "modify",
-                Ok(Ok(PreAction::Respond(_))) => "respond",
-                Ok(Ok(PreAction::Fail(_))) => "fail",
-                _ => "",
-            };
-            let decided = match result {
-                Ok(Ok(action)) => match action {
-                    PreAction::Continue => Ok(None),
-                    PreAction::Modify(modified) => {
-                        access::accept_request(&request, modified, access, plugin.limits.max_output)
-                            .map(|r| {
-                                request = r;
-                                None
-                            })
-                            .map_err(|m| failure(plugin, "pre-request", FailureKind::InvalidOutput(m)))
+            let decided = plugin
+                .call_checked(Some(ctx.map()), hook_timeout(plugin, cap), call, move |answer| {
+                    let mut budget = OutputBudget::new(max_output);
+                    let refused = FailureKind::InvalidOutput;
+                    match answer {
+                        Err(message) => Err(plugin_error(message, &mut budget)),
+                        Ok(PreAction::Continue) => Ok(PreDecision::Continue),
+                        Ok(PreAction::Modify(r)) => access::accept_request(current, r, access, &mut budget)
+                            .map(PreDecision::Modify)
+                            .map_err(refused),
+                        Ok(PreAction::Respond(r)) => access::accept_response(None, r, access, &mut budget)
+                            .map(|r| PreDecision::ShortCircuit(Ok(r), "respond"))
+                            .map_err(refused),
+                        Ok(PreAction::Fail(e)) => access::accept_error(e, &mut budget)
+                            .map(|e| PreDecision::ShortCircuit(Err(e), "fail"))
+                            .map_err(refused),
                     }
-                    PreAction::Respond(resp) => access::accept_response(None, resp, access, plugin.limits.max_output)
-                        .map(|r| Some(Ok(r)))
-                        .map_err(|m| failure(plugin, "pre-request", FailureKind::InvalidOutput(m))),
-                    PreAction::Fail(err) => Ok(Some(Err(err))),
-                },
-                Ok(Err(message)) => Err(failure(plugin, "pre-request", FailureKind::Error(message))),
-                Err(f) => Err(f),
-            };
+                })
+                .await;
+            drop(view);
             match decided {
-                Ok(None) => {
-                    ctx.record(plugin, "pre-request", pre_label, started);
+                Ok(PreDecision::Continue) => {
+                    ctx.record(plugin, "pre-request", "continue", started);
                     reached.push(plugin.clone())
                 }
-                Ok(Some(outcome)) => {
-                    ctx.record(plugin, "pre-request", pre_label, started);
+                Ok(PreDecision::Modify(r)) => {
+                    ctx.record(plugin, "pre-request", "modify", started);
+                    request = r;
+                    reached.push(plugin.clone())
+                }
+                Ok(PreDecision::ShortCircuit(outcome, label)) => {
+                    ctx.record(plugin, "pre-request", label, started);
                     reached.push(plugin.clone());
                     return PreStage { request, short_circuit: Some(outcome), failure: None, reached };
                 }
-                Err(f) if self.fail_closed(plugin) => {
+                Err(f) if self.fails_closed(plugin) => {
                     ctx.record(plugin, "pre-request", format!("failed-closed: {}", f.kind), started);
                     return PreStage { request, short_circuit: None, failure: Some(f), reached };
                 }
@@ -315,16 +385,11 @@ impl crate::Host {
         stage: PreStage,
         outcome: Outcome,
     ) -> Result<Response, RequestError> {
-        let cap = self.inner.pipeline.post_hook_timeout;
+        let cap = self.config.post_hook_timeout;
         // After a fail-closed failure, post hooks only observe it.
         let locked = stage.failure.clone();
         let mut outcome = match &locked {
-            Some(f) => Err(LlmError {
-                kind: ErrorKind::Internal,
-                message: f.to_string(),
-                allow_fallback: false,
-                retry_after_ms: None,
-            }),
+            Some(f) => Err(internal(f.to_string())),
             None => outcome,
         };
         let mut closed = locked.clone();
@@ -334,51 +399,45 @@ impl crate::Host {
             }
             let started = Instant::now();
             let access = plugin.caps.messages;
-            let blanked: Outcome;
-            let view = match (&outcome, access) {
-                (Ok(resp), MessageAccess::None) => {
-                    blanked = Ok(access::response_view(resp, access).into_owned());
-                    &blanked
-                }
-                _ => &outcome,
+            let max_output = plugin.limits.max_output;
+            let current = outcome.as_ref();
+            let view = current.map(|r| access::response_view(r, access));
+            let seen: Result<&Response, &LlmError> = match &view {
+                Ok(r) => Ok(r),
+                Err(e) => Err(e),
             };
-            let call = invoke::PostResponse { info: &ctx.info, outcome: view.as_ref() };
-            let result = plugin.call(Some(ctx.map()), hook_timeout(plugin, cap), call).await;
-            let post_label = match &result {
-                Ok(Ok(PostAction::Continue)) => "continue",
-                Ok(Ok(PostAction::Respond(_))) => "respond",
-                Ok(Ok(PostAction::Fail(_))) => "fail",
-                _ => "",
-            };
+            let call = invoke::PostResponse { info: &ctx.info, outcome: seen };
+            let decided = plugin
+                .call_checked(Some(ctx.map()), hook_timeout(plugin, cap), call, move |answer| {
+                    let mut budget = OutputBudget::new(max_output);
+                    let refused = FailureKind::InvalidOutput;
+                    match answer {
+                        Err(message) => Err(plugin_error(message, &mut budget)),
+                        Ok(PostAction::Continue) => Ok((None, "continue")),
+                        Ok(PostAction::Respond(r)) => access::accept_response(current.ok(), r, access, &mut budget)
+                            .map(|r| (Some(Ok(r)), "respond"))
+                            .map_err(refused),
+                        Ok(PostAction::Fail(e)) => {
+                            access::accept_error(e, &mut budget).map(|e| (Some(Err(e)), "fail")).map_err(refused)
+                        }
+                    }
+                })
+                .await;
+            drop(view);
             if locked.is_some() {
                 ctx.record(plugin, "post-response", "observed (outcome locked)", started);
                 continue;
             }
-            let decided = match result {
-                Ok(Ok(PostAction::Continue)) => Ok(None),
-                Ok(Ok(PostAction::Respond(resp))) => {
-                    access::accept_response(outcome.as_ref().ok(), resp, access, plugin.limits.max_output)
-                        .map(|r| Some(Ok(r)))
-                        .map_err(|m| failure(plugin, "post-response", FailureKind::InvalidOutput(m)))
-                }
-                Ok(Ok(PostAction::Fail(err))) => Ok(Some(Err(err))),
-                Ok(Err(message)) => Err(failure(plugin, "post-response", FailureKind::Error(message))),
-                Err(f) => Err(f),
-            };
             match decided {
-                Ok(None) => ctx.record(plugin, "post-response", post_label, started),
-                Ok(Some(next)) => {
-                    ctx.record(plugin, "post-response", post_label, started);
-                    outcome = next
+                Ok((next, label)) => {
+                    ctx.record(plugin, "post-response", label, started);
+                    if let Some(next) = next {
+                        outcome = next;
+                    }
                 }
-                Err(f) if self.fail_closed(plugin) => {
+                Err(f) if self.fails_closed(plugin) => {
                     ctx.record(plugin, "post-response", format!("failed-closed: {}", f.kind), started);
-                    outcome = Err(LlmError {
-                        kind: ErrorKind::Internal,
-                        message: f.to_string(),
-                        allow_fallback: false,
-                        retry_after_ms: None,
-                    });
+                    outcome = Err(internal(f.to_string()));
                     closed = Some(f);
                     break;
                 }
@@ -395,30 +454,13 @@ impl crate::Host {
         }
     }
 
-    /// The pre stage over the host's current request plugins.
-    pub async fn pre_request(&self, ctx: &RequestContext, request: Request) -> PreStage {
-        let chain = ctx.plugins(self).request_chain.clone();
-        self.pre_stage(ctx, &chain, request).await
-    }
-
-    /// The whole pipeline: pre hooks, then `provider` unless a pre hook
-    /// short-circuited or a fail-closed plugin failed, then post hooks.
-    ///
-    /// ```no_run
-    /// # async fn demo(host: plugbox_host::Host, req: plugbox_host::Request) {
-    /// use plugbox_host::{RequestContext, Response};
-    /// let ctx = RequestContext::new("gpt-4o").with_caller("team-a");
-    /// let result = host
-    ///     .run_request(&ctx, req, |req| async move {
-    ///         // call the real provider here
-    ///         Ok(Response { id: "1".into(), model: req.model, choices: vec![], usage: None, extra: None })
-    ///     })
-    ///     .await;
-    /// # }
-    /// ```
+    /// The whole pipeline over `chain` (the request plugins, ascending
+    /// priority): pre hooks, then `provider` unless a pre hook short-circuited
+    /// or a fail-closed plugin failed, then post hooks.
     pub async fn run_request<F, Fut>(
         &self,
         ctx: &RequestContext,
+        chain: &[Arc<LoadedPlugin>],
         request: Request,
         provider: F,
     ) -> Result<Response, RequestError>
@@ -426,18 +468,11 @@ impl crate::Host {
         F: FnOnce(Request) -> Fut,
         Fut: Future<Output = Outcome>,
     {
-        // One snapshot for the whole request: a reload in the middle never mixes versions.
-        let chain = ctx.plugins(self).request_chain.clone();
-        let mut stage = self.pre_stage(ctx, &chain, request).await;
+        let mut stage = self.pre_stage(ctx, chain, request).await;
         let failed = stage.failure.is_some();
         let outcome = match (stage.short_circuit.take(), failed) {
             (Some(outcome), _) => outcome,
-            (None, true) => Err(LlmError {
-                kind: ErrorKind::Internal,
-                message: String::new(),
-                allow_fallback: false,
-                retry_after_ms: None,
-            }),
+            (None, true) => Err(internal(String::new())),
             (None, false) => provider(std::mem::replace(&mut stage.request, empty_request())).await,
         };
         self.post_response(ctx, stage, outcome).await
@@ -454,13 +489,4 @@ fn empty_request() -> Request {
         tools: Vec::new(),
         extra: None,
     }
-}
-
-/// A failure the pipeline found in a hook's answer: counted, and fed to the
-/// plugin's circuit breaker.
-pub(crate) fn failure(plugin: &LoadedPlugin, hook: &'static str, kind: FailureKind) -> PluginFailure {
-    let f = PluginFailure { plugin: plugin.name().to_string(), hook, kind };
-    plugin.stats.errors.fetch_add(1, Ordering::Relaxed);
-    plugin.record_failure(&f);
-    f
 }

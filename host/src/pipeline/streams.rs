@@ -1,16 +1,13 @@
-//! Stream hooks, tool-call hooks and provider plugins.
+//! Stream hooks, tool-call hooks and provider plugins, on [`Pipeline`].
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use super::{RequestContext, RequestError, failure, hook_timeout};
+use super::{Pipeline, RequestContext, RequestError, access, hook_timeout, plugin_error};
 use crate::bindings::types::{ChunkAction, LlmError, Request, Response, StreamChunk, ToolAction, ToolCall, Usage};
-use crate::error::{Error, Result};
-use crate::manifest::Hook;
+use crate::budget::OutputBudget;
 use crate::pipeline::invoke;
-use crate::plugin::{FailureKind, LoadedPlugin};
-
-/// Most chunks one provider stream may produce before the host stops it.
-pub const MAX_STREAM_CHUNKS: usize = 100_000;
+use crate::plugin::{FailureKind, LoadedPlugin, PluginFailure};
 
 /// What the tool-call hooks decided.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,153 +30,248 @@ pub enum ToolDecision {
     },
 }
 
-impl crate::Host {
-    fn chain(&self, ctx: &RequestContext, hook: Hook) -> Vec<Arc<LoadedPlugin>> {
-        ctx.plugins(self).chain(hook)
+/// What an `on-chunk` answer amounts to once the door accepted it.
+enum ChunkDecision {
+    Continue,
+    Modify(StreamChunk),
+    Drop,
+    Fail(LlmError),
+}
+
+impl Pipeline<'_> {
+    /// Records a failed call of `plugin` and says whether it ends the operation.
+    fn failed(&self, ctx: &RequestContext, plugin: &LoadedPlugin, f: &PluginFailure, started: Instant) -> bool {
+        let closed = self.fails_closed(plugin);
+        let verdict = if closed { "failed-closed" } else { "failed-open" };
+        ctx.record(plugin, f.hook, format!("{verdict}: {}", f.kind), started);
+        if !closed {
+            tracing::warn!(plugin = plugin.name(), "fail-open: {f}");
+        }
+        closed
     }
 
-    /// Passes one streamed chunk through the `on-chunk` hooks in ascending
-    /// priority. `Ok(None)` means a plugin dropped it.
+    /// Passes one streamed chunk through the `on-chunk` hooks of `chain`
+    /// (ascending priority). `Ok(None)` means a plugin dropped it.
     pub async fn on_chunk(
         &self,
         ctx: &RequestContext,
-        chunk: StreamChunk,
+        chain: &[Arc<LoadedPlugin>],
+        mut chunk: StreamChunk,
     ) -> Result<Option<StreamChunk>, RequestError> {
-        let cap = self.inner.pipeline.pre_hook_timeout;
-        let mut chunk = chunk;
-        for plugin in self.chain(ctx, Hook::OnChunk) {
-            let call = invoke::OnChunk { info: ctx.info(), chunk: &chunk };
-            let result = plugin.call(Some(ctx.map()), hook_timeout(&plugin, cap), call).await;
-            let failure = match result {
-                Ok(Ok(ChunkAction::Continue)) => continue,
-                Ok(Ok(ChunkAction::Modify(c))) => {
-                    let size = c.content.as_ref().map_or(0, |s| s.len()) as u64;
-                    if size <= plugin.limits.max_output {
-                        chunk = c;
-                        continue;
+        let cap = self.config.pre_hook_timeout;
+        for plugin in chain {
+            let started = Instant::now();
+            let access = plugin.caps.messages;
+            let max_output = plugin.limits.max_output;
+            let current = &chunk;
+            let view = access::chunk_view(current, access);
+            let call = invoke::OnChunk { info: ctx.info(), chunk: &view };
+            let decided = plugin
+                .call_checked(Some(ctx.map()), hook_timeout(plugin, cap), call, move |answer| {
+                    let mut budget = OutputBudget::new(max_output);
+                    let refused = FailureKind::InvalidOutput;
+                    match answer {
+                        Err(message) => Err(plugin_error(message, &mut budget)),
+                        Ok(ChunkAction::Continue) => Ok(ChunkDecision::Continue),
+                        Ok(ChunkAction::Modify(c)) => access::accept_chunk(current, c, access, &mut budget)
+                            .map(ChunkDecision::Modify)
+                            .map_err(refused),
+                        Ok(ChunkAction::Drop) => {
+                            access::accept_drop(access).map(|()| ChunkDecision::Drop).map_err(refused)
+                        }
+                        Ok(ChunkAction::Fail(e)) => {
+                            access::accept_error(e, &mut budget).map(ChunkDecision::Fail).map_err(refused)
+                        }
                     }
-                    failure(
-                        &plugin,
-                        "on-chunk",
-                        FailureKind::InvalidOutput(format!("chunk of {size} bytes exceeds max-output")),
-                    )
+                })
+                .await;
+            drop(view);
+            match decided {
+                Ok(ChunkDecision::Continue) => ctx.record(plugin, "on-chunk", "continue", started),
+                Ok(ChunkDecision::Modify(c)) => {
+                    ctx.record(plugin, "on-chunk", "modify", started);
+                    chunk = c;
                 }
-                Ok(Ok(ChunkAction::Drop)) => return Ok(None),
-                Ok(Ok(ChunkAction::Fail(e))) => return Err(RequestError::Llm(e)),
-                Ok(Err(message)) => failure(&plugin, "on-chunk", FailureKind::Error(message)),
-                Err(f) => f,
-            };
-            if self.fail_closed(&plugin) {
-                return Err(RequestError::Plugin(failure));
+                Ok(ChunkDecision::Drop) => {
+                    ctx.record(plugin, "on-chunk", "drop", started);
+                    return Ok(None);
+                }
+                Ok(ChunkDecision::Fail(e)) => {
+                    ctx.record(plugin, "on-chunk", "fail", started);
+                    return Err(RequestError::Llm(e));
+                }
+                Err(f) if self.failed(ctx, plugin, &f, started) => return Err(RequestError::Plugin(f)),
+                Err(_) => {}
             }
-            tracing::warn!(plugin = plugin.name(), "fail-open: {failure}");
         }
         Ok(Some(chunk))
     }
 
-    /// Runs the `on-stream-end` hooks; returns the chunks they append.
+    /// Runs the `on-stream-end` hooks of `chain` in descending priority;
+    /// returns the chunks they append (appending needs `messages: write`).
     pub async fn on_stream_end(
         &self,
         ctx: &RequestContext,
+        chain: &[Arc<LoadedPlugin>],
         usage: Option<Usage>,
     ) -> Result<Vec<StreamChunk>, RequestError> {
-        let cap = self.inner.pipeline.post_hook_timeout;
+        let cap = self.config.post_hook_timeout;
         let mut extra = Vec::new();
-        for plugin in self.chain(ctx, Hook::OnStreamEnd).iter().rev() {
+        for plugin in chain.iter().rev() {
+            let started = Instant::now();
+            let access = plugin.caps.messages;
+            let max_output = plugin.limits.max_output;
             let call = invoke::OnStreamEnd { info: ctx.info(), usage };
-            match plugin.call(Some(ctx.map()), hook_timeout(plugin, cap), call).await {
-                Ok(Ok(chunks)) => extra.extend(chunks),
-                Ok(Err(message)) => {
-                    let f = failure(plugin, "on-stream-end", FailureKind::Error(message));
-                    if self.fail_closed(plugin) {
-                        return Err(RequestError::Plugin(f));
+            let decided = plugin
+                .call_checked(Some(ctx.map()), hook_timeout(plugin, cap), call, move |answer| {
+                    let mut budget = OutputBudget::new(max_output);
+                    match answer {
+                        Err(message) => Err(plugin_error(message, &mut budget)),
+                        Ok(chunks) => {
+                            access::accept_end_chunks(chunks, access, &mut budget).map_err(FailureKind::InvalidOutput)
+                        }
                     }
-                    tracing::warn!(plugin = plugin.name(), "fail-open: {f}");
+                })
+                .await;
+            match decided {
+                Ok(chunks) => {
+                    let label = if chunks.is_empty() { "continue" } else { "append" };
+                    ctx.record(plugin, "on-stream-end", label, started);
+                    extra.extend(chunks)
                 }
-                Err(f) if self.fail_closed(plugin) => return Err(RequestError::Plugin(f)),
-                Err(f) => tracing::warn!(plugin = plugin.name(), "fail-open: {f}"),
+                Err(f) if self.failed(ctx, plugin, &f, started) => return Err(RequestError::Plugin(f)),
+                Err(_) => {}
             }
         }
         Ok(extra)
     }
 
-    /// Asks the `on-tool-call` hooks, in ascending priority, about a tool call
-    /// the model requested. The first deny or answer ends the chain; a rewrite
-    /// is what the next plugin sees.
-    pub async fn on_tool_call(&self, ctx: &RequestContext, call: ToolCall) -> Result<ToolDecision, RequestError> {
-        let cap = self.inner.pipeline.pre_hook_timeout;
-        let mut call = call;
-        for plugin in self.chain(ctx, Hook::OnToolCall) {
-            let invoke = invoke::OnToolCall { info: ctx.info(), call: &call };
-            let f = match plugin.call(Some(ctx.map()), hook_timeout(&plugin, cap), invoke).await {
-                Ok(Ok(ToolAction::Allow)) => continue,
-                Ok(Ok(ToolAction::Rewrite(c))) => {
+    /// Asks the `on-tool-call` hooks of `chain`, in ascending priority, about a
+    /// tool call the model requested. The first deny or answer ends the
+    /// chain; a rewrite is what the next plugin sees. Rewriting and answering
+    /// need `messages: write`; a plugin with `none` sees the call without its
+    /// arguments.
+    pub async fn on_tool_call(
+        &self,
+        ctx: &RequestContext,
+        chain: &[Arc<LoadedPlugin>],
+        mut call: ToolCall,
+    ) -> Result<ToolDecision, RequestError> {
+        let cap = self.config.pre_hook_timeout;
+        for plugin in chain {
+            let started = Instant::now();
+            let access = plugin.caps.messages;
+            let max_output = plugin.limits.max_output;
+            let view = access::tool_call_view(&call, access);
+            let invoke = invoke::OnToolCall { info: ctx.info(), call: &view };
+            let decided = plugin
+                .call_checked(Some(ctx.map()), hook_timeout(plugin, cap), invoke, move |answer| {
+                    let mut budget = OutputBudget::new(max_output);
+                    match answer {
+                        Err(message) => Err(plugin_error(message, &mut budget)),
+                        Ok(action) => {
+                            access::accept_tool_action(action, access, &mut budget).map_err(FailureKind::InvalidOutput)
+                        }
+                    }
+                })
+                .await;
+            drop(view);
+            match decided {
+                Ok(ToolAction::Allow) => ctx.record(plugin, "on-tool-call", "allow", started),
+                Ok(ToolAction::Rewrite(c)) => {
+                    ctx.record(plugin, "on-tool-call", "rewrite", started);
                     call = c;
-                    continue;
                 }
-                Ok(Ok(ToolAction::Deny(reason))) => {
+                Ok(ToolAction::Deny(reason)) => {
+                    ctx.record(plugin, "on-tool-call", "deny", started);
                     return Ok(ToolDecision::Denied { plugin: plugin.name().to_string(), reason });
                 }
-                Ok(Ok(ToolAction::Answer(result))) => {
+                Ok(ToolAction::Answer(result)) => {
+                    ctx.record(plugin, "on-tool-call", "answer", started);
                     return Ok(ToolDecision::Answered { plugin: plugin.name().to_string(), result });
                 }
-                Ok(Err(message)) => failure(&plugin, "on-tool-call", FailureKind::Error(message)),
-                Err(f) => f,
-            };
-            if self.fail_closed(&plugin) {
-                return Err(RequestError::Plugin(f));
+                Err(f) if self.failed(ctx, plugin, &f, started) => return Err(RequestError::Plugin(f)),
+                Err(_) => {}
             }
-            tracing::warn!(plugin = plugin.name(), "fail-open: {f}");
         }
         Ok(ToolDecision::Run(call))
     }
 
-    fn provider_plugin(&self, ctx: &RequestContext, provider_type: &str) -> Result<Arc<LoadedPlugin>> {
-        ctx.plugins(self)
-            .providers
-            .get(provider_type)
-            .cloned()
-            .ok_or_else(|| Error::NotFound(format!("provider:{provider_type}")))
-    }
-
-    /// Calls the provider plugin of `provider_type` for a complete response.
+    /// Calls `provider` (a provider plugin) for a complete response. A
+    /// provider with `messages: none` gets the request with its text removed.
+    /// The response is charged to the provider's `max-output`; its failure
+    /// always fails the call (there is no provider to fall back to here).
     pub async fn complete(
         &self,
         ctx: &RequestContext,
-        provider_type: &str,
+        provider: &LoadedPlugin,
         request: &Request,
     ) -> Result<Response, RequestError> {
-        let plugin = self.provider_plugin(ctx, provider_type).map_err(|e| RequestError::Llm(not_found(e)))?;
-        let call = invoke::Complete { info: ctx.info(), req: request };
-        match plugin.call(Some(ctx.map()), plugin.limits.timeout, call).await {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => Err(RequestError::Llm(e)),
-            Err(f) => Err(RequestError::Plugin(f)),
-        }
+        let started = Instant::now();
+        let max_output = provider.limits.max_output;
+        let view = access::request_view(request, provider.caps.messages);
+        let call = invoke::Complete { info: ctx.info(), req: &view };
+        let result = provider
+            .call_checked(Some(ctx.map()), provider.limits.timeout, call, move |answer| {
+                let mut budget = OutputBudget::new(max_output);
+                match answer {
+                    Ok(resp) => access::accept_provider_response(resp, &mut budget).map(Ok),
+                    Err(e) => access::accept_error(e, &mut budget).map(Err),
+                }
+                .map_err(FailureKind::InvalidOutput)
+            })
+            .await;
+        finish_provider(ctx, provider, started, result)
     }
 
-    /// Runs a provider plugin's stream to its end and returns the chunks.
+    /// Runs a provider plugin's stream to its end and returns the chunks. A
+    /// provider with `messages: none` gets the request with its text removed.
+    /// The stream is bounded: its chunks together are charged to the
+    /// provider's `max-output` (at most 100,000 of them), and the provider's
+    /// `limits.timeout` is the deadline of the whole stream, from
+    /// `start-stream` to its last chunk. A stream past either is cut off and
+    /// fails as the provider's invalid output or timeout.
     pub async fn complete_stream(
         &self,
         ctx: &RequestContext,
-        provider_type: &str,
+        provider: &LoadedPlugin,
         request: &Request,
     ) -> Result<Vec<StreamChunk>, RequestError> {
-        let plugin = self.provider_plugin(ctx, provider_type).map_err(|e| RequestError::Llm(not_found(e)))?;
-        let call = invoke::StreamAll { info: ctx.info(), req: request, max_chunks: MAX_STREAM_CHUNKS };
-        match plugin.call(Some(ctx.map()), plugin.limits.timeout, call).await {
-            Ok(Ok(chunks)) => Ok(chunks),
-            Ok(Err(e)) => Err(RequestError::Llm(e)),
-            Err(f) => Err(RequestError::Plugin(f)),
-        }
+        let started = Instant::now();
+        let max_output = provider.limits.max_output;
+        let view = access::request_view(request, provider.caps.messages);
+        let call = invoke::StreamAll { info: ctx.info(), req: &view, budget: OutputBudget::new(max_output) };
+        let result = provider
+            .call_checked(Some(ctx.map()), provider.limits.timeout, call, move |answer| match answer {
+                Err(cut_off) => Err(FailureKind::InvalidOutput(cut_off)),
+                Ok(Ok(chunks)) => Ok(Ok(chunks)),
+                Ok(Err(e)) => access::accept_error(e, &mut OutputBudget::new(max_output))
+                    .map(Err)
+                    .map_err(FailureKind::InvalidOutput),
+            })
+            .await;
+        finish_provider(ctx, provider, started, result)
     }
 }
 
-fn not_found(e: Error) -> LlmError {
-    LlmError {
-        kind: crate::bindings::types::ErrorKind::NotFound,
-        message: e.to_string(),
-        allow_fallback: true,
-        retry_after_ms: None,
+fn finish_provider<T>(
+    ctx: &RequestContext,
+    provider: &LoadedPlugin,
+    started: Instant,
+    result: Result<Result<T, LlmError>, PluginFailure>,
+) -> Result<T, RequestError> {
+    match result {
+        Ok(Ok(value)) => {
+            ctx.record(provider, "provider", "ok", started);
+            Ok(value)
+        }
+        Ok(Err(e)) => {
+            ctx.record(provider, "provider", "fail", started);
+            Err(RequestError::Llm(e))
+        }
+        Err(f) => {
+            ctx.record(provider, "provider", format!("failed-closed: {}", f.kind), started);
+            Err(RequestError::Plugin(f))
+        }
     }
 }

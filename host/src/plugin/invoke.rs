@@ -6,6 +6,7 @@ use crate::bindings::types::{
     ChunkAction, DeviceReport, Health, LlmError, PostAction, PreAction, Request, RequestInfo, Response, StreamChunk,
     ToolAction, ToolCall, Usage,
 };
+use crate::budget::{MAX_STREAM_CHUNKS, OutputBudget};
 use crate::plugin::{Invoke, Live};
 
 fn missing(interface: &str) -> wasmtime::Error {
@@ -72,22 +73,36 @@ invoke!(Complete<'r> { info: &'r RequestInfo, req: &'r Request } -> Result<Respo
     g.call_complete(&mut live.store, this.info, this.req).await
 });
 
-// Runs a whole provider stream on one instance and collects the chunks
-// (the guest's `chunk-stream` resource lives in that instance).
-invoke!(StreamAll<'r> { info: &'r RequestInfo, req: &'r Request, max_chunks: usize } -> Result<Vec<StreamChunk>, LlmError>, "start-stream",
+// Runs a whole provider stream on one instance and collects the chunks (the
+// guest's `chunk-stream` resource lives in that instance). Every chunk is
+// charged to `budget` as it arrives; the outer `Err` says why the stream was
+// cut off (too many chunks, too many bytes). The call's deadline covers the
+// whole stream.
+invoke!(StreamAll<'r> { info: &'r RequestInfo, req: &'r Request, budget: OutputBudget } -> Result<Result<Vec<StreamChunk>, LlmError>, String>, "start-stream",
 |live, this| {
     let g = live.provider.as_ref().ok_or_else(|| missing("provider"))?;
     let stream = match g.call_start_stream(&mut live.store, this.info, this.req).await? {
         Ok(s) => s,
-        Err(e) => return Ok(Err(e)),
+        Err(e) => return Ok(Ok(Err(e))),
     };
+    let mut budget = this.budget;
     let mut chunks = Vec::new();
     let result = loop {
         match g.chunk_stream().call_next(&mut live.store, stream).await? {
-            Ok(Some(chunk)) if chunks.len() < this.max_chunks => chunks.push(chunk),
-            Ok(Some(_)) => break Err(wasmtime::format_err!("stream exceeded {} chunks", this.max_chunks)),
-            Ok(None) => break Ok(Ok(chunks)),
-            Err(e) => break Ok(Err(e)),
+            Ok(Some(chunk)) => {
+                let n = chunks.len();
+                let charged = if n == MAX_STREAM_CHUNKS {
+                    Err(format!("`$.stream` has more than {MAX_STREAM_CHUNKS} chunks; at most {MAX_STREAM_CHUNKS} are accepted"))
+                } else {
+                    budget.chunk(&format_args!("$.stream[{n}]"), &chunk)
+                };
+                if let Err(e) = charged {
+                    break Ok(Err(e));
+                }
+                chunks.push(chunk);
+            }
+            Ok(None) => break Ok(Ok(Ok(chunks))),
+            Err(e) => break Ok(Ok(Err(e))),
         }
     };
     stream.resource_drop_async(&mut live.store).await?;

@@ -1,0 +1,367 @@
+//! The access door and the output budget under attack: the `hostile-output`
+//! fixture hands the host oversized, malformed and unpermitted answers from
+//! every request, stream, tool and provider hook. Each answer must be refused
+//! (and counted exactly once), the plugins after it must keep working on
+//! every request, and the host's memory, descriptors and latency must stay
+//! bounded.
+
+use std::time::{Duration, Instant};
+
+use plugbox_host::{
+    FailureKind, Host, PipelineConfig, RequestContext, RequestError, StreamChunk, ToolCall, ToolDecision,
+};
+
+use crate::bounds::{Bounds, MIB, assert_fast};
+use crate::*;
+
+/// Requests sent per attack: each must be refused, each counted once.
+const ROUNDS: u64 = 3;
+
+/// The fixture's manifest as plugin `hostile`, doing `attack` with
+/// `messages: <messages>` and `max-output: <max_output>`.
+fn hostile(attack: &str, messages: &str, max_output: &str) -> String {
+    let fixture = std::fs::read_to_string(plugbox_artifacts::fixture("hostile-output").unwrap().manifest).unwrap();
+    fixture
+        .replace("name: hostile-output", "name: hostile")
+        .replace("messages: none", &format!("messages: {messages}"))
+        .replace("max-output: 1KiB", &format!("max-output: {max_output}"))
+        .replace("attack: { type: string, default: none", &format!("attack: {{ type: string, default: {attack}"))
+}
+
+/// The `rate-limit` example (fail-open, `messages: none`) with room for every
+/// test request and a deadline that holds on a loaded machine.
+fn rate_limiter() -> String {
+    std::fs::read_to_string(plugbox_artifacts::example("rate-limit").unwrap().manifest)
+        .unwrap()
+        .replace("timeout: 20ms", "timeout: 2s")
+        .replace("default: 20\n", "default: 100000\n")
+}
+
+/// The `pii-redact` example (fail-closed, `messages: write`).
+fn redactor() -> String {
+    std::fs::read_to_string(plugbox_artifacts::example("pii-redact").unwrap().manifest)
+        .unwrap()
+        .replace("timeout: 50ms", "timeout: 2s")
+}
+
+/// A fail-closed `scripted` plugin after the hostile one on the stream and
+/// tool hooks: uppercases chunks, appends ` [end:guard]` at the end of a
+/// stream, denies tool calls.
+fn stream_guard() -> String {
+    scripted_with("guard", 50, "continue", "continue", "fail-closed", "write")
+        .replace("on-chunk, on-tool-call]", "on-chunk, on-stream-end, on-tool-call]")
+        .replace("timeout: 100ms", "timeout: 2s")
+        .replace("chunk: { type: string, default: continue }", "chunk: { type: string, default: upper }")
+        .replace("tool: { type: string, default: allow }", "tool: { type: string, default: deny }")
+        + "  stream_end: { type: string, default: append }\n"
+}
+
+async fn load(plugins: &[(&str, &str, String)]) -> (Host, PluginDir) {
+    load_with(builder(), plugins).await
+}
+
+async fn load_with(builder: plugbox_host::HostBuilder, plugins: &[(&str, &str, String)]) -> (Host, PluginDir) {
+    let dir = PluginDir::new();
+    for (name, wasm, manifest) in plugins {
+        dir.add(name, wasm, manifest);
+    }
+    let host = builder.build().unwrap();
+    let report = host.load_dir(dir.path()).await.unwrap();
+    assert!(report.failed.is_empty(), "load failures: {:?}", report.failed);
+    (host, dir)
+}
+
+/// The hostile plugin, then the rate limiter and the redactor.
+async fn request_host(attack: &str, messages: &str) -> (Host, PluginDir) {
+    load(&[
+        ("hostile", plugbox_artifacts::HOSTILE_OUTPUT, hostile(attack, messages, "1KiB")),
+        ("rate-limit", plugbox_artifacts::RATE_LIMIT, rate_limiter()),
+        ("pii-redact", plugbox_artifacts::PII_REDACT, redactor()),
+    ])
+    .await
+}
+
+/// The hostile plugin, then the stream and tool guard.
+async fn stream_host(attack: &str, messages: &str) -> (Host, PluginDir) {
+    load(&[
+        ("hostile", plugbox_artifacts::HOSTILE_OUTPUT, hostile(attack, messages, "1KiB")),
+        ("guard", plugbox_artifacts::SCRIPTED, stream_guard()),
+    ])
+    .await
+}
+
+/// The hostile plugin's one trace entry for `hook` in `ctx`.
+fn hostile_action(ctx: &RequestContext, hook: &str) -> String {
+    let actions: Vec<String> =
+        ctx.trace().into_iter().filter(|t| t.plugin == "hostile" && t.hook == hook).map(|t| t.action).collect();
+    assert_eq!(actions.len(), 1, "{:?}", ctx.trace());
+    actions.into_iter().next().unwrap()
+}
+
+/// Asserts that the hostile plugin failed `rounds` calls, each counted once,
+/// as errors (refused output) or traps (a refused import call).
+fn counted_once(host: &Host, rounds: u64, trap: bool) {
+    let stats = host.plugin("hostile").unwrap().stats();
+    // One more call: `provider-type`, at load.
+    assert_eq!(stats.calls, rounds + 1, "{stats:?}");
+    let (failed, other) = if trap { (stats.traps, stats.errors) } else { (stats.errors, stats.traps) };
+    assert_eq!((failed, other, stats.timeouts), (rounds, 0, 0), "{stats:?}");
+    assert_eq!(stats.consecutive_failures as u64, rounds, "{stats:?}");
+}
+
+/// Runs `ROUNDS` requests against a request host doing `attack`; each must be
+/// refused with a failure mentioning `expect`, and the rate limiter and the
+/// redactor must work on every one.
+async fn refused_request(attack: &str, messages: &str, expect: &str) {
+    let (host, _d) = request_host(attack, messages).await;
+    for _ in 0..ROUNDS {
+        let ctx = RequestContext::new("m").with_caller("alice");
+        let started = Instant::now();
+        let resp = host.run_request(&ctx, request("mail bob@example.org now"), echo).await;
+        assert_fast(attack, started.elapsed(), Duration::from_secs(5));
+        let resp = resp.unwrap_or_else(|e| panic!("{attack}: the request must be served: {e}"));
+        assert_eq!(text(&resp), "echo: mail [EMAIL] now", "{attack}: the redactor ran on the real prompt");
+        let action = hostile_action(&ctx, "pre-request");
+        assert!(action.starts_with("failed-open:") && action.contains(expect), "{attack}: {action}");
+        let trace = ctx.trace();
+        assert!(trace.iter().any(|t| t.plugin == "rate-limit" && t.action == "continue"), "{attack}: {trace:?}");
+        assert!(trace.iter().any(|t| t.plugin == "pii-redact" && t.action == "modify"), "{attack}: {trace:?}");
+    }
+    // Its post hook is skipped after its pre hook failed: one call per request.
+    counted_once(&host, ROUNDS, attack == "context");
+}
+
+#[tokio::test]
+async fn oversized_request_fields_are_refused_and_the_chain_goes_on() {
+    for (attack, expect) in [
+        ("extra", "`$.extra`"),
+        ("tools", "`$.tools[0].description`"),
+        ("model", "`$.model`"),
+        ("name", "`$.messages[0].name`"),
+        ("error", "`$.err`"),
+        ("fail", "`$.fail.message`"),
+        ("many-messages", "`$.messages` has 300000 elements"),
+    ] {
+        // `write`: the plugin may change everything, but not past its budget.
+        refused_request(attack, "write", expect).await;
+    }
+}
+
+#[tokio::test]
+async fn a_huge_context_write_is_refused_naming_the_plugin() {
+    refused_request("context", "none", "plugin `hostile`: context write refused: value of `4194304` bytes").await;
+}
+
+#[tokio::test]
+async fn read_and_none_plugins_cannot_change_roles_names_or_tool_calls() {
+    for messages in ["read", "none"] {
+        for (attack, expect) in [
+            ("role", "`$.messages[0].role`"),
+            ("rename", "`$.messages[0].name`"),
+            ("tool-calls", "`$.messages[0].tool_calls`"),
+        ] {
+            refused_request(attack, messages, expect).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_post_response_is_refused() {
+    let (host, _d) = request_host("respond-extra", "write").await;
+    for _ in 0..ROUNDS {
+        let ctx = RequestContext::new("m").with_caller("alice");
+        let resp = host.run_request(&ctx, request("mail bob@example.org"), echo).await.unwrap();
+        assert_eq!(text(&resp), "echo: mail [EMAIL]");
+        assert_eq!(resp.extra, None);
+        assert!(hostile_action(&ctx, "post-response").contains("`$.extra`"), "{:?}", ctx.trace());
+    }
+    // pre-request (continue) and post-response (refused) per request, and
+    // `provider-type` at load.
+    let stats = host.plugin("hostile").unwrap().stats();
+    assert_eq!((stats.calls, stats.errors), (ROUNDS * 2 + 1, ROUNDS), "{stats:?}");
+}
+
+fn chunk(text: &str) -> StreamChunk {
+    StreamChunk {
+        index: 0,
+        role: None,
+        content: Some(text.into()),
+        tool_calls: vec![],
+        finish_reason: None,
+        usage: None,
+    }
+}
+
+/// `ROUNDS` chunks through a stream host doing `attack`: each refused with
+/// `expect`, each then uppercased by the guard. Returns what the hostile
+/// plugin saw of the chunk text.
+async fn refused_chunk(attack: &str, messages: &str, expect: &str) -> Option<String> {
+    let (host, _d) = stream_host(attack, messages).await;
+    let mut seen = None;
+    for _ in 0..ROUNDS {
+        let ctx = RequestContext::new("m");
+        let out = host.on_chunk(&ctx, chunk("secret")).await.unwrap();
+        assert_eq!(out.unwrap().content.as_deref(), Some("SECRET"), "{attack}: the guard ran on the real chunk");
+        let action = hostile_action(&ctx, "on-chunk");
+        assert!(action.starts_with("failed-open:") && action.contains(expect), "{attack}: {action}");
+        seen = ctx.get("seen");
+    }
+    counted_once(&host, ROUNDS, false);
+    seen
+}
+
+#[tokio::test]
+async fn chunks_are_charged_and_need_write_to_change() {
+    refused_chunk("chunk-tool-calls", "write", "`$.modify.tool_calls[0].arguments`").await;
+    let seen = refused_chunk("rewrite-chunk", "none", "`$.modify.content`").await;
+    assert_eq!(seen.as_deref(), Some(""), "a `none` plugin must not read chunk text");
+    let seen = refused_chunk("rewrite-chunk", "read", "`$.modify.content`").await;
+    assert_eq!(seen.as_deref(), Some("secret"));
+    refused_chunk("drop-chunk", "read", "dropping a chunk").await;
+}
+
+#[tokio::test]
+async fn end_of_stream_chunks_are_charged_and_need_write() {
+    for (attack, messages, expect) in
+        [("end-chunks", "write", "max-output of 1024 bytes"), ("append", "none", "appending chunks")]
+    {
+        let (host, _d) = stream_host(attack, messages).await;
+        for _ in 0..ROUNDS {
+            let ctx = RequestContext::new("m");
+            let out = host.on_stream_end(&ctx, None).await.unwrap();
+            let texts: Vec<_> = out.iter().map(|c| c.content.clone().unwrap_or_default()).collect();
+            assert_eq!(texts, [" [end:guard]"], "{attack}: only the guard appends");
+            let action = hostile_action(&ctx, "on-stream-end");
+            assert!(action.starts_with("failed-open:") && action.contains(expect), "{attack}: {action}");
+        }
+        counted_once(&host, ROUNDS, false);
+    }
+}
+
+#[tokio::test]
+async fn tool_answers_are_charged_json_and_need_write() {
+    for (attack, messages, expect, saw) in [
+        ("tool-answer", "write", "`$.answer`", "{\"path\":\"/etc\"}"),
+        ("tool-not-json", "write", "`$.answer` is not valid JSON", "{\"path\":\"/etc\"}"),
+        ("rewrite-tool", "none", "rewriting a tool call", ""),
+        ("answer-tool", "read", "answering a tool call", "{\"path\":\"/etc\"}"),
+    ] {
+        let (host, _d) = stream_host(attack, messages).await;
+        for _ in 0..ROUNDS {
+            let ctx = RequestContext::new("m");
+            let call = ToolCall { id: "1".into(), name: "read_file".into(), arguments: "{\"path\":\"/etc\"}".into() };
+            match host.on_tool_call(&ctx, call).await.unwrap() {
+                ToolDecision::Denied { plugin, .. } => assert_eq!(plugin, "guard", "{attack}"),
+                other => panic!("{attack}: the guard must decide, got {other:?}"),
+            }
+            let action = hostile_action(&ctx, "on-tool-call");
+            assert!(action.starts_with("failed-open:") && action.contains(expect), "{attack}: {action}");
+            assert_eq!(ctx.get("seen").as_deref(), Some(saw), "{attack}: what the plugin read of the arguments");
+        }
+        counted_once(&host, ROUNDS, false);
+    }
+}
+
+async fn provider_host(attack: &str, messages: &str, max_output: &str, timeout: &str) -> (Host, PluginDir) {
+    let manifest = hostile(attack, messages, max_output).replace("timeout: 2s", &format!("timeout: {timeout}"));
+    load(&[("hostile", plugbox_artifacts::HOSTILE_OUTPUT, manifest)]).await
+}
+
+#[tokio::test]
+async fn a_provider_without_message_access_does_not_read_the_prompt() {
+    for (messages, saw) in [("none", ""), ("read", "secret prompt")] {
+        let (host, _d) = provider_host("none", messages, "1KiB", "2s").await;
+        let ctx = RequestContext::new("m");
+        let resp = host.complete(&ctx, "hostile", &request("secret prompt")).await.unwrap();
+        assert_eq!(text(&resp), saw, "{messages}");
+        assert_eq!(ctx.get("seen").as_deref(), Some(saw), "{messages}");
+        let ctx = RequestContext::new("m");
+        let chunks = host.complete_stream(&ctx, "hostile", &request("secret prompt")).await.unwrap();
+        assert_eq!(chunks[0].content.as_deref(), Some(saw), "{messages}");
+    }
+}
+
+fn invalid_output(result: Result<impl std::fmt::Debug, RequestError>) -> String {
+    match result {
+        Err(RequestError::Plugin(f)) => match f.kind {
+            FailureKind::InvalidOutput(m) => m,
+            other => panic!("expected invalid output, got {other:?}"),
+        },
+        other => panic!("expected a plugin failure, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn provider_output_is_bounded_in_bytes_and_time() {
+    let before = Bounds::now();
+    // A complete response past max-output.
+    let (host, _d) = provider_host("complete-huge", "read", "1KiB", "2s").await;
+    let e = invalid_output(host.complete(&RequestContext::new("m"), "hostile", &request("x")).await);
+    assert!(e.contains("`$.choices[0].message.content`"), "{e}");
+
+    // A stream without end: cut off once its chunks pass max-output (1 MiB:
+    // the 17th chunk of 64 KiB), never collected whole.
+    let (host, _d) = provider_host("stream-flood", "read", "1MiB", "5s").await;
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        let e = invalid_output(host.complete_stream(&RequestContext::new("m"), "hostile", &request("x")).await);
+        assert!(e.contains("`$.stream[15].content`") && e.contains("max-output of 1048576 bytes"), "{e}");
+        assert_fast("a flooding stream", started.elapsed(), Duration::from_secs(3));
+    }
+    counted_once(&host, ROUNDS, false);
+
+    // A stream that never yields: its deadline covers the whole stream.
+    let (host, _d) = provider_host("stream-hang", "read", "1KiB", "200ms").await;
+    let started = Instant::now();
+    match host.complete_stream(&RequestContext::new("m"), "hostile", &request("x")).await {
+        Err(RequestError::Plugin(f)) => assert!(matches!(f.kind, FailureKind::Timeout(_)), "{f}"),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert_fast("a hanging stream", started.elapsed(), Duration::from_secs(2));
+    before.assert_within(64, 512 * MIB);
+}
+
+#[tokio::test]
+async fn repeated_attacks_keep_memory_descriptors_and_latency_bounded() {
+    // 16 MiB of `extra` per request, 24 requests: 384 MiB if anything kept it.
+    let manifest = hostile("extra", "write", "1KiB").replace("default: 4194304", "default: 16777216");
+    // No quarantine: every request really gets the oversized answer.
+    let breaker = plugbox_host::BreakerConfig { threshold: 0, ..Default::default() };
+    let (host, _d) = load_with(
+        builder().circuit_breaker(breaker),
+        &[
+            ("hostile", plugbox_artifacts::HOSTILE_OUTPUT, manifest),
+            ("rate-limit", plugbox_artifacts::RATE_LIMIT, rate_limiter()),
+            ("pii-redact", plugbox_artifacts::PII_REDACT, redactor()),
+        ],
+    )
+    .await;
+    let ctx = RequestContext::new("m").with_caller("alice");
+    host.run_request(&ctx, request("warm up"), echo).await.unwrap();
+    let before = Bounds::now();
+    for _ in 0..24 {
+        let ctx = RequestContext::new("m").with_caller("alice");
+        let started = Instant::now();
+        let resp = host.run_request(&ctx, request("mail bob@example.org"), echo).await.unwrap();
+        assert_fast("a request after an oversized answer", started.elapsed(), Duration::from_secs(5));
+        assert_eq!(text(&resp), "echo: mail [EMAIL]");
+    }
+    before.assert_within(16, 192 * MIB);
+    let stats = host.plugin("hostile").unwrap().stats();
+    assert_eq!((stats.calls, stats.errors), (26, 25), "{stats:?}");
+    assert_eq!(host.plugin("pii-redact").unwrap().stats().errors, 0);
+    assert_eq!(host.plugin("rate-limit").unwrap().stats().errors, 0);
+}
+
+#[tokio::test]
+async fn context_limits_can_be_set_by_the_embedder() {
+    let dir = PluginDir::new();
+    dir.add("hostile", plugbox_artifacts::HOSTILE_OUTPUT, &hostile("context", "none", "1KiB"));
+    let limits = plugbox_host::ContextLimits { max_value: 8 << 20, max_total: 8 << 20, ..Default::default() };
+    let host = builder().pipeline(PipelineConfig { context_limits: limits, ..Default::default() }).build().unwrap();
+    host.load_dir(dir.path()).await.unwrap();
+    let ctx = RequestContext::new("m");
+    host.run_request(&ctx, request("x"), echo).await.unwrap();
+    assert_eq!(ctx.get("big").map(|v| v.len()), Some(4 << 20), "the raised limit lets 4 MiB through");
+    assert!(ctx.context_bytes() >= 4 << 20);
+}
