@@ -22,6 +22,7 @@ use crate::breaker::{Breaker, BreakerConfig, BreakerState};
 use crate::capability::Capabilities;
 use crate::engine::{CompileSource, EPOCH_TICK, ExecOptions};
 use crate::imports::kv::KvNamespace;
+use crate::imports::resources::{AfterCall, PluginResources};
 use crate::imports::{ContextMap, DeviceReports, StoreState};
 use crate::manifest::{Hook, Manifest, ResolvedLimits};
 pub use crate::failure::{FailureKind, PluginFailure};
@@ -69,6 +70,9 @@ pub struct StatsSnapshot {
     pub mean_call_micros: u64,
     /// Failures since the last success.
     pub consecutive_failures: u32,
+    /// Log lines (the `log` import, stdout, stderr) dropped by the rate limit
+    /// or a full host log queue.
+    pub log_lines_dropped: u64,
     /// Where the plugin's circuit breaker stands.
     pub breaker: BreakerState,
 }
@@ -78,6 +82,7 @@ impl PluginStats {
         let calls = self.calls.load(Ordering::Relaxed);
         StatsSnapshot {
             consecutive_failures: breaker.consecutive_failures(),
+            log_lines_dropped: 0,
             breaker: breaker.state(),
             calls,
             errors: self.errors.load(Ordering::Relaxed),
@@ -186,6 +191,8 @@ pub struct LoadedPlugin {
     pub(crate) exports: ExportIndices,
     pub(crate) kv: KvNamespace,
     pub(crate) devices: DeviceReports,
+    /// Log, outgoing HTTP and data-directory state shared by its instances.
+    pub(crate) resources: Arc<PluginResources>,
     breaker: Breaker,
     exec: ExecOptions,
     /// The network grant, shared by every instance's `wasi:http` hooks.
@@ -210,6 +217,7 @@ pub(crate) struct PluginParts {
     pub exports: ExportIndices,
     pub kv: KvNamespace,
     pub devices: DeviceReports,
+    pub resources: Arc<PluginResources>,
     pub breaker: BreakerConfig,
     pub exec: ExecOptions,
     pub fingerprint: [u8; 32],
@@ -239,6 +247,7 @@ impl LoadedPlugin {
             exports: p.exports,
             kv: p.kv,
             devices: p.devices,
+            resources: p.resources,
             fingerprint: p.fingerprint,
             shut_down: Default::default(),
             idle: Mutex::new(Vec::new()),
@@ -283,7 +292,11 @@ impl LoadedPlugin {
     }
     /// A point-in-time copy of the plugin's counters and breaker state.
     pub fn stats(&self) -> StatsSnapshot {
-        self.stats.snapshot(&self.breaker)
+        StatsSnapshot { log_lines_dropped: self.resources.log_dropped(), ..self.stats.snapshot(&self.breaker) }
+    }
+    /// The bounds on host resources (kv, log, outgoing HTTP, data directory) that apply to this plugin.
+    pub fn resource_limits(&self) -> &crate::ResourceLimits {
+        &self.resources.limits
     }
 
     /// Records a failure the caller detected in a hook's answer (an error it
@@ -329,7 +342,7 @@ impl LoadedPlugin {
     /// Creates, instantiates and initialises a fresh instance.
     pub(crate) async fn instantiate(&self) -> Result<Live, PluginFailure> {
         let hook = "init";
-        let wasi = self.caps.wasi_ctx(&self.name).map_err(|e| self.failure(hook, FailureKind::Error(e.to_string())))?;
+        let wasi = self.caps.wasi_ctx(&self.name, &self.resources).map_err(|e| self.failure(hook, FailureKind::Error(e.to_string())))?;
         let limits = StoreLimitsBuilder::new()
             .memory_size(usize::try_from(self.limits.memory).unwrap_or(usize::MAX))
             .trap_on_grow_failure(true)
@@ -340,10 +353,15 @@ impl LoadedPlugin {
             table: Default::default(),
             limits,
             kv: self.kv.clone(),
+            log: self.resources.log.clone(),
             devices: self.devices.clone(),
             context: None,
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
-            net: crate::imports::http::NetHooks { plugin: self.name.clone(), allowed: self.network.clone() },
+            net: crate::imports::http::NetHooks {
+                plugin: self.name.clone(),
+                allowed: self.network.clone(),
+                permits: self.resources.http.clone(),
+            },
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
@@ -475,21 +493,44 @@ impl LoadedPlugin {
         // The epoch deadline stops wasm code; the outer timeout also covers time
         // spent awaiting in host imports.
         let outcome = tokio::time::timeout(remaining + EPOCH_TICK * 2, invoke.invoke(&mut live)).await;
-        match outcome {
-            Ok(Ok(value)) => {
-                live.store.data_mut().context = None;
+        live.store.data_mut().context = None;
+        let after = self.after_call(&mut live).await;
+        match (outcome, after) {
+            (Ok(Ok(value)), AfterCall::Park) => {
                 self.park(live);
                 Ok(value)
             }
-            Ok(Err(e)) => {
+            (Ok(Ok(value)), AfterCall::Discard) => {
+                self.stats.instances_discarded.fetch_add(1, Ordering::Relaxed);
+                Ok(value)
+            }
+            (Ok(Ok(_)), AfterCall::Fail(why)) => {
+                self.stats.instances_discarded.fetch_add(1, Ordering::Relaxed);
+                Err(self.failure(I::HOOK, FailureKind::ResourceLimit(why)))
+            }
+            (Ok(Err(e)), _) => {
                 self.stats.instances_discarded.fetch_add(1, Ordering::Relaxed);
                 Err(self.failure(I::HOOK, classify(&e, self.limits.memory, timeout)))
             }
-            Err(_) => {
+            (Err(_), _) => {
                 self.stats.instances_discarded.fetch_add(1, Ordering::Relaxed);
                 Err(self.failure(I::HOOK, FailureKind::Timeout(timeout)))
             }
         }
+    }
+
+    /// The resource checks after a call (see `PluginResources::after_call`):
+    /// outgoing HTTP still owned by the instance, the data directory's quota.
+    /// When the data directory switched between read-write and read-only,
+    /// the idle instances (opened the old way) are dropped.
+    async fn after_call(&self, live: &mut Live) -> AfterCall {
+        let mut pool_stale = false;
+        let verdict = self.resources.after_call(&self.name, &mut live.store.data_mut().table, &mut pool_stale).await;
+        if pool_stale {
+            let stale = std::mem::take(&mut *self.idle.lock());
+            self.stats.instances_discarded.fetch_add(stale.len() as u64, Ordering::Relaxed);
+        }
+        verdict
     }
 
     /// Calls `shutdown` on every idle instance and empties the pool.
