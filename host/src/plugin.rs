@@ -526,11 +526,15 @@ impl LoadedPlugin {
     async fn after_call(&self, live: &mut Live) -> AfterCall {
         let mut pool_stale = false;
         let verdict = self.resources.after_call(&self.name, &mut live.store.data_mut().table, &mut pool_stale).await;
-        if pool_stale {
-            let stale = std::mem::take(&mut *self.idle.lock());
-            self.stats.instances_discarded.fetch_add(stale.len() as u64, Ordering::Relaxed);
+        if !pool_stale {
+            return verdict;
         }
-        verdict
+        let stale = std::mem::take(&mut *self.idle.lock());
+        self.stats.instances_discarded.fetch_add(stale.len() as u64, Ordering::Relaxed);
+        match verdict {
+            AfterCall::Park => AfterCall::Discard, // this instance was opened the old way too
+            other => other,
+        }
     }
 
     /// Calls `shutdown` on every idle instance and empties the pool.

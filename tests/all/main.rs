@@ -10,6 +10,7 @@ mod loader;
 mod manifest;
 mod pipeline;
 mod reload;
+mod resources;
 mod sandbox;
 
 use std::path::{Path, PathBuf};

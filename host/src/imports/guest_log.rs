@@ -166,9 +166,17 @@ impl PluginLog {
         true
     }
 
-    fn drop_line(&self, why: &str) {
+    fn drop_line(&self, rate_limited: bool) {
         self.dropped.fetch_add(1, Ordering::Relaxed);
         if !self.warned.swap(true, Ordering::Relaxed) {
+            let l = &self.limits;
+            let why = match rate_limited {
+                true => format!(
+                    "over the rate limit of {} lines/s (burst {}) and {} bytes/s (burst {})",
+                    l.lines_per_second, l.burst, l.bytes_per_second, l.byte_burst
+                ),
+                false => "the host's log queue is full".to_string(),
+            };
             tracing::warn!(plugin = &*self.plugin, "dropping log lines: {why} (counted in log_lines_dropped)");
         }
     }
@@ -182,17 +190,16 @@ impl PluginLog {
     /// Like [`emit`](Self::emit) for a line whose last `cut` bytes the caller
     /// already dropped.
     pub(crate) fn emit_cut(&self, level: Level, stream: Option<&'static str>, text: &[u8], cut: usize) {
-        let text = truncate(text, usize::try_from(self.limits.max_line).unwrap_or(usize::MAX), cut);
-        if !self.admit(text.len()) {
-            return self.drop_line(&format!(
-                "over the rate limit of {} lines/s (burst {}) and {} bytes/s",
-                self.limits.lines_per_second, self.limits.burst, self.limits.bytes_per_second
-            ));
+        let max = usize::try_from(self.limits.max_line).unwrap_or(usize::MAX);
+        // What the line will weigh once cut (the marker is not charged).
+        if !self.admit(text.len().min(max)) {
+            return self.drop_line(true);
         }
+        let text = truncate(text, max, cut);
         let q = queue();
         if q.bytes.fetch_add(text.len(), Ordering::Relaxed) + text.len() > QUEUE_BYTES {
             q.bytes.fetch_sub(text.len(), Ordering::Relaxed);
-            return self.drop_line("the host's log queue is full");
+            return self.drop_line(false);
         }
         let len = text.len();
         let dispatch = tracing::dispatcher::get_default(|d| d.clone());
@@ -201,7 +208,7 @@ impl PluginLog {
             Ok(()) => self.warned.store(false, Ordering::Relaxed),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 q.bytes.fetch_sub(len, Ordering::Relaxed);
-                self.drop_line("the host's log queue is full");
+                self.drop_line(false);
             }
         }
     }
