@@ -342,7 +342,10 @@ impl LoadedPlugin {
     /// Creates, instantiates and initialises a fresh instance.
     pub(crate) async fn instantiate(&self) -> Result<Live, PluginFailure> {
         let hook = "init";
-        let wasi = self.caps.wasi_ctx(&self.name, &self.resources).map_err(|e| self.failure(hook, FailureKind::Error(e.to_string())))?;
+        let wasi = self
+            .caps
+            .wasi_ctx(&self.name, &self.resources)
+            .map_err(|e| self.failure(hook, FailureKind::Error(e.to_string())))?;
         let limits = StoreLimitsBuilder::new()
             .memory_size(usize::try_from(self.limits.memory).unwrap_or(usize::MAX))
             .trap_on_grow_failure(true)

@@ -71,7 +71,10 @@ async fn kv_flood_stops_at_the_quota() {
     let host = builder().policy(policy).build().unwrap();
     loaded(&host, dir.path()).await;
     let out = outcome(&attack(&host).await, op);
-    assert!(out.starts_with("err:stored 786432: ") && out.contains("kv quota: `4` keys is over the `keys` limit of 3"), "{out}");
+    assert!(
+        out.starts_with("err:stored 786432: ") && out.contains("kv quota: `4` keys is over the `keys` limit of 3"),
+        "{out}"
+    );
     assert_eq!(host.plugin("hog").unwrap().resource_limits().kv.keys, 3);
 }
 
@@ -163,7 +166,7 @@ async fn pending_outgoing_requests_are_capped_and_not_kept_by_idle_instances() {
     let host = host();
     loaded(&host, dir.path()).await;
     let before = Bounds::now();
-    for _ in 0..300 {
+    for _ in 0..200 {
         let out = outcome(&attack(&host).await, &hold);
         assert!(out.starts_with("ok:accepted") || out.contains("ConnectionLimitReached"), "{out}");
     }
@@ -171,7 +174,7 @@ async fn pending_outgoing_requests_are_capped_and_not_kept_by_idle_instances() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     before.assert_within(64, 64 * MIB);
     let stats = host.plugin("hog").unwrap().stats();
-    assert!(stats.instances_discarded >= 300, "an instance holding requests is not pooled: {stats:?}");
+    assert!(stats.instances_discarded >= 200, "an instance holding requests is not pooled: {stats:?}");
     assert_eq!(host.plugin("hog").unwrap().idle_instances(), 0);
     drop(listener);
 }

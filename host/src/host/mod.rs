@@ -153,7 +153,8 @@ impl HostBuilder {
             .map_err(|e| Error::Engine(format!("{e:#}")))?;
         PluginWorld::add_to_linker::<_, wasmtime::component::HasSelf<StoreState>>(&mut linker, |s| s)
             .map_err(|e| Error::Engine(format!("{e:#}")))?;
-        let host_http = self.policy.resources.http.host_concurrent.unwrap_or(crate::HttpLimits::DEFAULT.host_concurrent);
+        let host_http =
+            self.policy.resources.http.host_concurrent.unwrap_or(crate::HttpLimits::DEFAULT.host_concurrent);
         let outgoing_http = Arc::new(tokio::sync::Semaphore::new(host_http as usize));
         Ok(Host {
             inner: Arc::new(HostInner {

@@ -133,8 +133,7 @@ pub(crate) struct PluginLog {
 
 impl PluginLog {
     pub(crate) fn new(plugin: Arc<str>, limits: LogLimits) -> Self {
-        let buckets =
-            Buckets { lines: f64::from(limits.burst), bytes: limits.byte_burst as f64, at: Instant::now() };
+        let buckets = Buckets { lines: f64::from(limits.burst), bytes: limits.byte_burst as f64, at: Instant::now() };
         PluginLog {
             plugin,
             limits,

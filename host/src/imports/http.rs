@@ -69,10 +69,16 @@ impl HttpPermits {
     /// One permit of each, or the limit that refused it.
     fn take(&self) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), String> {
         let plugin = self.plugin.clone().try_acquire_owned().map_err(|_| {
-            format!("the plugin's limit of {} concurrent outgoing requests (`resources.http.concurrent`)", self.plugin_max)
+            format!(
+                "the plugin's limit of {} concurrent outgoing requests (`resources.http.concurrent`)",
+                self.plugin_max
+            )
         })?;
         let host = self.host.clone().try_acquire_owned().map_err(|_| {
-            format!("the host-wide limit of {} concurrent outgoing requests (`resources.http.host-concurrent`)", self.host_max)
+            format!(
+                "the host-wide limit of {} concurrent outgoing requests (`resources.http.host-concurrent`)",
+                self.host_max
+            )
         })?;
         Ok((plugin, host))
     }

@@ -59,7 +59,8 @@ impl KvQuota {
     pub const DEFAULT: KvQuota = KvQuota { bytes: 4 << 20, keys: 10_000, value_size: 256 << 10, key_size: 512 };
 
     /// No limit at all (for tools and tests that use a store directly).
-    pub const UNLIMITED: KvQuota = KvQuota { bytes: u64::MAX, keys: u64::MAX, value_size: u64::MAX, key_size: u64::MAX };
+    pub const UNLIMITED: KvQuota =
+        KvQuota { bytes: u64::MAX, keys: u64::MAX, value_size: u64::MAX, key_size: u64::MAX };
 
     /// The stateless part of the quota: key length and value size.
     pub fn check_entry(&self, key: &str, value_len: usize) -> Result<(), KvError> {

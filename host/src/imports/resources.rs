@@ -22,9 +22,9 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use wasmtime::component::ResourceTable;
 
+use super::guest_log::{LogLimits, PluginLog};
 use super::http::{HttpLimits, HttpPermits, holds_http};
 use super::kv::KvQuota;
-use super::guest_log::{LogLimits, PluginLog};
 
 /// Default disk quota of a plugin's data directory: 64 MiB.
 pub const DEFAULT_DATA_DIR_QUOTA: u64 = 64 << 20;
