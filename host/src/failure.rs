@@ -40,6 +40,10 @@ pub enum FailureKind {
     /// has no permission for, oversize output ...).
     #[error("invalid output: {0}")]
     InvalidOutput(String),
+    /// The call left a host resource of the plugin over its limit (its data
+    /// directory over its disk quota); the message names the limit.
+    #[error("over a resource limit: {0}")]
+    ResourceLimit(String),
     /// Every instance was busy for the whole deadline.
     #[error("all {0} instances busy until the deadline")]
     Busy(u32),

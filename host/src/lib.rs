@@ -73,7 +73,9 @@ pub use devices::{Admission, DeviceOptions, DeviceSnapshot, GpuBackend};
 pub use devtools::sample_hook_input;
 pub use error::{Error, Result};
 pub use host::{Host, HostBuilder, LoadFailure, LoadReport};
-pub use imports::kv::{KvError, KvStore, MemoryKv};
+pub use imports::kv::{KvError, KvFuture, KvQuota, KvStore, KvUsage, MemoryKv};
+pub use imports::resources::ResourceLimits;
+pub use imports::{HttpLimits, LogLimits};
 pub use manifest::{Hook, Manifest};
 pub use models::{ModelConfig, ModelSet};
 pub use pipeline::{

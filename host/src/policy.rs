@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::imports::resources::ResourceLimits;
 use crate::manifest::{HostPattern, Limits, MessageAccess, ResolvedLimits};
 
 /// Operator policy, usually read from a YAML file (`plugbox --policy FILE`).
@@ -32,6 +33,11 @@ pub struct Policy {
     /// 16 MiB output.
     #[serde(default)]
     pub limits: Limits,
+    /// Host resources every plugin gets (kv quota, log rate, outgoing HTTP,
+    /// data-directory quota); unset values keep [`ResourceLimits::DEFAULT`].
+    /// A plugin's own `resources` section overrides these.
+    #[serde(default)]
+    pub resources: ResourcePolicy,
     /// Per-plugin settings, by plugin name.
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginPolicy>,
@@ -60,6 +66,128 @@ pub struct PluginPolicy {
     /// Tighter limits for this plugin (same syntax as the manifest's `limits`).
     #[serde(default)]
     pub limits: Limits,
+    /// Host resources for this plugin (more or less than the host-wide
+    /// `resources`; `http.host-concurrent` is read from the host-wide section only).
+    #[serde(default)]
+    pub resources: ResourcePolicy,
+}
+
+/// The `resources:` section of a policy (host-wide, or in a plugin's section).
+/// Every value is optional; sizes are integers (bytes) or strings such as `4MiB`.
+///
+/// ```yaml
+/// resources:
+///   kv: { bytes: 4MiB, keys: 10000, value-size: 256KiB, key-size: 512 }
+///   log: { lines-per-second: 100, burst: 1000, bytes-per-second: 256KiB, byte-burst: 1MiB, max-line: 16KiB }
+///   http: { concurrent: 8, host-concurrent: 256 }
+///   data-dir: 64MiB
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ResourcePolicy {
+    /// The kv quota ([`crate::KvQuota`]).
+    #[serde(default)]
+    pub kv: KvPolicy,
+    /// Log size and rate ([`crate::imports::LogLimits`]).
+    #[serde(default)]
+    pub log: LogPolicy,
+    /// Concurrent outgoing HTTP requests ([`crate::imports::HttpLimits`]).
+    #[serde(default)]
+    pub http: HttpPolicy,
+    /// Disk quota of the plugin's data directory (default 64 MiB).
+    #[serde(default, deserialize_with = "de_size")]
+    pub data_dir: Option<u64>,
+}
+
+/// `resources.kv`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct KvPolicy {
+    /// Key plus value bytes of all keys (default 4 MiB).
+    #[serde(default, deserialize_with = "de_size")]
+    pub bytes: Option<u64>,
+    /// Number of keys (default 10,000).
+    #[serde(default)]
+    pub keys: Option<u64>,
+    /// Largest value (default 256 KiB).
+    #[serde(default, deserialize_with = "de_size")]
+    pub value_size: Option<u64>,
+    /// Longest key (default 512 bytes).
+    #[serde(default, deserialize_with = "de_size")]
+    pub key_size: Option<u64>,
+}
+
+/// `resources.log`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LogPolicy {
+    /// Sustained lines per second (default 100).
+    #[serde(default)]
+    pub lines_per_second: Option<u32>,
+    /// Lines at once after a quiet period (default 1,000).
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// Sustained bytes per second (default 256 KiB).
+    #[serde(default, deserialize_with = "de_size")]
+    pub bytes_per_second: Option<u64>,
+    /// Bytes at once after a quiet period (default 1 MiB).
+    #[serde(default, deserialize_with = "de_size")]
+    pub byte_burst: Option<u64>,
+    /// Longest line kept (default 16 KiB).
+    #[serde(default, deserialize_with = "de_size")]
+    pub max_line: Option<u64>,
+}
+
+/// `resources.http`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HttpPolicy {
+    /// Outgoing requests one plugin may have open at once (default 8).
+    #[serde(default)]
+    pub concurrent: Option<u32>,
+    /// Outgoing requests all plugins may have open at once (default 256; host-wide section only).
+    #[serde(default)]
+    pub host_concurrent: Option<u32>,
+}
+
+fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match Option::<Size>::deserialize(d)? {
+        None => Ok(None),
+        Some(Size::Bytes(n)) => Ok(Some(n)),
+        Some(Size::Text(t)) => t
+            .parse::<bytesize::ByteSize>()
+            .map(|b| Some(b.as_u64()))
+            .map_err(|e| serde::de::Error::custom(format!("invalid size `{t}`: {e}"))),
+    }
+}
+
+impl ResourcePolicy {
+    /// `base` with the values this section sets.
+    fn apply(&self, mut base: ResourceLimits) -> ResourceLimits {
+        fn set<T: Copy>(to: &mut T, from: Option<T>) {
+            if let Some(v) = from {
+                *to = v;
+            }
+        }
+        set(&mut base.kv.bytes, self.kv.bytes);
+        set(&mut base.kv.keys, self.kv.keys);
+        set(&mut base.kv.value_size, self.kv.value_size);
+        set(&mut base.kv.key_size, self.kv.key_size);
+        set(&mut base.log.lines_per_second, self.log.lines_per_second);
+        set(&mut base.log.burst, self.log.burst);
+        set(&mut base.log.bytes_per_second, self.log.bytes_per_second);
+        set(&mut base.log.byte_burst, self.log.byte_burst);
+        set(&mut base.log.max_line, self.log.max_line);
+        set(&mut base.http.concurrent, self.http.concurrent);
+        set(&mut base.data_dir, self.data_dir);
+        base
+    }
 }
 
 impl Policy {
@@ -71,6 +199,21 @@ impl Policy {
 
     pub(crate) fn for_plugin(&self, name: &str) -> Option<&PluginPolicy> {
         self.plugins.get(name)
+    }
+
+    /// The host resources `plugin` gets: [`ResourceLimits::DEFAULT`], then
+    /// the host-wide `resources`, then the plugin's own `resources`.
+    pub fn resources_for(&self, plugin: &str) -> ResourceLimits {
+        let mut limits = self.resources.apply(ResourceLimits::DEFAULT);
+        if let Some(host) = self.resources.http.host_concurrent {
+            limits.http.host_concurrent = host;
+        }
+        if let Some(p) = self.for_plugin(plugin) {
+            let host_concurrent = limits.http.host_concurrent;
+            limits = p.resources.apply(limits);
+            limits.http.host_concurrent = host_concurrent;
+        }
+        limits
     }
 
     /// Bounds used where the policy sets none.
@@ -148,6 +291,28 @@ plugins:
         let (l, _) = p.cap_limits("untrusted-thing", asked);
         assert_eq!(l.timeout, Duration::from_millis(20));
         assert_eq!(p.for_plugin("untrusted-thing").unwrap().kv, Some(false));
+    }
+
+    #[test]
+    fn resources_default_then_host_then_plugin() {
+        let p: Policy = serde_norway::from_str(
+            "resources:\n  kv: { bytes: 8MiB }\n  log: { lines-per-second: 10 }\n  http: { host-concurrent: 16 }\n\
+             plugins:\n  big:\n    resources:\n      kv: { bytes: 64MiB, keys: 5 }\n      data-dir: 1GiB\n\
+             \x20     http: { concurrent: 2, host-concurrent: 1000 }\n",
+        )
+        .unwrap();
+        let any = p.resources_for("any");
+        assert_eq!(any.kv.bytes, 8 << 20);
+        assert_eq!(any.kv.keys, ResourceLimits::DEFAULT.kv.keys);
+        assert_eq!(any.log.lines_per_second, 10);
+        assert_eq!(any.http.host_concurrent, 16);
+        assert_eq!(any.data_dir, 64 << 20);
+        let big = p.resources_for("big");
+        assert_eq!((big.kv.bytes, big.kv.keys, big.data_dir), (64 << 20, 5, 1 << 30));
+        assert_eq!((big.http.concurrent, big.http.host_concurrent), (2, 16), "host-wide only in the host section");
+        assert_eq!(Policy::default().resources_for("x"), ResourceLimits::DEFAULT);
+        assert!(serde_norway::from_str::<Policy>("resources: { kv: { bytes: lots } }").is_err());
+        assert!(serde_norway::from_str::<Policy>("resources: { kv: { quota: 1 } }").is_err());
     }
 
     #[test]

@@ -143,16 +143,20 @@ async fn metrics_counts_requests_and_tokens_in_kv() {
         .await
         .unwrap();
     }
-    let keys = host.kv().keys("metrics");
+    let keys = host.kv().keys("metrics").await.unwrap();
     assert!(!keys.is_empty());
+    let mut values = std::collections::HashMap::new();
+    for key in &keys {
+        values.insert(key.clone(), String::from_utf8(host.kv().get("metrics", key).await.unwrap().unwrap()).unwrap());
+    }
     let get = |k: &str| {
         let k = keys.iter().find(|key| key.contains(k)).unwrap_or_else(|| panic!("no `{k}` in {keys:?}"));
-        String::from_utf8(host.kv().get("metrics", k).unwrap().unwrap()).unwrap()
+        values[k].clone()
     };
     assert_eq!(get("requests"), "5");
     assert_eq!(get("tokens.completion"), "20");
     // Plugins cannot see each other's namespace: logging stored nothing there.
-    assert!(host.kv().keys("logging").is_empty());
+    assert!(host.kv().keys("logging").await.unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ mod manifest;
 mod output;
 mod pipeline;
 mod reload;
+mod resources;
 mod sandbox;
 
 use std::path::{Path, PathBuf};

@@ -282,7 +282,7 @@ async fn kv_namespaces_are_private() {
     let ctx = attempt(&host, dir.path()).await;
     assert_eq!(outcome(&ctx, "kv-set:secret"), "ok:set");
     assert_eq!(outcome(&ctx, "kv-get:secret"), "ok:absent", "another plugin's key must be invisible");
-    assert_eq!(host.kv().keys("writer"), ["secret"]);
+    assert_eq!(host.kv().keys("writer").await.unwrap(), ["secret"]);
 }
 
 #[tokio::test]

@@ -17,6 +17,7 @@ pub use diff::{CapabilityDiff, Grant};
 
 use crate::error::{Error, Result};
 use crate::imports::LogWriter;
+use crate::imports::resources::PluginResources;
 use crate::manifest::{FsAccess, HostPattern, Manifest, MessageAccess};
 use crate::policy::Policy;
 
@@ -184,12 +185,20 @@ impl Capabilities {
         Ok(caps)
     }
 
+    /// The host path of the plugin's data directory, if it was granted one.
+    pub fn data_dir(&self) -> Option<&Path> {
+        self.preopens.iter().find(|p| p.guest == DATA_DIR_GUEST_PATH).map(|p| p.host.as_path())
+    }
+
     /// Builds the WASI context of one instance. This is the only place grants
-    /// become WASI capabilities.
-    pub(crate) fn wasi_ctx(&self, plugin: &Arc<str>) -> Result<WasiCtx> {
+    /// become WASI capabilities. stdout/stderr go to the plugin's bounded log;
+    /// the data directory is read-only while it is over its disk quota.
+    pub(crate) fn wasi_ctx(&self, plugin: &Arc<str>, resources: &PluginResources) -> Result<WasiCtx> {
         let mut b = WasiCtxBuilder::new();
-        b.stdout(LogWriter::new(plugin.clone(), "stdout"))
-            .stderr(LogWriter::new(plugin.clone(), "stderr"))
+        let max_line = resources.limits.log.max_line;
+        let data_read_only = resources.data_read_only();
+        b.stdout(LogWriter::new(resources.log.clone(), "stdout", max_line))
+            .stderr(LogWriter::new(resources.log.clone(), "stderr", max_line))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
@@ -199,6 +208,7 @@ impl Capabilities {
         for p in &self.preopens {
             let perms = match p.access {
                 FsAccess::Read => FsPerms::ReadOnly,
+                FsAccess::ReadWrite if data_read_only && p.guest == DATA_DIR_GUEST_PATH => FsPerms::ReadOnly,
                 FsAccess::ReadWrite => FsPerms::ReadWrite,
             };
             b.preopened_dir(&p.host, &p.guest, perms).map_err(|e| Error::Component {

@@ -217,6 +217,9 @@ pub fn print_statuses(host: &Host, failed: bool) {
                 );
             }
         }
+        if let Some(dropped) = host.plugin(&s.name).map(|p| p.stats().log_lines_dropped).filter(|n| *n > 0) {
+            println!("{:<18} dropped {dropped} log lines (over its log rate, or the host's log queue was full)", "");
+        }
         if let Some(e) = &s.last_error {
             println!("{:<18} last error ({}): {}", "", humantime::format_rfc3339_seconds(e.at), e.message);
         }

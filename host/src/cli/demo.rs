@@ -252,11 +252,11 @@ pub async fn run(builder: HostBuilder, plugins: Option<&Path>) -> Result<ExitCod
             s.mean_call_micros
         );
     }
-    let metrics = host.kv().keys("metrics");
+    let metrics = host.kv().keys("metrics").await.unwrap_or_default();
     if !metrics.is_empty() {
         println!("\nwhat the metrics plugin stored in its kv namespace:");
         for key in metrics {
-            if let Ok(Some(v)) = host.kv().get("metrics", &key) {
+            if let Ok(Some(v)) = host.kv().get("metrics", &key).await {
                 println!("  {key} = {}", String::from_utf8_lossy(&v));
             }
         }

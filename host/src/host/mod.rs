@@ -177,6 +177,9 @@ impl HostBuilder {
             .map_err(|e| Error::Engine(format!("{e:#}")))?;
         PluginWorld::add_to_linker::<_, wasmtime::component::HasSelf<StoreState>>(&mut linker, |s| s)
             .map_err(|e| Error::Engine(format!("{e:#}")))?;
+        let host_http =
+            self.policy.resources.http.host_concurrent.unwrap_or(crate::HttpLimits::DEFAULT.host_concurrent);
+        let outgoing_http = Arc::new(tokio::sync::Semaphore::new(host_http as usize));
         Ok(Host {
             inner: Arc::new(HostInner {
                 engine,
@@ -185,6 +188,7 @@ impl HostBuilder {
                 pipeline: self.pipeline,
                 plugin_config: RwLock::new(self.plugin_config),
                 kv: self.kv,
+                outgoing_http,
                 data_root: self.data_root,
                 breaker: self.breaker,
                 devices: DeviceReports::default(),
@@ -204,8 +208,10 @@ pub(crate) struct HostInner {
     policy: Policy,
     pub(crate) pipeline: PipelineConfig,
     plugin_config: RwLock<BTreeMap<String, Map<String, Value>>>,
-    kv: Arc<dyn KvStore>,
-    data_root: Option<PathBuf>,
+    pub(crate) kv: Arc<dyn KvStore>,
+    /// Host-wide permits for outgoing HTTP requests (`resources.http.host-concurrent`).
+    outgoing_http: Arc<tokio::sync::Semaphore>,
+    pub(crate) data_root: Option<PathBuf>,
     breaker: BreakerConfig,
     pub(crate) devices: DeviceReports,
     pub(crate) device_state: DeviceState,
@@ -214,6 +220,8 @@ pub(crate) struct HostInner {
     pub(crate) reload: ReloadState,
     pub(crate) pools: Arc<PoolSet>,
 }
+
+mod resources;
 
 /// A plugin host. Cheap to clone; all clones share the same plugins.
 #[derive(Clone)]
@@ -359,7 +367,18 @@ impl Host {
         })?;
         let exports = ExportIndices::resolve(&pre, &manifest.hooks)
             .map_err(|message| Error::Component { plugin: name.clone(), message })?;
-        let kv = KvNamespace { store: caps.kv.then(|| self.inner.kv.clone()), namespace: name.clone() };
+        let resource_limits = self.inner.policy.resources_for(&name);
+        let kv = KvNamespace {
+            store: caps.kv.then(|| self.inner.kv.clone()),
+            namespace: name.clone(),
+            quota: resource_limits.kv,
+        };
+        let resources = Arc::new(crate::imports::resources::PluginResources::new(
+            Arc::from(name.as_str()),
+            resource_limits,
+            self.inner.outgoing_http.clone(),
+            caps.data_dir().map(Path::to_path_buf),
+        ));
         let parts = PluginParts {
             config_json: Value::Object(config).to_string(),
             manifest,
@@ -371,6 +390,7 @@ impl Host {
             exports,
             kv,
             devices: self.inner.devices.clone(),
+            resources,
             breaker: self.inner.breaker,
             exec: self.inner.engine.exec,
             fingerprint,

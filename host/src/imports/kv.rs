@@ -4,8 +4,17 @@
 //! caches shared across replicas); [`MemoryKv`] is the in-process default.
 //! A plugin only ever sees a `KvNamespace` (its own), so it cannot name another
 //! plugin's keys, whatever string it passes.
+//!
+//! Every namespace has a [`KvQuota`]: total bytes (keys plus values), key
+//! count, value size and key length. The host checks value size and key
+//! length before it calls the store; the store enforces the totals atomically
+//! with the write (a backend must, or concurrent instances could overshoot).
+//! A write over quota fails with [`KvError::QuotaExceeded`], which the guest
+//! sees as the WIT `kv-error::other` with the same message.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,40 +22,148 @@ use parking_lot::Mutex;
 
 /// Why a kv operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum KvError {
     /// The stored value is not an integer (for `increment`).
     #[error("value is not an integer")]
     NotANumber,
-    /// The store refused the operation (quota, backend failure); the message says why.
+    /// The write would take the namespace past its [`KvQuota`]; the message
+    /// names the limit and the offending value.
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// The store refused the operation (backend failure); the message says why.
     #[error("{0}")]
     Other(String),
 }
 
-/// A key/value backend. Every call names the namespace (the plugin's name).
+/// The most one plugin may keep in its kv namespace.
 ///
-/// Implementations must make `increment` and `compare_and_swap` atomic.
+/// Defaults ([`KvQuota::DEFAULT`]): 4 MiB in all (key and value bytes), 10,000
+/// keys, 256 KiB per value, 512 bytes per key. The operator's policy sets
+/// other values (`resources.kv`, host-wide or per plugin).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct KvQuota {
+    /// Key plus value bytes of all live keys.
+    pub bytes: u64,
+    /// Number of keys.
+    pub keys: u64,
+    /// Largest value.
+    pub value_size: u64,
+    /// Longest key, in bytes.
+    pub key_size: u64,
+}
+
+impl KvQuota {
+    /// 4 MiB, 10,000 keys, 256 KiB per value, 512 B per key.
+    pub const DEFAULT: KvQuota = KvQuota { bytes: 4 << 20, keys: 10_000, value_size: 256 << 10, key_size: 512 };
+
+    /// No limit at all (for tools and tests that use a store directly).
+    pub const UNLIMITED: KvQuota =
+        KvQuota { bytes: u64::MAX, keys: u64::MAX, value_size: u64::MAX, key_size: u64::MAX };
+
+    /// The stateless part of the quota: key length and value size.
+    pub fn check_entry(&self, key: &str, value_len: usize) -> Result<(), KvError> {
+        if key.len() as u64 > self.key_size {
+            return Err(KvError::QuotaExceeded(format!(
+                "kv quota: key of `{}` bytes is over the `key-size` limit of {} bytes",
+                key.len(),
+                self.key_size
+            )));
+        }
+        if value_len as u64 > self.value_size {
+            return Err(KvError::QuotaExceeded(format!(
+                "kv quota: value of `{value_len}` bytes is over the `value-size` limit of {} bytes",
+                self.value_size
+            )));
+        }
+        Ok(())
+    }
+
+    /// The stateful part: whether a namespace using `bytes` in `keys` keys may hold that.
+    pub fn check_totals(&self, bytes: u64, keys: u64) -> Result<(), KvError> {
+        if keys > self.keys {
+            return Err(KvError::QuotaExceeded(format!(
+                "kv quota: `{keys}` keys is over the `keys` limit of {}",
+                self.keys
+            )));
+        }
+        if bytes > self.bytes {
+            return Err(KvError::QuotaExceeded(format!(
+                "kv quota: `{bytes}` bytes is over the `bytes` limit of {} bytes",
+                self.bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Default for KvQuota {
+    fn default() -> Self {
+        KvQuota::DEFAULT
+    }
+}
+
+/// What a namespace holds now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KvUsage {
+    /// Key plus value bytes (of entries not yet swept, expired ones included).
+    pub bytes: u64,
+    /// Number of keys (same caveat).
+    pub keys: u64,
+}
+
+/// The future a [`KvStore`] method returns.
+pub type KvFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, KvError>> + Send + 'a>>;
+
+/// A key/value backend, used as `Arc<dyn KvStore>`. Every call names the
+/// namespace (the plugin's name); every write carries the namespace's quota.
+///
+/// Implementations must make `increment` and `compare_and_swap` atomic, and
+/// enforce [`KvQuota::check_totals`] atomically with each write that grows
+/// the namespace (the host already checked [`KvQuota::check_entry`]).
 pub trait KvStore: Send + Sync + 'static {
     /// The live (unexpired) value of `key`, or `None`.
-    fn get(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>, KvError>;
+    fn get<'a>(&'a self, ns: &'a str, key: &'a str) -> KvFuture<'a, Option<Vec<u8>>>;
     /// Stores a value, replacing any; `ttl` makes it expire (`None`: never).
-    fn set(&self, ns: &str, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<(), KvError>;
-    /// Removes `key`; `true` when a live value was removed.
-    fn delete(&self, ns: &str, key: &str) -> Result<bool, KvError>;
-    /// Atomically adds `delta` to an integer value (missing = 0) and returns the result;
-    /// `ttl` applies when the key is created. [`KvError::NotANumber`] if the value is not an integer.
-    fn increment(&self, ns: &str, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, KvError>;
-    /// Atomically replaces the value with `value` if it still equals `expected`
-    /// (`None`: the key is absent); `true` when it was replaced.
-    fn compare_and_swap(
-        &self,
-        ns: &str,
-        key: &str,
-        expected: Option<&[u8]>,
+    fn set<'a>(
+        &'a self,
+        ns: &'a str,
+        key: &'a str,
         value: Vec<u8>,
         ttl: Option<Duration>,
-    ) -> Result<bool, KvError>;
-    /// Keys currently stored in a namespace (for operators and tests).
-    fn keys(&self, ns: &str) -> Vec<String>;
+        quota: KvQuota,
+    ) -> KvFuture<'a, ()>;
+    /// Removes `key`; `true` when a live value was removed.
+    fn delete<'a>(&'a self, ns: &'a str, key: &'a str) -> KvFuture<'a, bool>;
+    /// Atomically adds `delta` to an integer value (missing = 0) and returns the result;
+    /// `ttl` applies when the key is created. [`KvError::NotANumber`] if the value is not an integer.
+    fn increment<'a>(
+        &'a self,
+        ns: &'a str,
+        key: &'a str,
+        delta: i64,
+        ttl: Option<Duration>,
+        quota: KvQuota,
+    ) -> KvFuture<'a, i64>;
+    /// Atomically replaces the value with `value` if it still equals `expected`
+    /// (`None`: the key is absent); `true` when it was replaced.
+    fn compare_and_swap<'a>(
+        &'a self,
+        ns: &'a str,
+        key: &'a str,
+        expected: Option<Vec<u8>>,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        quota: KvQuota,
+    ) -> KvFuture<'a, bool>;
+    /// Keys currently stored in a namespace, sorted (for operators and tests).
+    fn keys<'a>(&'a self, ns: &'a str) -> KvFuture<'a, Vec<String>>;
+    /// What a namespace holds now.
+    fn usage<'a>(&'a self, ns: &'a str) -> KvFuture<'a, KvUsage>;
+    /// Removes a namespace and everything in it (the plugin was uninstalled,
+    /// or its files were removed).
+    fn drop_namespace<'a>(&'a self, ns: &'a str) -> KvFuture<'a, ()>;
 }
 
 struct Entry {
@@ -60,8 +177,12 @@ impl Entry {
     }
 }
 
+fn entry_bytes(key: &str, value: &[u8]) -> u64 {
+    (key.len() + value.len()) as u64
+}
+
 /// In-memory [`KvStore`]: one map per namespace, expired entries dropped lazily
-/// and swept when a namespace grows.
+/// and swept when a namespace grows or a write would pass the quota.
 #[derive(Default)]
 pub struct MemoryKv {
     namespaces: Mutex<HashMap<String, Arc<Mutex<Namespace>>>>,
@@ -70,24 +191,75 @@ pub struct MemoryKv {
 #[derive(Default)]
 struct Namespace {
     entries: HashMap<String, Entry>,
+    /// Key plus value bytes of `entries`.
+    bytes: u64,
     /// Size at which the next full sweep of expired entries happens.
     sweep_at: usize,
 }
 
 impl Namespace {
+    fn remove(&mut self, key: &str) -> Option<Entry> {
+        let e = self.entries.remove(key)?;
+        self.bytes -= entry_bytes(key, &e.value);
+        Some(e)
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        let mut freed = 0;
+        self.entries.retain(|k, e| {
+            let keep = e.live(now);
+            if !keep {
+                freed += entry_bytes(k, &e.value);
+            }
+            keep
+        });
+        self.bytes -= freed;
+        self.sweep_at = (self.entries.len() * 2).max(1024);
+    }
+
     fn get_live(&mut self, key: &str, now: Instant) -> Option<&mut Entry> {
         if self.entries.get(key).is_some_and(|e| !e.live(now)) {
-            self.entries.remove(key);
+            self.remove(key);
         }
         self.entries.get_mut(key)
     }
 
-    fn insert(&mut self, key: &str, value: Vec<u8>, ttl: Option<Duration>, now: Instant) {
-        if self.entries.len() >= self.sweep_at {
-            self.entries.retain(|_, e| e.live(now));
-            self.sweep_at = (self.entries.len() * 2).max(1024);
+    /// Usage after replacing `key`'s value with one of `len` bytes.
+    fn usage_with(&self, key: &str, len: usize) -> (u64, u64) {
+        match self.entries.get(key) {
+            Some(old) => (self.bytes - old.value.len() as u64 + len as u64, self.entries.len() as u64),
+            None => (self.bytes + key.len() as u64 + len as u64, self.entries.len() as u64 + 1),
         }
+    }
+
+    /// Checks the quota's totals for a write of `len` bytes to `key`, sweeping
+    /// expired entries once before refusing.
+    fn admit(&mut self, key: &str, len: usize, quota: &KvQuota, now: Instant) -> Result<(), KvError> {
+        let (bytes, keys) = self.usage_with(key, len);
+        if quota.check_totals(bytes, keys).is_ok() {
+            return Ok(());
+        }
+        self.sweep(now);
+        let (bytes, keys) = self.usage_with(key, len);
+        quota.check_totals(bytes, keys)
+    }
+
+    fn insert(
+        &mut self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        quota: &KvQuota,
+        now: Instant,
+    ) -> Result<(), KvError> {
+        if self.entries.len() >= self.sweep_at {
+            self.sweep(now);
+        }
+        self.admit(key, value.len(), quota, now)?;
+        self.remove(key);
+        self.bytes += entry_bytes(key, &value);
         self.entries.insert(key.to_string(), Entry { value, expires: ttl.map(|t| now + t) });
+        Ok(())
     }
 }
 
@@ -100,55 +272,58 @@ impl MemoryKv {
     fn ns(&self, ns: &str) -> Arc<Mutex<Namespace>> {
         self.namespaces.lock().entry(ns.to_string()).or_default().clone()
     }
-}
 
-impl KvStore for MemoryKv {
-    fn get(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+    fn get_now(&self, ns: &str, key: &str) -> Option<Vec<u8>> {
         let ns = self.ns(ns);
         let mut ns = ns.lock();
-        Ok(ns.get_live(key, Instant::now()).map(|e| e.value.clone()))
+        ns.get_live(key, Instant::now()).map(|e| e.value.clone())
     }
 
-    fn set(&self, ns: &str, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<(), KvError> {
-        self.ns(ns).lock().insert(key, value, ttl, Instant::now());
-        Ok(())
-    }
-
-    fn delete(&self, ns: &str, key: &str) -> Result<bool, KvError> {
-        let ns = self.ns(ns);
-        let mut ns = ns.lock();
-        let now = Instant::now();
-        Ok(ns.entries.remove(key).is_some_and(|e| e.live(now)))
-    }
-
-    fn increment(&self, ns: &str, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, KvError> {
+    fn increment_now(
+        &self,
+        ns: &str,
+        key: &str,
+        delta: i64,
+        ttl: Option<Duration>,
+        quota: &KvQuota,
+    ) -> Result<i64, KvError> {
         let ns = self.ns(ns);
         let mut ns = ns.lock();
         let now = Instant::now();
-        match ns.get_live(key, now) {
-            Some(entry) => {
-                let current: i64 = std::str::from_utf8(&entry.value)
+        let current = match ns.get_live(key, now) {
+            Some(entry) => Some(
+                std::str::from_utf8(&entry.value)
                     .ok()
-                    .and_then(|s| s.trim().parse().ok())
-                    .ok_or(KvError::NotANumber)?;
-                let next = current.saturating_add(delta);
-                entry.value = next.to_string().into_bytes();
-                Ok(next)
+                    .and_then(|s| s.trim().parse::<i64>().ok())
+                    .ok_or(KvError::NotANumber)?,
+            ),
+            None => None,
+        };
+        let next = current.unwrap_or(0).saturating_add(delta);
+        let bytes = next.to_string().into_bytes();
+        quota.check_entry(key, bytes.len())?;
+        match current {
+            Some(_) => {
+                ns.admit(key, bytes.len(), quota, now)?;
+                let old = ns.entries.get_mut(key).expect("live entry");
+                let old_len = old.value.len() as u64;
+                old.value = bytes;
+                let new_len = old.value.len() as u64;
+                ns.bytes = ns.bytes - old_len + new_len;
             }
-            None => {
-                ns.insert(key, delta.to_string().into_bytes(), ttl, now);
-                Ok(delta)
-            }
+            None => ns.insert(key, bytes, ttl, quota, now)?,
         }
+        Ok(next)
     }
 
-    fn compare_and_swap(
+    fn cas_now(
         &self,
         ns: &str,
         key: &str,
         expected: Option<&[u8]>,
         value: Vec<u8>,
         ttl: Option<Duration>,
+        quota: &KvQuota,
     ) -> Result<bool, KvError> {
         let ns = self.ns(ns);
         let mut ns = ns.lock();
@@ -157,60 +332,183 @@ impl KvStore for MemoryKv {
         if current != expected {
             return Ok(false);
         }
-        ns.insert(key, value, ttl, now);
+        ns.insert(key, value, ttl, quota, now)?;
         Ok(true)
     }
+}
 
-    fn keys(&self, ns: &str) -> Vec<String> {
+fn ready<'a, T: Send + 'a>(r: Result<T, KvError>) -> KvFuture<'a, T> {
+    Box::pin(std::future::ready(r))
+}
+
+impl KvStore for MemoryKv {
+    fn get<'a>(&'a self, ns: &'a str, key: &'a str) -> KvFuture<'a, Option<Vec<u8>>> {
+        ready(Ok(self.get_now(ns, key)))
+    }
+
+    fn set<'a>(
+        &'a self,
+        ns: &'a str,
+        key: &'a str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        quota: KvQuota,
+    ) -> KvFuture<'a, ()> {
+        let r = quota
+            .check_entry(key, value.len())
+            .and_then(|()| self.ns(ns).lock().insert(key, value, ttl, &quota, Instant::now()));
+        ready(r)
+    }
+
+    fn delete<'a>(&'a self, ns: &'a str, key: &'a str) -> KvFuture<'a, bool> {
+        let ns = self.ns(ns);
+        let mut ns = ns.lock();
+        let now = Instant::now();
+        ready(Ok(ns.remove(key).is_some_and(|e| e.live(now))))
+    }
+
+    fn increment<'a>(
+        &'a self,
+        ns: &'a str,
+        key: &'a str,
+        delta: i64,
+        ttl: Option<Duration>,
+        quota: KvQuota,
+    ) -> KvFuture<'a, i64> {
+        ready(self.increment_now(ns, key, delta, ttl, &quota))
+    }
+
+    fn compare_and_swap<'a>(
+        &'a self,
+        ns: &'a str,
+        key: &'a str,
+        expected: Option<Vec<u8>>,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        quota: KvQuota,
+    ) -> KvFuture<'a, bool> {
+        let r = quota
+            .check_entry(key, value.len())
+            .and_then(|()| self.cas_now(ns, key, expected.as_deref(), value, ttl, &quota));
+        ready(r)
+    }
+
+    fn keys<'a>(&'a self, ns: &'a str) -> KvFuture<'a, Vec<String>> {
         let ns = self.ns(ns);
         let ns = ns.lock();
         let now = Instant::now();
         let mut keys: Vec<String> = ns.entries.iter().filter(|(_, e)| e.live(now)).map(|(k, _)| k.clone()).collect();
         keys.sort();
-        keys
+        ready(Ok(keys))
+    }
+
+    fn usage<'a>(&'a self, ns: &'a str) -> KvFuture<'a, KvUsage> {
+        let usage = match self.namespaces.lock().get(ns) {
+            Some(n) => {
+                let n = n.lock();
+                KvUsage { bytes: n.bytes, keys: n.entries.len() as u64 }
+            }
+            None => KvUsage::default(),
+        };
+        ready(Ok(usage))
+    }
+
+    fn drop_namespace<'a>(&'a self, ns: &'a str) -> KvFuture<'a, ()> {
+        self.namespaces.lock().remove(ns);
+        ready(Ok(()))
     }
 }
 
-/// A plugin's view of the store: its own namespace, or nothing when not granted.
+/// A plugin's view of the store: its own namespace and quota, or nothing when not granted.
 #[derive(Clone)]
 pub(crate) struct KvNamespace {
     pub(crate) store: Option<Arc<dyn KvStore>>,
     pub(crate) namespace: String,
+    pub(crate) quota: KvQuota,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const Q: KvQuota = KvQuota::DEFAULT;
+
+    /// MemoryKv's futures are always ready: poll once.
+    fn block<T>(mut f: KvFuture<'_, T>) -> Result<T, KvError> {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(r) => r,
+            std::task::Poll::Pending => panic!("MemoryKv future not ready"),
+        }
+    }
+
     #[test]
     fn namespaces_are_disjoint() {
         let kv = MemoryKv::new();
-        kv.set("a", "k", b"1".to_vec(), None).unwrap();
-        assert_eq!(kv.get("b", "k").unwrap(), None);
-        assert_eq!(kv.get("a", "k").unwrap(), Some(b"1".to_vec()));
+        block(kv.set("a", "k", b"1".to_vec(), None, Q)).unwrap();
+        assert_eq!(block(kv.get("b", "k")).unwrap(), None);
+        assert_eq!(block(kv.get("a", "k")).unwrap(), Some(b"1".to_vec()));
     }
 
     #[test]
     fn ttl_expires() {
         let kv = MemoryKv::new();
-        kv.set("a", "k", b"1".to_vec(), Some(Duration::from_millis(1))).unwrap();
+        block(kv.set("a", "k", b"1".to_vec(), Some(Duration::from_millis(1)), Q)).unwrap();
         std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(kv.get("a", "k").unwrap(), None);
-        assert!(kv.keys("a").is_empty());
+        assert_eq!(block(kv.get("a", "k")).unwrap(), None);
+        assert!(block(kv.keys("a")).unwrap().is_empty());
     }
 
     #[test]
     fn increment_and_cas() {
         let kv = MemoryKv::new();
-        assert_eq!(kv.increment("a", "n", 2, None).unwrap(), 2);
-        assert_eq!(kv.increment("a", "n", -5, None).unwrap(), -3);
-        kv.set("a", "s", b"x".to_vec(), None).unwrap();
-        assert_eq!(kv.increment("a", "s", 1, None), Err(KvError::NotANumber));
-        assert!(kv.compare_and_swap("a", "c", None, b"1".to_vec(), None).unwrap());
-        assert!(!kv.compare_and_swap("a", "c", None, b"2".to_vec(), None).unwrap());
-        assert!(kv.compare_and_swap("a", "c", Some(b"1"), b"2".to_vec(), None).unwrap());
-        assert_eq!(kv.get("a", "c").unwrap(), Some(b"2".to_vec()));
-        assert!(kv.delete("a", "c").unwrap());
-        assert!(!kv.delete("a", "c").unwrap());
+        assert_eq!(block(kv.increment("a", "n", 2, None, Q)).unwrap(), 2);
+        assert_eq!(block(kv.increment("a", "n", -5, None, Q)).unwrap(), -3);
+        block(kv.set("a", "s", b"x".to_vec(), None, Q)).unwrap();
+        assert_eq!(block(kv.increment("a", "s", 1, None, Q)), Err(KvError::NotANumber));
+        assert!(block(kv.compare_and_swap("a", "c", None, b"1".to_vec(), None, Q)).unwrap());
+        assert!(!block(kv.compare_and_swap("a", "c", None, b"2".to_vec(), None, Q)).unwrap());
+        assert!(block(kv.compare_and_swap("a", "c", Some(b"1".to_vec()), b"2".to_vec(), None, Q)).unwrap());
+        assert_eq!(block(kv.get("a", "c")).unwrap(), Some(b"2".to_vec()));
+        assert!(block(kv.delete("a", "c")).unwrap());
+        assert!(!block(kv.delete("a", "c")).unwrap());
+    }
+
+    #[test]
+    fn quota_bounds_bytes_keys_and_sizes() {
+        let kv = MemoryKv::new();
+        let q = KvQuota { bytes: 100, keys: 3, value_size: 40, key_size: 4 };
+        let err = block(kv.set("a", "long-key", b"x".to_vec(), None, q)).unwrap_err();
+        assert_eq!(err.to_string(), "kv quota: key of `8` bytes is over the `key-size` limit of 4 bytes");
+        let err = block(kv.set("a", "k", vec![0; 41], None, q)).unwrap_err();
+        assert!(err.to_string().contains("`41` bytes is over the `value-size` limit"), "{err}");
+        block(kv.set("a", "k1", vec![0; 38], None, q)).unwrap();
+        block(kv.set("a", "k2", vec![0; 38], None, q)).unwrap();
+        let err = block(kv.set("a", "k3", vec![0; 38], None, q)).unwrap_err();
+        assert!(err.to_string().contains("over the `bytes` limit of 100 bytes"), "{err}");
+        // Replacing a value counts the difference only.
+        block(kv.set("a", "k1", vec![1; 38], None, q)).unwrap();
+        block(kv.set("a", "k3", vec![0; 2], None, q)).unwrap();
+        let err = block(kv.set("a", "k4", vec![], None, q)).unwrap_err();
+        assert!(err.to_string().contains("`4` keys is over the `keys` limit of 3"), "{err}");
+        assert_eq!(block(kv.usage("a")).unwrap(), KvUsage { bytes: 2 + 38 + 2 + 38 + 2 + 2, keys: 3 });
+        assert!(block(kv.delete("a", "k1")).unwrap());
+        block(kv.set("a", "k4", vec![], None, q)).unwrap();
+        let err = block(kv.increment("a", "k4", 1, None, q)).unwrap_err();
+        assert_eq!(err, KvError::NotANumber);
+    }
+
+    #[test]
+    fn expired_entries_free_quota_and_namespaces_drop() {
+        let kv = MemoryKv::new();
+        let q = KvQuota { bytes: 10, keys: 10, value_size: 10, key_size: 10 };
+        block(kv.set("a", "k", vec![0; 8], Some(Duration::from_millis(1)), q)).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        block(kv.set("a", "j", vec![0; 8], None, q)).unwrap();
+        assert_eq!(block(kv.usage("a")).unwrap(), KvUsage { bytes: 9, keys: 1 });
+        block(kv.drop_namespace("a")).unwrap();
+        assert_eq!(block(kv.usage("a")).unwrap(), KvUsage::default());
+        assert!(block(kv.keys("a")).unwrap().is_empty());
     }
 }

@@ -1,10 +1,18 @@
 //! What lives in each instance's `Store`, and the host side of the WIT imports
 //! `log`, `context`, `kv` and `devices`, and the gate on outgoing HTTP.
+//!
+//! The host resources these imports use are bounded per plugin: see
+//! [`resources`].
 
+pub mod guest_log;
 pub(crate) mod http;
 pub mod kv;
 pub(crate) mod limiter;
+pub mod resources;
 mod stdio;
+
+pub use guest_log::LogLimits;
+pub use http::HttpLimits;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -134,6 +142,8 @@ pub(crate) struct StoreState {
     /// Memory and table caps; the instance's memory size.
     pub(crate) limiter: limiter::InstanceLimiter,
     pub(crate) kv: KvNamespace,
+    /// The plugin's log: rate limited, queued, never blocking.
+    pub(crate) log: Arc<guest_log::PluginLog>,
     pub(crate) devices: DeviceReports,
     /// The request being served by the current call, if any.
     pub(crate) context: Option<ContextMap>,
@@ -157,14 +167,15 @@ impl types::Host for StoreState {}
 
 impl log::Host for StoreState {
     async fn log(&mut self, level: types::LogLevel, message: String) -> wasmtime::Result<()> {
-        let plugin = &*self.plugin;
-        match level {
-            types::LogLevel::Trace => tracing::trace!(target: "plugbox::guest", plugin, "{message}"),
-            types::LogLevel::Debug => tracing::debug!(target: "plugbox::guest", plugin, "{message}"),
-            types::LogLevel::Info => tracing::info!(target: "plugbox::guest", plugin, "{message}"),
-            types::LogLevel::Warn => tracing::warn!(target: "plugbox::guest", plugin, "{message}"),
-            types::LogLevel::Error => tracing::error!(target: "plugbox::guest", plugin, "{message}"),
-        }
+        use guest_log::Level;
+        let level = match level {
+            types::LogLevel::Trace => Level::Trace,
+            types::LogLevel::Debug => Level::Debug,
+            types::LogLevel::Info => Level::Info,
+            types::LogLevel::Warn => Level::Warn,
+            types::LogLevel::Error => Level::Error,
+        };
+        self.log.emit(level, None, message.as_bytes());
         Ok(())
     }
 }
@@ -195,22 +206,37 @@ fn ttl(ms: Option<u64>) -> Option<Duration> {
     ms.map(Duration::from_millis)
 }
 
+/// Maps a store error to the WIT `kv-error`. A quota refusal becomes
+/// `other(message)` (the variant the WIT documents for quota and backend
+/// failures), so guests built against 0.1 understand it.
 fn kv_err(e: KvError) -> wit_kv::KvError {
     match e {
         KvError::NotANumber => wit_kv::KvError::NotANumber,
-        KvError::Other(m) => wit_kv::KvError::Other(m),
+        KvError::QuotaExceeded(m) | KvError::Other(m) => wit_kv::KvError::Other(m),
     }
 }
 
 impl StoreState {
-    fn kv_store(&self) -> Result<&dyn kv::KvStore, wit_kv::KvError> {
-        self.kv.store.as_deref().ok_or(wit_kv::KvError::Denied)
+    fn kv_store(&self) -> Result<Arc<dyn kv::KvStore>, wit_kv::KvError> {
+        self.kv.store.clone().ok_or(wit_kv::KvError::Denied)
+    }
+
+    /// Maps a write's result, logging a quota refusal with the plugin's name.
+    fn kv_write<T>(&self, r: Result<T, KvError>) -> Result<T, wit_kv::KvError> {
+        if let Err(KvError::QuotaExceeded(why)) = &r {
+            tracing::warn!(plugin = &*self.plugin, "kv write refused: {why}");
+        }
+        r.map_err(kv_err)
     }
 }
 
 impl wit_kv::Host for StoreState {
     async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, wit_kv::KvError>> {
-        Ok(self.kv_store().and_then(|s| s.get(&self.kv.namespace, &key).map_err(kv_err)))
+        let store = match self.kv_store() {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(store.get(&self.kv.namespace, &key).await.map_err(kv_err))
     }
 
     async fn set(
@@ -219,11 +245,24 @@ impl wit_kv::Host for StoreState {
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) -> wasmtime::Result<Result<(), wit_kv::KvError>> {
-        Ok(self.kv_store().and_then(|s| s.set(&self.kv.namespace, &key, value, ttl(ttl_ms)).map_err(kv_err)))
+        let store = match self.kv_store() {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        let quota = self.kv.quota;
+        let r = match quota.check_entry(&key, value.len()) {
+            Ok(()) => store.set(&self.kv.namespace, &key, value, ttl(ttl_ms), quota).await,
+            Err(e) => Err(e),
+        };
+        Ok(self.kv_write(r))
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<Result<bool, wit_kv::KvError>> {
-        Ok(self.kv_store().and_then(|s| s.delete(&self.kv.namespace, &key).map_err(kv_err)))
+        let store = match self.kv_store() {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(store.delete(&self.kv.namespace, &key).await.map_err(kv_err))
     }
 
     async fn increment(
@@ -232,7 +271,16 @@ impl wit_kv::Host for StoreState {
         delta: i64,
         ttl_ms: Option<u64>,
     ) -> wasmtime::Result<Result<i64, wit_kv::KvError>> {
-        Ok(self.kv_store().and_then(|s| s.increment(&self.kv.namespace, &key, delta, ttl(ttl_ms)).map_err(kv_err)))
+        let store = match self.kv_store() {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        let quota = self.kv.quota;
+        let r = match quota.check_entry(&key, 0) {
+            Ok(()) => store.increment(&self.kv.namespace, &key, delta, ttl(ttl_ms), quota).await,
+            Err(e) => Err(e),
+        };
+        Ok(self.kv_write(r))
     }
 
     async fn compare_and_swap(
@@ -242,9 +290,16 @@ impl wit_kv::Host for StoreState {
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) -> wasmtime::Result<Result<bool, wit_kv::KvError>> {
-        Ok(self.kv_store().and_then(|s| {
-            s.compare_and_swap(&self.kv.namespace, &key, expected.as_deref(), value, ttl(ttl_ms)).map_err(kv_err)
-        }))
+        let store = match self.kv_store() {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        let quota = self.kv.quota;
+        let r = match quota.check_entry(&key, value.len()) {
+            Ok(()) => store.compare_and_swap(&self.kv.namespace, &key, expected, value, ttl(ttl_ms), quota).await,
+            Err(e) => Err(e),
+        };
+        Ok(self.kv_write(r))
     }
 }
 

@@ -1,4 +1,5 @@
-//! Guest stdout/stderr, line-buffered into `tracing` events tagged with the plugin.
+//! Guest stdout/stderr, line-buffered into the plugin's log (see [`super::log`]):
+//! truncated, rate limited and queued, never written inside the hook.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -7,20 +8,19 @@ use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
-/// Longest line kept before it is emitted anyway (a guest printing without
-/// newlines cannot grow host memory without bound).
-const MAX_LINE: usize = 4096;
+use super::guest_log::{Level, PluginLog};
 
-/// A [`StdoutStream`] that turns each line a guest writes into a tracing event.
+/// A [`StdoutStream`] that turns each line a guest writes into a log line of its plugin.
 #[derive(Clone)]
 pub(crate) struct LogWriter {
-    plugin: Arc<str>,
+    log: Arc<PluginLog>,
     stream: &'static str,
+    max_line: usize,
 }
 
 impl LogWriter {
-    pub(crate) fn new(plugin: Arc<str>, stream: &'static str) -> Self {
-        LogWriter { plugin, stream }
+    pub(crate) fn new(log: Arc<PluginLog>, stream: &'static str, max_line: u64) -> Self {
+        LogWriter { log, stream, max_line: usize::try_from(max_line).unwrap_or(usize::MAX) }
     }
 }
 
@@ -32,33 +32,42 @@ impl IsTerminal for LogWriter {
 
 impl StdoutStream for LogWriter {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
-        Box::new(LineSink { plugin: self.plugin.clone(), stream: self.stream, line: Vec::new() })
+        Box::new(LineSink { writer: self.clone(), line: Vec::new(), cut: 0 })
     }
 }
 
 struct LineSink {
-    plugin: Arc<str>,
-    stream: &'static str,
+    writer: LogWriter,
+    /// The current line, at most `max_line` bytes of it (a guest printing
+    /// without newlines cannot grow host memory without bound).
     line: Vec<u8>,
+    /// Bytes of the current line past `max_line`, dropped.
+    cut: usize,
 }
 
 impl LineSink {
     fn emit(&mut self) {
-        if self.line.is_empty() {
+        if self.line.is_empty() && self.cut == 0 {
             return;
         }
-        let text = String::from_utf8_lossy(&self.line);
-        let text = text.trim_end_matches(['\n', '\r']);
-        tracing::info!(target: "plugbox::guest", plugin = &*self.plugin, stream = self.stream, "{text}");
+        while self.line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            self.line.pop();
+        }
+        self.writer.log.emit_cut(Level::Info, Some(self.writer.stream), &self.line, self.cut);
         self.line.clear();
+        self.cut = 0;
     }
 }
 
 impl AsyncWrite for LineSink {
     fn poll_write(mut self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        for &b in buf {
-            self.line.push(b);
-            if b == b'\n' || self.line.len() >= MAX_LINE {
+        let max = self.writer.max_line;
+        for piece in buf.split_inclusive(|b| *b == b'\n') {
+            let room = max.saturating_sub(self.line.len());
+            let keep = piece.len().min(room);
+            self.line.extend_from_slice(&piece[..keep]);
+            self.cut += piece.len() - keep;
+            if piece.ends_with(b"\n") {
                 self.emit();
             }
         }

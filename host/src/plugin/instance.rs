@@ -20,6 +20,7 @@ use crate::engine::{EPOCH_TICK, ExecOptions};
 use crate::failure::FailureKind;
 use crate::imports::kv::KvNamespace;
 use crate::imports::limiter::InstanceLimiter;
+use crate::imports::resources::PluginResources;
 use crate::imports::{DeviceReports, StoreState};
 use crate::manifest::Hook;
 
@@ -133,22 +134,29 @@ pub(crate) struct Factory {
     /// The network grant, shared by every instance's `wasi:http` hooks.
     pub(crate) network: Arc<[crate::manifest::HostPattern]>,
     pub(crate) stats: Arc<PluginStats>,
+    /// Log, outgoing HTTP and data-directory state shared by its instances.
+    pub(crate) resources: Arc<PluginResources>,
 }
 
 impl Factory {
     /// The store of a new instance.
     fn store(&self) -> Result<Store<StoreState>, FailureKind> {
-        let wasi = self.caps.wasi_ctx(&self.name).map_err(|e| FailureKind::Error(e.to_string()))?;
+        let wasi = self.caps.wasi_ctx(&self.name, &self.resources).map_err(|e| FailureKind::Error(e.to_string()))?;
         let state = StoreState {
             plugin: self.name.clone(),
             wasi,
             table: Default::default(),
             limiter: InstanceLimiter::new(self.memory),
             kv: self.kv.clone(),
+            log: self.resources.log.clone(),
             devices: self.devices.clone(),
             context: None,
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
-            net: crate::imports::http::NetHooks { plugin: self.name.clone(), allowed: self.network.clone() },
+            net: crate::imports::http::NetHooks {
+                plugin: self.name.clone(),
+                allowed: self.network.clone(),
+                permits: self.resources.http.clone(),
+            },
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);

@@ -27,6 +27,7 @@ use crate::capability::Capabilities;
 use crate::engine::{CompileSource, EPOCH_TICK, ExecOptions};
 pub use crate::failure::{FailureKind, PluginFailure};
 use crate::imports::kv::KvNamespace;
+use crate::imports::resources::{AfterCall, PluginResources};
 use crate::imports::{ContextMap, DeviceReports, StoreState};
 pub use crate::loader::{PluginSource, SourceForm};
 use crate::manifest::{Hook, Manifest, ResolvedLimits};
@@ -95,6 +96,9 @@ pub struct StatsSnapshot {
     pub mean_call_micros: u64,
     /// Failures since the last success.
     pub consecutive_failures: u32,
+    /// Log lines (the `log` import, stdout, stderr) dropped by the rate limit
+    /// or a full host log queue.
+    pub log_lines_dropped: u64,
     /// Where the plugin's circuit breaker stands.
     pub breaker: BreakerState,
 }
@@ -104,6 +108,7 @@ impl PluginStats {
         let calls = self.calls.load(Ordering::Relaxed);
         StatsSnapshot {
             consecutive_failures: breaker.consecutive_failures(),
+            log_lines_dropped: 0,
             breaker: breaker.state(),
             calls,
             errors: self.errors.load(Ordering::Relaxed),
@@ -140,6 +145,8 @@ pub struct LoadedPlugin {
     pub(crate) load_time: Duration,
     pub(crate) loaded_at: SystemTime,
     pub(crate) stats: Arc<PluginStats>,
+    /// Log, outgoing HTTP and data-directory state shared by its instances.
+    pub(crate) resources: Arc<PluginResources>,
     breaker: Breaker,
     /// SHA-256 of the manifest text and component bytes this version was built from.
     pub(crate) fingerprint: [u8; 32],
@@ -161,6 +168,7 @@ pub(crate) struct PluginParts {
     pub exports: ExportIndices,
     pub kv: KvNamespace,
     pub devices: DeviceReports,
+    pub resources: Arc<PluginResources>,
     pub breaker: BreakerConfig,
     pub exec: ExecOptions,
     pub fingerprint: [u8; 32],
@@ -186,6 +194,7 @@ impl LoadedPlugin {
             exec: p.exec,
             network: p.caps.network.clone().into(),
             stats: stats.clone(),
+            resources: p.resources.clone(),
         });
         LoadedPlugin {
             permits: Semaphore::new(p.limits.instances as usize),
@@ -201,6 +210,7 @@ impl LoadedPlugin {
             load_time: started.elapsed(),
             loaded_at: SystemTime::now(),
             stats,
+            resources: p.resources,
             fingerprint: p.fingerprint,
             factory,
             name,
@@ -245,7 +255,11 @@ impl LoadedPlugin {
     }
     /// A point-in-time copy of the plugin's counters and breaker state.
     pub fn stats(&self) -> StatsSnapshot {
-        self.stats.snapshot(&self.breaker, &self.pool)
+        StatsSnapshot { log_lines_dropped: self.resources.log_dropped(), ..self.stats.snapshot(&self.breaker, &self.pool) }
+    }
+    /// The bounds on host resources (kv, log, outgoing HTTP, data directory) that apply to this plugin.
+    pub fn resource_limits(&self) -> &crate::ResourceLimits {
+        &self.resources.limits
     }
 
     /// Records a failure the caller detected in a hook's answer (an error it
@@ -455,20 +469,47 @@ impl LoadedPlugin {
         // The epoch deadline stops wasm code; the outer timeout also covers time
         // spent awaiting in host imports.
         let outcome = tokio::time::timeout(remaining + EPOCH_TICK * 2, invoke.invoke(&mut live)).await;
-        match outcome {
-            Ok(Ok(value)) => {
-                live.store.data_mut().context = None;
+        live.store.data_mut().context = None;
+        let after = self.after_call(&mut live).await;
+        match (outcome, after) {
+            (Ok(Ok(value)), AfterCall::Park) => {
                 self.park(live);
                 Ok(value)
             }
-            Ok(Err(e)) => {
+            (Ok(Ok(value)), AfterCall::Discard) => {
+                self.stats.instances_discarded.fetch_add(1, Ordering::Relaxed);
+                Ok(value)
+            }
+            (Ok(Ok(_)), AfterCall::Fail(why)) => {
+                self.stats.instances_discarded.fetch_add(1, Ordering::Relaxed);
+                Err(self.failure(I::HOOK, FailureKind::ResourceLimit(why)))
+            }
+            (Ok(Err(e)), _) => {
                 self.stats.instances_discarded.fetch_add(1, Ordering::Relaxed);
                 Err(self.failure(I::HOOK, instance::classify(&e, live.store.data(), self.limits.memory, timeout)))
             }
-            Err(_) => {
+            (Err(_), _) => {
                 self.stats.instances_discarded.fetch_add(1, Ordering::Relaxed);
                 Err(self.failure(I::HOOK, FailureKind::Timeout(timeout)))
             }
+        }
+    }
+
+    /// The resource checks after a call (see `PluginResources::after_call`):
+    /// outgoing HTTP still owned by the instance, the data directory's quota.
+    /// When the data directory switched between read-write and read-only,
+    /// the idle instances (opened the old way) are dropped.
+    async fn after_call(&self, live: &mut Live) -> AfterCall {
+        let mut pool_stale = false;
+        let verdict = self.resources.after_call(&self.name, &mut live.store.data_mut().table, &mut pool_stale).await;
+        if !pool_stale {
+            return verdict;
+        }
+        let stale = self.pool.clear();
+        self.stats.instances_discarded.fetch_add(stale as u64, Ordering::Relaxed);
+        match verdict {
+            AfterCall::Park => AfterCall::Discard, // this instance was opened the old way too
+            other => other,
         }
     }
 

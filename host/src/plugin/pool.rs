@@ -186,6 +186,16 @@ impl Pool {
             .collect()
     }
 
+    /// Drops every idle instance (they were opened with grants that no longer
+    /// apply); the pool stays open. Returns how many were dropped.
+    pub(crate) fn clear(&self) -> usize {
+        let taken: Vec<Idle> = std::mem::take(&mut self.state.lock().idle).into_iter().collect();
+        for i in &taken {
+            self.uncount(i.bytes);
+        }
+        taken.len()
+    }
+
     pub(crate) fn is_shut_down(&self) -> bool {
         self.state.lock().shut_down
     }

@@ -443,6 +443,8 @@ impl Host {
         match current {
             Some(p) => {
                 self.retire_by_name(p.name());
+                // Files removed: the plugin is gone, and so are its kv keys.
+                self.forget_kv(p.name());
                 ReloadOutcome::Unloaded
             }
             None => ReloadOutcome::Unchanged,
