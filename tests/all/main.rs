@@ -4,6 +4,7 @@
 mod bounds;
 mod cli;
 mod devices;
+mod escalation;
 mod examples;
 mod limits;
 mod loader;

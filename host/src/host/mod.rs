@@ -12,7 +12,7 @@ use wasmtime::component::Linker;
 
 use crate::bindings::Plugin as PluginWorld;
 use crate::breaker::BreakerConfig;
-use crate::capability::Capabilities;
+use crate::capability::{Capabilities, LoaderPaths, PluginPlace};
 use crate::devices::{DeviceOptions, DeviceState};
 use crate::engine::{EngineOptions, PlugboxEngine};
 use crate::error::{Error, Result};
@@ -30,10 +30,12 @@ use crate::reload::{Discovered, ReloadOptions, ReloadState};
 ///
 /// Defaults: the compile cache in `~/.cache/plugbox/compiled`, the default
 /// [`Policy`] (nothing outside a plugin's own directory, no wildcard network),
-/// an in-memory kv store, no data root (plugins asking for a data directory
-/// are told so), [`PipelineConfig::default`], the disabled list in each plugin
-/// directory's `.plugbox-state.yaml`, and upgrades that gain permissions
-/// swapped in without approval (the policy still bounds every grant).
+/// an in-memory kv store, per-plugin data directories under
+/// `$XDG_DATA_HOME/plugbox/data` (else `~/.local/share/plugbox/data`),
+/// [`PipelineConfig::default`], the disabled list in each plugin directory's
+/// `.plugbox-state.yaml`, and approval required both for plugins that appear
+/// at run time and for new versions that gain grants (unless the policy's
+/// `approval` section approves them ahead).
 pub struct HostBuilder {
     engine: EngineOptions,
     policy: Policy,
@@ -54,7 +56,7 @@ impl Default for HostBuilder {
             pipeline: PipelineConfig::default(),
             plugin_config: BTreeMap::new(),
             kv: Arc::new(MemoryKv::new()),
-            data_root: None,
+            data_root: crate::capability::default_data_root(),
             breaker: BreakerConfig::default(),
             devices: DeviceOptions::default(),
             reload: ReloadOptions::default(),
@@ -109,9 +111,17 @@ impl HostBuilder {
         self.engine = options;
         self
     }
-    /// Directory holding one private data directory per plugin.
+    /// Directory holding one private data directory per plugin (`data-dir`,
+    /// `write_files`), one subdirectory per plugin, created 0700. It must lie
+    /// outside every plugin root: a data directory inside one is refused.
+    /// Default: `$XDG_DATA_HOME/plugbox/data`, else `~/.local/share/plugbox/data`.
     pub fn data_root(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_root = Some(dir.into());
+        self
+    }
+    /// No data root: plugins asking for a data directory are told so.
+    pub fn without_data_root(mut self) -> Self {
+        self.data_root = None;
         self
     }
 
@@ -129,10 +139,22 @@ impl HostBuilder {
     }
     /// Keep a new version of a plugin that is granted more than the version it
     /// replaces (see [`CapabilityDiff`](crate::reload::CapabilityDiff)) pending
-    /// until [`Host::approve`]; the old version serves meanwhile. Off by
-    /// default: the difference is then only reported (event and log).
+    /// until [`Host::approve`]; the old version serves meanwhile. On by
+    /// default; grants the policy's `approval` section names are approved
+    /// ahead. Off: the difference is only reported (event and log).
     pub fn require_approval_for_new_permissions(mut self, require: bool) -> Self {
         self.reload.require_approval = require;
+        self
+    }
+    /// Keep a plugin that appears at run time (found by hot reload or
+    /// [`Host::reload_dir`] in a plugin directory already loaded) pending until
+    /// [`Host::approve`]; it does not serve meanwhile. On by default; a plugin
+    /// whose grants the policy's `approval` section covers is loaded at once.
+    /// Plugins found by the first load of a directory, and plugins loaded
+    /// explicitly ([`Host::load_dir`], [`Host::load_plugin`], [`Host::enable`]),
+    /// are not held.
+    pub fn require_approval_for_new_plugins(mut self, require: bool) -> Self {
+        self.reload.require_approval_new = require;
         self
     }
     /// Where the disabled list is kept, for every plugin directory of this host
@@ -162,6 +184,7 @@ impl HostBuilder {
                 plugin_config: RwLock::new(self.plugin_config),
                 kv: self.kv,
                 data_root: self.data_root,
+                cache_dir: self.engine.cache_dir.clone(),
                 breaker: self.breaker,
                 devices: DeviceReports::default(),
                 device_state: DeviceState::new(self.devices),
@@ -176,11 +199,12 @@ impl HostBuilder {
 pub(crate) struct HostInner {
     pub(crate) engine: PlugboxEngine,
     linker: Linker<StoreState>,
-    policy: Policy,
+    pub(crate) policy: Policy,
     pub(crate) pipeline: PipelineConfig,
     plugin_config: RwLock<BTreeMap<String, Map<String, Value>>>,
     kv: Arc<dyn KvStore>,
     data_root: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
     breaker: BreakerConfig,
     pub(crate) devices: DeviceReports,
     pub(crate) device_state: DeviceState,
@@ -304,8 +328,10 @@ impl Host {
         let operator = self.inner.plugin_config.read().get(&name).cloned().unwrap_or_default();
         let config = manifest.resolve_config(&operator)?;
         let (limits, lowered) = self.inner.policy.cap_limits(&name, manifest.limits.resolve());
-        let mut caps =
-            Capabilities::resolve(&manifest, &read.base_dir, &self.inner.policy, self.inner.data_root.as_deref())?;
+        let paths = self.loader_paths(&read.source);
+        let own_dir = (read.source.form == loader::SourceForm::Directory).then_some(read.base_dir.as_path());
+        let place = PluginPlace { base_dir: &read.base_dir, own_dir, paths: &paths };
+        let mut caps = Capabilities::resolve(&manifest, &place, &self.inner.policy)?;
         caps.denied.extend(lowered);
         if limits.fuel.is_some() && !self.inner.engine.exec.fuel {
             caps.denied.push("limits.fuel: this host runs without fuel metering (the timeout still applies)".into());
@@ -364,6 +390,18 @@ impl Host {
         }
         plugin.load_time = started.elapsed();
         Ok(Arc::new(plugin))
+    }
+
+    /// What no grant to the plugin read from `source` may make writable:
+    /// the plugin roots, its own files, the state file, the compile cache and
+    /// the policy file.
+    fn loader_paths(&self, source: &PluginSource) -> LoaderPaths {
+        let mut protected: Vec<PathBuf> = source.manifest.iter().cloned().collect();
+        protected.push(source.component.clone());
+        protected.extend(self.inner.reload.options.state_file.clone());
+        protected.extend(self.inner.cache_dir.clone());
+        protected.extend(self.inner.policy.path.clone());
+        LoaderPaths { plugin_roots: self.inner.reload.roots(), protected, data_root: self.inner.data_root.clone() }
     }
 
     /// Unloads a plugin: new requests no longer see it; requests already

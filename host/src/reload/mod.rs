@@ -58,10 +58,19 @@ use crate::plugin::{LoadedPlugin, PluginSource, SourceForm};
 pub const EVENT_CAPACITY: usize = 1024;
 
 /// Host-wide hot reload settings, set on the [`HostBuilder`](crate::HostBuilder).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct ReloadOptions {
+    /// Hold new versions that gain grants.
     pub require_approval: bool,
+    /// Hold plugins that appear at run time.
+    pub require_approval_new: bool,
     pub state_file: Option<PathBuf>,
+}
+
+impl Default for ReloadOptions {
+    fn default() -> Self {
+        ReloadOptions { require_approval: true, require_approval_new: true, state_file: None }
+    }
 }
 
 /// Where a plugin stands, as [`Host::statuses`] reports it.
@@ -74,6 +83,8 @@ pub enum PluginState {
     Disabled,
     /// Found on disk but could not be loaded, and no version of it serves.
     Failed,
+    /// Appeared at run time and waits for [`Host::approve`]; not serving.
+    Pending,
 }
 
 /// The last thing that went wrong with a plugin.
@@ -214,13 +225,16 @@ impl ReloadState {
         }
     }
 
-    /// Makes `dir` one of the host's plugin directories.
-    pub(crate) fn add_root(&self, dir: &Path) {
+    /// Makes `dir` one of the host's plugin directories; returns whether it
+    /// was not one before (its first load: plugins found then are not held).
+    pub(crate) fn add_root(&self, dir: &Path) -> bool {
         let root = dir.canonicalize().unwrap_or_else(|_| absolute(dir));
         let mut roots = self.roots.write();
-        if !roots.contains(&root) {
-            roots.push(root);
+        if roots.contains(&root) {
+            return false;
         }
+        roots.push(root);
+        true
     }
 
     /// The plugin directory `key` lies in (the deepest, if they nest).
@@ -361,7 +375,9 @@ impl Host {
         let event = PluginEvent::now(plugin, kind);
         match &event.kind {
             PluginEventKind::Failed { .. } => tracing::error!(plugin, "{event}"),
-            PluginEventKind::ApprovalRequired { .. } | PluginEventKind::Quarantined { .. } => {
+            PluginEventKind::ApprovalRequired { .. }
+            | PluginEventKind::HeldForApproval { .. }
+            | PluginEventKind::Quarantined { .. } => {
                 tracing::warn!(plugin, "{event}")
             }
             PluginEventKind::Reloaded { permissions, .. } if permissions.escalates() => {
@@ -408,12 +424,21 @@ impl Host {
             status.last_error = r.last_error;
         }
         for (name, p) in pending.iter() {
-            if let Some(s) = out.get_mut(name) {
-                s.pending = Some(PendingUpgrade {
-                    version: p.plugin.manifest.version.clone(),
-                    permissions: p.permissions.clone(),
-                });
+            let s = out.entry(name.clone()).or_insert_with(|| PluginStatus {
+                name: name.clone(),
+                state: PluginState::Pending,
+                version: None,
+                source: Some(p.key.clone()),
+                loaded_at: None,
+                load_time: None,
+                last_error: None,
+                pending: None,
+            });
+            if s.state == PluginState::Failed {
+                s.state = PluginState::Pending;
             }
+            s.pending =
+                Some(PendingUpgrade { version: p.plugin.manifest.version.clone(), permissions: p.permissions.clone() });
         }
         out.into_values().collect()
     }
@@ -424,20 +449,21 @@ impl Host {
     }
 
     /// Re-reads a plugin directory and applies what changed: new plugins are
-    /// loaded, changed ones reloaded (validate, then swap), removed ones
-    /// unloaded. Unchanged plugins are left alone. What `SIGHUP` does in
+    /// loaded (or held for approval, see
+    /// [`HostBuilder::require_approval_for_new_plugins`](crate::HostBuilder::require_approval_for_new_plugins)),
+    /// changed ones reloaded (validate, then swap), removed ones unloaded. Unchanged plugins are left alone. What `SIGHUP` does in
     /// `plugbox serve`; also for hosts that run without a watcher.
     ///
     /// The directory's state file is read again too, so disable, enable and
     /// approve done by another process (`plugbox disable` ...) take effect.
     pub async fn reload_dir(&self, dir: &Path) -> Result<ReloadReport> {
         let _guard = self.inner.reload.sync.lock().await;
-        self.inner.reload.add_root(dir);
+        let initial = self.inner.reload.add_root(dir);
         let root = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
         if let Some(state) = self.inner.reload.state_path(Some(&root)) {
             self.apply_state_file(&state).await;
         }
-        self.sync_root(&root, None, &SyncOptions::default()).await
+        self.sync_root(&root, None, &SyncOptions { initial, ..Default::default() }).await
     }
 
     /// Reloads every plugin directory of this host (see [`Host::reload_dir`]).
@@ -462,7 +488,9 @@ impl Host {
         self.sync_key(&key, source.as_ref(), &opts).await
     }
 
-    /// The upgrades waiting for approval: plugin name and what the new version gains.
+    /// The plugins and upgrades waiting for approval: plugin name and what the
+    /// new version gains (for a plugin that appeared at run time: everything
+    /// it would be granted).
     pub fn pending_approvals(&self) -> Vec<(String, PendingUpgrade)> {
         self.inner
             .reload
@@ -479,7 +507,8 @@ impl Host {
     }
 
     /// Swaps in the new version of `name` that waits for approval because it
-    /// is granted more than the version it replaces.
+    /// is granted more than the version it replaces, or loads the plugin
+    /// `name` that appeared at run time and waits for approval.
     pub async fn approve(&self, name: &str) -> Result<ReloadOutcome> {
         let _guard = self.inner.reload.sync.lock().await;
         let pending =

@@ -11,6 +11,7 @@ use super::{
     CapabilityDiff, Pending, PluginEventKind, PluginStates, Record, ReloadOutcome, ReloadReport, source_at_key,
     source_key,
 };
+use crate::capability::{Capabilities, approval};
 use crate::error::{Error, Result};
 use crate::host::{Host, LoadFailure};
 use crate::loader::{self, DiscoveryProblem};
@@ -30,6 +31,10 @@ pub(crate) struct SyncOptions {
     /// Keys whose files are gone in the same batch: a plugin of the same name
     /// appearing elsewhere replaces the one loaded from there (a rename).
     pub vacated: BTreeSet<PathBuf>,
+    /// The first load of a plugin directory: plugins found are not held for approval.
+    pub initial: bool,
+    /// An operator enables this plugin: it is not held for approval as new.
+    pub enabling: Option<String>,
 }
 
 /// What reading a plugin's files led to.
@@ -350,21 +355,21 @@ impl Host {
             replacing.push(cur.name().to_string()); // the manifest renamed the plugin
         }
         let old = existing.filter(|_| replacing.contains(&name));
-        if let Some(old) = &old {
-            let permissions = CapabilityDiff::between(&old.caps, &plugin.caps);
+        let fresh = old.is_none() && current.is_none();
+        if fresh {
+            if let Some(outcome) = self.hold_new(key, &plugin, opts) {
+                return Ok(outcome);
+            }
+        } else if let Some(base) = old.as_ref().or(current.as_ref()) {
+            // An upgrade, or the same files under a new name: compared with what served.
+            let permissions = CapabilityDiff::between(&base.caps, &plugin.caps);
+            let uncovered = approval::uncovered(&self.inner.policy.approval, &name, &permissions.added);
             if self.inner.reload.options.require_approval
-                && permissions.escalates()
+                && !uncovered.is_empty()
                 && !self.consume_approval(&name, key, &plugin.fingerprint)
             {
-                let (old_version, new_version) = (old.manifest.version.clone(), plugin.manifest.version.clone());
-                let previous =
-                    self.inner.reload.pending.lock().insert(
-                        name.clone(),
-                        Pending { plugin, key: key.to_path_buf(), permissions: permissions.clone() },
-                    );
-                if let Some(p) = previous {
-                    self.retire(p.plugin);
-                }
+                let (old_version, new_version) = (base.manifest.version.clone(), plugin.manifest.version.clone());
+                self.hold(&name, Pending { plugin, key: key.to_path_buf(), permissions: permissions.clone() });
                 self.emit(&name, PluginEventKind::ApprovalRequired { old_version, new_version, permissions });
                 return Ok(ReloadOutcome::PendingApproval);
             }
@@ -390,6 +395,35 @@ impl Host {
                 self.record_failure(key, Some(&name), &plugin.source.component, &e);
                 Err(e)
             }
+        }
+    }
+
+    /// Holds `plugin`, which appeared at run time, for approval, unless this
+    /// load was asked for (first load of the directory, enable), the host does
+    /// not require it, the policy approves all its grants ahead, or the state
+    /// file approves these exact files. Returns the outcome when held.
+    fn hold_new(&self, key: &Path, plugin: &Arc<LoadedPlugin>, opts: &SyncOptions) -> Option<ReloadOutcome> {
+        let name = plugin.name();
+        if opts.initial || opts.enabling.as_deref() == Some(name) || !self.inner.reload.options.require_approval_new {
+            return None;
+        }
+        let permissions = CapabilityDiff::between(&Capabilities::none(), &plugin.caps);
+        if approval::approves_new(&self.inner.policy.approval, name, &permissions.added)
+            || self.consume_approval(name, key, &plugin.fingerprint)
+        {
+            return None;
+        }
+        let version = plugin.manifest.version.clone();
+        self.hold(name, Pending { plugin: plugin.clone(), key: key.to_path_buf(), permissions: permissions.clone() });
+        self.emit(name, PluginEventKind::HeldForApproval { version, source: key.to_path_buf(), permissions });
+        Some(ReloadOutcome::PendingApproval)
+    }
+
+    /// Keeps `pending` waiting for approval (in place of an older one waiting).
+    fn hold(&self, name: &str, pending: Pending) {
+        let previous = self.inner.reload.pending.lock().insert(name.to_string(), pending);
+        if let Some(p) = previous {
+            self.retire(p.plugin);
         }
     }
 
@@ -471,6 +505,7 @@ impl Host {
     /// `name` was just enabled: load it from its files.
     pub(crate) async fn apply_enabled(&self, name: &str) -> Result<Option<ReloadOutcome>> {
         self.emit(name, PluginEventKind::Enabled);
+        let enabling = SyncOptions { enabling: Some(name.to_string()), ..Default::default() };
         let key = self.key_of(name);
         if let Some(r) = self.inner.reload.records.lock().get_mut(name) {
             r.disabled = false;
@@ -478,12 +513,12 @@ impl Host {
         match key {
             Some(key) => {
                 let source = source_at_key(&key);
-                self.sync_key(&key, source.as_ref(), &SyncOptions::default()).await.map(Some)
+                self.sync_key(&key, source.as_ref(), &enabling).await.map(Some)
             }
             None => {
                 // Never seen under this name: look through the plugin directories.
                 for root in self.inner.reload.roots() {
-                    let report = self.sync_root(&root, None, &SyncOptions::default()).await?;
+                    let report = self.sync_root(&root, None, &enabling).await?;
                     if let Some((_, o)) = report.changes.into_iter().find(|(n, _)| n == name) {
                         return Ok(Some(o));
                     }
