@@ -2,9 +2,12 @@
 //!
 //! Effective capabilities are `declared ∩ allowed` (see [`crate::capability`]).
 //! With the default policy a plugin may get: message access and kv as declared,
-//! filesystem access inside its own directory, its private data directory, the
-//! environment variables it names, and network access to exact hosts it names.
-//! Filesystem access elsewhere and wildcard network patterns need the policy.
+//! read-only filesystem access inside its own directory (directory form only),
+//! its private data directory, the environment variables it names, and network
+//! access to exact hosts it names. Filesystem access elsewhere and wildcard
+//! network patterns need the policy; no policy makes a plugin root, the state
+//! file, the compile cache or the policy file writable. The `approval` section
+//! approves grants ahead for plugins that appear at run time and for upgrades.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -364,6 +364,10 @@ async fn slow_writes_are_not_loaded_early() {
         assert!(!loaded || done.load(Ordering::SeqCst), "loaded before its component was fully written");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // New at run time: held for approval (complete), then approved.
+    let e = wait_for(&mut events, "held", |e| matches!(e.kind, PluginEventKind::HeldForApproval { .. })).await;
+    assert_eq!(e.plugin, "slow");
+    assert!(matches!(host.approve("slow").await.unwrap(), ReloadOutcome::Loaded { .. }));
     let e = wait_for(&mut events, "loaded", |e| matches!(e.kind, PluginEventKind::Loaded { .. })).await;
     assert_eq!(e.plugin, "slow");
 

@@ -63,13 +63,14 @@ mod tests {
         let other_env = Grant::Env { name: "OTHER".into() };
         let net = Grant::Network { pattern: "api.example.com:443".into() };
         let models = Grant::Filesystem { host: "/srv/models/a".into(), guest: "/m".into(), access: FsAccess::Read };
-        let models_rw = Grant::Filesystem { host: "/srv/models".into(), guest: "/m".into(), access: FsAccess::ReadWrite };
+        let models_rw =
+            Grant::Filesystem { host: "/srv/models".into(), guest: "/m".into(), access: FsAccess::ReadWrite };
         let all = [write.clone(), env.clone(), net.clone(), Grant::Kv, models.clone()];
         assert!(uncovered(&p, "redactor", &all).is_empty());
         assert!(approves_new(&p, "redactor", &all));
         assert_eq!(uncovered(&p, "redactor", &[other_env.clone(), models_rw.clone()]).len(), 2);
         // Others get only what `*` names.
-        assert!(approves_new(&p, "anyone", &[read.clone()]));
+        assert!(approves_new(&p, "anyone", std::slice::from_ref(&read)));
         assert_eq!(uncovered(&p, "anyone", &[write, env, net, Grant::Kv, Grant::DataDir]).len(), 5);
         // No entry at all: a new plugin is held even with no grants.
         let none = policy("{}");

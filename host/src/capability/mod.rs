@@ -4,6 +4,11 @@
 //! Deny by default: a plugin whose manifest declares nothing gets clocks and
 //! random, a closed stdin, stdout/stderr routed to the log, no arguments, no
 //! environment, no files, no sockets and no name lookup.
+//!
+//! No escalation: no grant makes writable what the loader reads (the plugin
+//! roots, the plugin's own manifest and component, the state file, the compile
+//! cache, the policy file; see [`LoaderPaths`]); per-plugin data lives under a
+//! data root outside every plugin root.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -249,7 +254,8 @@ impl Capabilities {
                     continue;
                 }
             };
-            let show = format!("filesystem `{}` -> `{}` ({})", canonical.display(), grant.guest, fs_access(grant.access));
+            let show =
+                format!("filesystem `{}` -> `{}` ({})", canonical.display(), grant.guest, fs_access(grant.access));
             if grant.guest == DATA_DIR_GUEST_PATH {
                 caps.denied.push(format!("{show}: `{DATA_DIR_GUEST_PATH}` is reserved for the data directory"));
                 continue;

@@ -22,9 +22,11 @@
 //! A new version that fails at any step leaves the old one serving; the error
 //! is recorded ([`Host::statuses`]) and reported ([`PluginEventKind::Failed`]).
 //! When the new version is granted more than the old one (see
-//! [`CapabilityDiff`]) the difference is reported, and with
-//! [`HostBuilder::require_approval_for_new_permissions`](crate::HostBuilder::require_approval_for_new_permissions)
-//! it waits for [`Host::approve`].
+//! [`CapabilityDiff`]) it waits for [`Host::approve`] while the old one serves
+//! ([`HostBuilder::require_approval_for_new_permissions`](crate::HostBuilder::require_approval_for_new_permissions),
+//! on by default), and a plugin that appears at run time waits for it without
+//! serving ([`HostBuilder::require_approval_for_new_plugins`](crate::HostBuilder::require_approval_for_new_plugins)),
+//! unless the policy's `approval` section approves exactly those grants ahead.
 
 mod settle;
 mod state;
