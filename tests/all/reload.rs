@@ -693,6 +693,21 @@ fn serve_reloads_on_sighup_and_obeys_disable_and_approve_from_the_cli() {
     serve.signal("HUP");
     serve.expect("reloaded `hot` 1.0.0 -> 2.0.0 (gains: kv (own namespace))");
 
+    // A plugin dropped in while serving is held, shown as pending, and loads once approved.
+    dir.add(
+        "dropped",
+        plugbox_artifacts::SCRIPTED,
+        &manifest("dropped", "1.0.0", "d", "").replace("priority: 1", "priority: 2"),
+    );
+    serve.signal("HUP");
+    serve.expect("held `dropped` 1.0.0");
+    let row = serve.expect("dropped ");
+    assert!(row.contains("pending"), "{row}");
+    let out = plugbox(&["approve", "dropped", "--plugins", path]);
+    assert!(out.contains("approved `dropped` 1.0.0"), "{out}");
+    serve.signal("HUP");
+    serve.expect("loaded `dropped` 1.0.0");
+
     let out = plugbox(&["disable", "hot", "--plugins", path]);
     assert!(out.contains("disabled `hot`"), "{out}");
     serve.signal("HUP");
