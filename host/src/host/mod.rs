@@ -1,6 +1,8 @@
 //! [`Host`]: the embedding API. Build one with [`HostBuilder`], load plugins,
 //! then call the pipeline methods from any tokio service.
 
+mod reload;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use crate::pipeline::{PipelineConfig, invoke};
 use crate::plugin::{ExportIndices, LoadedPlugin, PluginParts, PluginSource};
 use crate::policy::Policy;
 use crate::registry::{Registry, Snapshot};
+pub use crate::reload::LoadFailure;
 use crate::reload::{Discovered, ReloadOptions, ReloadState};
 
 /// Configures and builds a [`Host`].
@@ -228,25 +231,6 @@ pub struct LoadReport {
     pub failed: Vec<LoadFailure>,
     /// Plugins found but not loaded because an operator disabled them.
     pub disabled: Vec<String>,
-}
-
-/// A plugin that did not load, and why.
-#[derive(Debug)]
-pub struct LoadFailure {
-    /// The plugin's file or directory.
-    pub path: PathBuf,
-    /// Why it did not load.
-    pub error: Error,
-}
-
-impl std::fmt::Display for LoadFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Errors that already name their file need no prefix.
-        match &self.error {
-            Error::Manifest(_) | Error::Io { .. } => write!(f, "{}", self.error),
-            e => write!(f, "{}: {e}", self.path.display()),
-        }
-    }
 }
 
 impl Host {
