@@ -239,6 +239,29 @@ async fn a_read_write_policy_root_around_what_the_loader_reads_is_refused() {
 }
 
 #[tokio::test]
+async fn a_plugin_root_added_where_a_loaded_plugin_may_write_is_refused() {
+    let shared = tempfile::tempdir().unwrap();
+    let dir = PluginDir::new();
+    with_ok(&dir);
+    let grant = format!("{{ filesystem: [{{ host: {:?}, guest: /shared, access: read-write }}] }}", shared.path());
+    dir.add("writer", plugbox_artifacts::SANDBOX_PROBE, &probe("writer", "0.1.0", &grant, &["write:/shared/x"]));
+    let policy = Policy { filesystem_roots: vec![shared.path().to_path_buf()], ..Default::default() };
+    let host = builder().policy(policy).build().unwrap();
+    host.load_dir(dir.path()).await.unwrap();
+    assert_eq!(outcome(&serve_one(&host).await, "write:/shared/x"), "ok:written", "granted before");
+
+    // The directory `writer` may write becomes (a parent of) a plugin directory: refused.
+    let inside = shared.path().join("plugins");
+    std::fs::create_dir_all(&inside).unwrap();
+    for attempt in [host.load_dir(&inside).await.map(|_| ()), host.reload_dir(shared.path()).await.map(|_| ())] {
+        let e = attempt.unwrap_err().to_string();
+        assert!(e.contains("plugin `writer`: may write") && e.contains("rule: no escalation"), "{e}");
+    }
+    assert!(host.status("writer").is_some());
+    serve_one(&host).await;
+}
+
+#[tokio::test]
 async fn data_directories_live_outside_every_plugin_root() {
     let dir = PluginDir::new();
     with_ok(&dir);

@@ -242,12 +242,16 @@ impl Host {
     /// Loads every plugin found under `dir` (recursively). A plugin that fails
     /// is reported in [`LoadReport::failed`] and never stops the others.
     ///
+    /// Fails, adding nothing, when a loaded plugin may write inside or around
+    /// `dir` (no grant may let a plugin write a plugin root).
+    ///
     /// The directory becomes one of the host's plugin directories: plugins its
     /// state file lists as disabled are skipped (see [`Host::disable`]), and
     /// [`Host::reload_dir`] and the watcher keep it in sync later.
     pub async fn load_dir(&self, dir: &Path) -> Result<LoadReport> {
         let _guard = self.inner.reload.sync.lock().await;
         let (sources, problems) = loader::discover(dir)?;
+        self.refuse_root_writable_by_plugins(dir)?;
         self.inner.reload.add_root(dir);
         let mut report = LoadReport::default();
         for DiscoveryProblem { path, message } in problems {

@@ -25,7 +25,7 @@ use crate::watch::{Batch, WatchOptions, Watcher};
 impl Host {
     /// Plugin events (loaded, reloaded, failed, unloaded, drained, disabled,
     /// enabled, approval required) from now on. A receiver that falls more
-    /// than [`EVENT_CAPACITY`] events behind misses the oldest.
+    /// than [`EVENT_CAPACITY`](crate::reload::EVENT_CAPACITY) events behind misses the oldest.
     pub fn subscribe(&self) -> broadcast::Receiver<PluginEvent> {
         self.inner.reload.events.subscribe()
     }
@@ -118,12 +118,43 @@ impl Host {
     /// approve done by another process (`plugbox disable` ...) take effect.
     pub async fn reload_dir(&self, dir: &Path) -> Result<ReloadReport> {
         let _guard = self.inner.reload.sync.lock().await;
+        self.refuse_root_writable_by_plugins(dir)?;
         let initial = self.inner.reload.add_root(dir);
         let root = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
         if let Some(state) = self.inner.reload.state_path(Some(&root)) {
             self.apply_state_file(&state).await;
         }
         self.sync_root(&root, None, &SyncOptions { initial, ..Default::default() }).await
+    }
+
+    /// Refuses `dir` as a new plugin root when a loaded (or pending) plugin
+    /// holds a read-write grant that overlaps it: grants are checked against
+    /// the roots known at load, so a root added later is checked against the
+    /// grants already made.
+    pub(crate) fn refuse_root_writable_by_plugins(&self, dir: &Path) -> Result<()> {
+        let root = crate::capability::canonical_lenient(dir);
+        if self.inner.reload.roots().contains(&root) {
+            return Ok(());
+        }
+        let pending: Vec<Arc<LoadedPlugin>> =
+            self.inner.reload.pending.lock().values().map(|p| p.plugin.clone()).collect();
+        for plugin in self.snapshot().plugins.values().chain(pending.iter()) {
+            let writable = plugin.caps.preopens.iter().filter(|p| p.access == crate::manifest::FsAccess::ReadWrite);
+            for p in writable {
+                if p.host.starts_with(&root) || root.starts_with(&p.host) {
+                    return Err(Error::Component {
+                        plugin: plugin.name().to_string(),
+                        message: format!(
+                            "may write `{}`, which overlaps `{}`: refusing it as a plugin directory \
+                             (rule: no escalation)",
+                            p.host.display(),
+                            root.display()
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Reloads every plugin directory of this host (see [`Host::reload_dir`]).
