@@ -199,6 +199,9 @@ plugins:
     kv: false
     network-allowed: false
     limits: { timeout: 20ms }
+approval:
+  auto-approve:
+    pii-redact: { messages: write }
 "#;
 
     #[test]
@@ -213,6 +216,7 @@ plugins:
         let (l, _) = p.cap_limits("untrusted-thing", asked);
         assert_eq!(l.timeout, Duration::from_millis(20));
         assert_eq!(p.for_plugin("untrusted-thing").unwrap().kv, Some(false));
+        assert_eq!(p.approval.auto_approve["pii-redact"].messages, Some(MessageAccess::Write));
     }
 
     #[test]

@@ -373,3 +373,31 @@ async fn an_upgrade_gaining_messages_write_and_a_host_secret_is_held() {
     assert_eq!(outcome(&serve_one(&host).await, ops[0]), "ok:hunter2");
     before.assert_within(64, 256 * MIB);
 }
+
+#[test]
+fn plugbox_check_takes_the_data_root_from_a_flag_or_the_environment() {
+    let dir = PluginDir::new();
+    let own = dir.add("probe", plugbox_artifacts::SANDBOX_PROBE, &probe("probe", "0.1.0", "[write_files]", &[]));
+    let outside = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], env: Option<&Path>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_plugbox"));
+        cmd.arg("check").args(args).arg(&own);
+        cmd.env("PLUGBOX_CACHE_DIR", std::env::temp_dir().join("plugbox-test-cache")).env_remove("PLUGBOX_POLICY");
+        match env {
+            Some(p) => cmd.env("PLUGBOX_DATA_DIR", p),
+            None => cmd.env_remove("PLUGBOX_DATA_DIR"),
+        };
+        let o = cmd.output().unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+    };
+    // Inside the plugin's own directory (which the loader reads): refused.
+    let inside = own.join("data");
+    let out = run(&["--data-dir", inside.to_str().unwrap()], None);
+    assert!(out.contains("NOT granted: data directory: the data root") && out.contains("rule: no escalation"), "{out}");
+    assert!(!inside.exists());
+    // Outside every plugin directory, from the environment: granted, 0700.
+    let root = outside.path().join("data");
+    let out = run(&[], Some(&root));
+    assert!(out.contains("/plugin-data") && !out.contains("NOT granted: data directory"), "{out}");
+    assert!(root.join("probe").is_dir());
+}

@@ -381,11 +381,17 @@ impl Host {
     }
 
     /// What no grant to the plugin read from `source` may make writable:
-    /// the plugin roots, its own files, the state file, the compile cache and
-    /// the policy file.
+    /// the plugin roots, its own files (in the directory form, its whole
+    /// directory), the state file, the compile cache and the policy file.
     fn loader_paths(&self, source: &PluginSource) -> LoaderPaths {
         let mut protected: Vec<PathBuf> = source.manifest.iter().cloned().collect();
         protected.push(source.component.clone());
+        // The directory form's loader reads the whole directory (it looks for the `.wasm` there).
+        if source.form == loader::SourceForm::Directory
+            && let Some(dir) = source.manifest.as_ref().and_then(|m| m.parent())
+        {
+            protected.push(dir.to_path_buf());
+        }
         protected.extend(self.inner.reload.options.state_file.clone());
         protected.extend(self.inner.cache_dir.clone());
         protected.extend(self.inner.policy.path.clone());
