@@ -83,6 +83,17 @@ pub enum PluginEventKind {
         /// How the new version's grants differ from the old one's (`added` is not empty).
         permissions: CapabilityDiff,
     },
+    /// A plugin appeared at run time (hot reload, `reload_dir`) and the host
+    /// holds it for approval: it does not serve until
+    /// [`Host::approve`](crate::Host::approve) (or `plugbox approve`).
+    HeldForApproval {
+        /// The version waiting for approval.
+        version: Version,
+        /// The files it was found at (its directory, or its `.wasm`).
+        source: PathBuf,
+        /// Everything it would be granted (`added`).
+        permissions: CapabilityDiff,
+    },
     /// The circuit breaker stopped calling the plugin after repeated failures;
     /// it is retried after the back-off named in `reason`.
     Quarantined {
@@ -122,6 +133,11 @@ impl fmt::Display for PluginEvent {
             PluginEventKind::ApprovalRequired { old_version, new_version, permissions } => write!(
                 f,
                 "approval required for `{p}` {old_version} -> {new_version} ({permissions}); {old_version} keeps serving"
+            ),
+            PluginEventKind::HeldForApproval { version, source, permissions } => write!(
+                f,
+                "held `{p}` {version} from `{}` for approval ({permissions}); it does not serve until approved",
+                source.display()
             ),
             PluginEventKind::Quarantined { reason } => write!(f, "quarantined `{p}`: {reason}"),
         }

@@ -2,9 +2,12 @@
 //!
 //! Effective capabilities are `declared ∩ allowed` (see [`crate::capability`]).
 //! With the default policy a plugin may get: message access and kv as declared,
-//! filesystem access inside its own directory, its private data directory, the
-//! environment variables it names, and network access to exact hosts it names.
-//! Filesystem access elsewhere and wildcard network patterns need the policy.
+//! read-only filesystem access inside its own directory (directory form only),
+//! its private data directory, the environment variables it names, and network
+//! access to exact hosts it names. Filesystem access elsewhere and wildcard
+//! network patterns need the policy; no policy makes a plugin root, the state
+//! file, the compile cache or the policy file writable. The `approval` section
+//! approves grants ahead for plugins that appear at run time and for upgrades.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,6 +44,65 @@ pub struct Policy {
     /// Per-plugin settings, by plugin name.
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginPolicy>,
+    /// Which plugins that appear at run time, and which gained grants, load
+    /// without waiting for the operator (see [`ApprovalPolicy`]).
+    #[serde(default)]
+    pub approval: ApprovalPolicy,
+    /// The file this policy was read from (set by [`Policy::from_path`]); no
+    /// grant may make it writable.
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
+}
+
+/// The `approval` section: grants the operator approves ahead.
+///
+/// A plugin that appears at run time (hot reload, `reload_dir`) and a new
+/// version that gains grants are held until [`Host::approve`](crate::Host::approve)
+/// unless an entry here covers them: a new plugin is loaded when an entry for
+/// its name, or the `"*"` entry, exists and covers every grant it gets; a new
+/// version is swapped in when those entries cover every grant it gains.
+/// Anything beyond them is held.
+///
+/// ```yaml
+/// approval:
+///   auto-approve:
+///     "*": { messages: read }
+///     redactor: { messages: write, kv: true, env: [REDACT_KEY], network: ["api.example.com:443"] }
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ApprovalPolicy {
+    /// By plugin name, or `"*"` for every plugin: the grants approved ahead.
+    #[serde(default)]
+    pub auto_approve: BTreeMap<String, ApprovedGrants>,
+}
+
+/// Grants approved ahead for one plugin (or all, under `"*"`). Each names
+/// exactly what it approves: nothing is implied.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ApprovedGrants {
+    /// Message access up to this level.
+    #[serde(default)]
+    pub messages: Option<MessageAccess>,
+    /// The plugin's own kv namespace.
+    #[serde(default)]
+    pub kv: bool,
+    /// Exactly these network patterns (as written in manifests).
+    #[serde(default)]
+    pub network: Vec<HostPattern>,
+    /// Exactly these environment variables.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Directories (and what lies under them) approved for read-only grants.
+    #[serde(default)]
+    pub filesystem: Vec<PathBuf>,
+    /// Directories (and what lies under them) approved for read-write grants.
+    #[serde(default)]
+    pub filesystem_write: Vec<PathBuf>,
+    /// The plugin's private data directory.
+    #[serde(default)]
+    pub data_dir: bool,
 }
 
 /// What the operator decides for one plugin.
@@ -194,7 +256,10 @@ impl Policy {
     /// Reads a policy file; unknown fields are errors.
     pub fn from_path(path: &Path) -> Result<Policy> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        serde_norway::from_str(&text).map_err(|e| Error::Manifest(crate::manifest::from_yaml(e, &text, path)))
+        let mut policy: Policy =
+            serde_norway::from_str(&text).map_err(|e| Error::Manifest(crate::manifest::from_yaml(e, &text, path)))?;
+        policy.path = Some(path.to_path_buf());
+        Ok(policy)
     }
 
     pub(crate) fn for_plugin(&self, name: &str) -> Option<&PluginPolicy> {
@@ -277,6 +342,9 @@ plugins:
     kv: false
     network-allowed: false
     limits: { timeout: 20ms }
+approval:
+  auto-approve:
+    pii-redact: { messages: write }
 "#;
 
     #[test]
@@ -291,6 +359,7 @@ plugins:
         let (l, _) = p.cap_limits("untrusted-thing", asked);
         assert_eq!(l.timeout, Duration::from_millis(20));
         assert_eq!(p.for_plugin("untrusted-thing").unwrap().kv, Some(false));
+        assert_eq!(p.approval.auto_approve["pii-redact"].messages, Some(MessageAccess::Write));
     }
 
     #[test]

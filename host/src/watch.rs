@@ -1,11 +1,11 @@
 //! Watching a plugin directory and applying changes as they happen.
 //!
-//! [`Host::watch`] (or [`Watcher::start`]) loads what is in the directory,
+//! [`Host::watch`](crate::Host::watch) (or [`Watcher::start`]) loads what is in the directory,
 //! then follows it: a recursive `notify` watcher, debounced, maps each file
 //! event to the plugin it concerns — anything inside `plugins/<name>/` means
 //! that directory plugin, `x.wasm` and its `x.yaml` sidecar mean plugin
 //! `x.wasm`, a lone packed `.wasm` means itself — and each batch of events is
-//! applied as [`Host::reload_dir`] would, but only for the plugins concerned:
+//! applied as [`Host::reload_dir`](crate::Host::reload_dir) would, but only for the plugins concerned:
 //! added plugins load, changed ones reload (validate, then swap), removed or
 //! renamed ones unload or move. See [`crate::reload`] for the guarantees.
 //!
@@ -21,6 +21,7 @@
 //! `plugbox disable NAME` takes effect in a running host.
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -31,7 +32,6 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
-use crate::host::Host;
 use crate::reload::{ReloadReport, SettleOptions, SyncOptions};
 
 /// Timing of a [`Watcher`].
@@ -70,35 +70,42 @@ pub struct Watcher {
     initial: Option<ReloadReport>,
 }
 
-impl Host {
-    /// Loads the plugins of `dir` and keeps the host in line with it as files
-    /// change, with [`WatchOptions::default`]. See [`crate::watch`].
-    pub async fn watch(&self, dir: &Path) -> Result<Watcher> {
-        Watcher::start(self, dir, WatchOptions::default()).await
-    }
-}
-
 fn watch_error(path: &Path, e: notify::Error) -> Error {
     Error::io(path, std::io::Error::other(format!("cannot watch: {e}")))
 }
 
 impl Watcher {
-    /// Starts watching `dir` (recursively), then loads or reloads what is in
-    /// it, so no change made meanwhile is missed. Plugins already loaded from
-    /// `dir` whose files did not change are left alone.
-    pub async fn start(host: &Host, dir: &Path, options: WatchOptions) -> Result<Watcher> {
-        let root = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
+    /// Creates the recursive, debounced watch of `root` (canonical); events
+    /// queue up until [`Watcher::spawn`] applies them.
+    pub(crate) fn begin(root: &Path, options: WatchOptions) -> Result<(Watching, EventQueue)> {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut debouncer = new_debouncer(options.debounce, None, move |result: DebounceEventResult| {
             let _ = tx.send(result);
         })
-        .map_err(|e| watch_error(&root, e))?;
-        debouncer.watch(&root, RecursiveMode::Recursive).map_err(|e| watch_error(&root, e))?;
-        let initial = host.reload_dir(&root).await?;
+        .map_err(|e| watch_error(root, e))?;
+        debouncer.watch(root, RecursiveMode::Recursive).map_err(|e| watch_error(root, e))?;
+        Ok((Watching(debouncer), EventQueue(rx)))
+    }
+
+    /// Runs the watch loop: each batch of file events under `root` goes to
+    /// `apply`, split by `is_state_file` (see [`Batch`]).
+    pub(crate) fn spawn<S, A, F>(
+        root: PathBuf,
+        watching: Watching,
+        queue: EventQueue,
+        initial: ReloadReport,
+        is_state_file: S,
+        apply: A,
+    ) -> Watcher
+    where
+        S: Fn(&Path) -> bool + Send + 'static,
+        A: Fn(Batch) -> F + Send + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
         let (stop_tx, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(run(host.clone(), root.clone(), rx, stop_rx, options));
+        let task = tokio::spawn(run(root.clone(), queue.0, stop_rx, is_state_file, apply));
         tracing::info!(dir = %root.display(), "watching for plugin changes");
-        Ok(Watcher { root, debouncer: Some(debouncer), stop: Some(stop_tx), task: Some(task), initial: Some(initial) })
+        Watcher { root, debouncer: Some(watching.0), stop: Some(stop_tx), task: Some(task), initial: Some(initial) }
     }
 
     /// The watched directory (canonical).
@@ -144,17 +151,42 @@ fn ignored_path(root: &Path, path: &Path) -> bool {
     }
 }
 
-async fn run(
-    host: Host,
+/// A started file watch (the debouncer), before its loop runs.
+pub(crate) struct Watching(Debouncer<RecommendedWatcher, RecommendedCache>);
+
+/// The file events of a started watch, queued until its loop runs.
+pub(crate) struct EventQueue(mpsc::UnboundedReceiver<DebounceEventResult>);
+
+/// One batch of changes in a watched plugin directory.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    /// The watched directory.
+    pub root: PathBuf,
+    /// State files that changed.
+    pub state_files: Vec<PathBuf>,
+    /// Changed paths that may concern plugins; `None`: rescan everything.
+    pub touched: Option<Vec<PathBuf>>,
+}
+
+/// How a watcher applies changes: settle, then retry parse failures.
+pub(crate) fn sync_options(options: &WatchOptions) -> SyncOptions {
+    SyncOptions {
+        settle: Some(SettleOptions { interval: options.settle, retries: options.retries, max_wait: options.max_wait }),
+        ..Default::default()
+    }
+}
+
+async fn run<S, A, F>(
     root: PathBuf,
     mut rx: mpsc::UnboundedReceiver<DebounceEventResult>,
     mut stop: oneshot::Receiver<()>,
-    options: WatchOptions,
-) {
-    let sync = SyncOptions {
-        settle: Some(SettleOptions { interval: options.settle, retries: options.retries, max_wait: options.max_wait }),
-        ..Default::default()
-    };
+    is_state_file: S,
+    apply: A,
+) where
+    S: Fn(&Path) -> bool,
+    A: Fn(Batch) -> F,
+    F: Future<Output = ()>,
+{
     loop {
         let first = tokio::select! {
             _ = &mut stop => break,
@@ -185,31 +217,18 @@ async fn run(
                 }
             }
         }
-        let state_files: Vec<PathBuf> = paths.iter().filter(|p| host.inner.reload.is_state_file(p)).cloned().collect();
+        let state_files: Vec<PathBuf> = paths.iter().filter(|p| is_state_file(p)).cloned().collect();
         paths.retain(|p| !ignored_path(&root, p) && p.as_path() != root);
         if paths.is_empty() && state_files.is_empty() && !rescan {
             continue;
         }
         tracing::debug!(dir = %root.display(), ?paths, rescan, "plugin files changed");
-        let _guard = host.inner.reload.sync.lock().await;
-        for file in &state_files {
-            host.apply_state_file(file).await;
-        }
-        if paths.is_empty() && !rescan {
-            continue;
-        }
-        let touched: Vec<PathBuf> = paths.into_iter().collect();
-        match host.sync_root(&root, (!rescan).then_some(touched.as_slice()), &sync).await {
-            Ok(report) => {
-                for (name, outcome) in &report.changes {
-                    tracing::debug!(plugin = %name, ?outcome, "watch");
-                }
-                for f in report.failed.iter().filter(|f| matches!(f.error, Error::Manifest(_))) {
-                    tracing::debug!("{f}");
-                }
-            }
-            Err(e) => tracing::warn!(dir = %root.display(), "cannot rescan: {e}"),
-        }
+        let touched = match (rescan, paths.is_empty()) {
+            (true, _) => None,
+            (false, true) => Some(Vec::new()),
+            (false, false) => Some(paths.into_iter().collect()),
+        };
+        apply(Batch { root: root.clone(), state_files, touched }).await;
     }
 }
 

@@ -5,6 +5,7 @@ mod bounds;
 mod cli;
 mod deadlines;
 mod devices;
+mod escalation;
 mod examples;
 mod limits;
 mod loader;

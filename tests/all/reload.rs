@@ -274,6 +274,12 @@ async fn adding_loads_deleting_unloads_and_renaming_moves() {
     )
     .unwrap();
     std::fs::copy(plugbox_artifacts::SCRIPTED, dir.path().join("side.wasm")).unwrap();
+    // It appeared at run time: held until approved, then it serves.
+    let e = wait_for(&mut events, "held side", |e| matches!(e.kind, PluginEventKind::HeldForApproval { .. })).await;
+    assert_eq!(e.plugin, "side");
+    assert_eq!(host.status("side").unwrap().state, PluginState::Pending);
+    assert_eq!(tags(&host).await.unwrap(), ("v1.0.0".into(), "v1.0.0".into()), "`side` must not serve yet");
+    assert!(matches!(host.approve("side").await.unwrap(), ReloadOutcome::Loaded { .. }));
     let e = wait_for(&mut events, "loaded side", |e| matches!(e.kind, PluginEventKind::Loaded { .. })).await;
     assert_eq!(e.plugin, "side");
     let resp = host.run_request(&RequestContext::new("m"), request("hi"), echo).await.unwrap();
@@ -358,6 +364,10 @@ async fn slow_writes_are_not_loaded_early() {
         assert!(!loaded || done.load(Ordering::SeqCst), "loaded before its component was fully written");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // New at run time: held for approval (complete), then approved.
+    let e = wait_for(&mut events, "held", |e| matches!(e.kind, PluginEventKind::HeldForApproval { .. })).await;
+    assert_eq!(e.plugin, "slow");
+    assert!(matches!(host.approve("slow").await.unwrap(), ReloadOutcome::Loaded { .. }));
     let e = wait_for(&mut events, "loaded", |e| matches!(e.kind, PluginEventKind::Loaded { .. })).await;
     assert_eq!(e.plugin, "slow");
 
@@ -498,8 +508,8 @@ async fn gaining_permissions_is_reported_and_can_require_approval() {
     let d = dir.add("p", plugbox_artifacts::SCRIPTED, &manifest("p", "1.0.0", "v1", ""));
     let more = ", kv: true, network: [api.example.com:443]";
 
-    // Without the policy: swapped in, the difference reported.
-    let host = builder().build().unwrap();
+    // Without approval: swapped in, the difference reported.
+    let host = builder().require_approval_for_new_permissions(false).build().unwrap();
     let mut events = host.subscribe();
     host.load_dir(dir.path()).await.unwrap();
     std::fs::write(d.join("plugin.yaml"), manifest("p", "2.0.0", "v2", more)).unwrap();
@@ -510,9 +520,9 @@ async fn gaining_permissions_is_reported_and_can_require_approval() {
     assert_eq!(permissions.added, [Grant::Kv, Grant::Network { pattern: "api.example.com:443".into() }]);
     assert!(e.to_string().contains("gains: kv (own namespace), network `api.example.com:443`"), "{e}");
 
-    // With it: the new version waits; the old one serves.
+    // With it (the default): the new version waits; the old one serves.
     std::fs::write(d.join("plugin.yaml"), manifest("p", "1.0.0", "v1", "")).unwrap();
-    let host = builder().require_approval_for_new_permissions(true).build().unwrap();
+    let host = builder().build().unwrap();
     let mut events = host.subscribe();
     host.load_dir(dir.path()).await.unwrap();
     std::fs::write(d.join("plugin.yaml"), manifest("p", "2.0.0", "v2", more)).unwrap();
@@ -546,7 +556,7 @@ async fn explicit_reload_without_a_watcher() {
     let dir = PluginDir::new();
     let a = dir.add("a", plugbox_artifacts::SCRIPTED, &manifest("a", "1.0.0", "a", ""));
     dir.add("b", plugbox_artifacts::SCRIPTED, &manifest("b", "1.0.0", "b", "").replace("priority: 1", "priority: 2"));
-    let host = builder().build().unwrap();
+    let host = builder().require_approval_for_new_plugins(false).build().unwrap();
     host.load_dir(dir.path()).await.unwrap();
 
     std::fs::write(a.join("plugin.yaml"), manifest("a", "1.1.0", "a2", "")).unwrap();
@@ -682,6 +692,21 @@ fn serve_reloads_on_sighup_and_obeys_disable_and_approve_from_the_cli() {
     assert!(out.contains("approved `hot` 2.0.0"), "{out}");
     serve.signal("HUP");
     serve.expect("reloaded `hot` 1.0.0 -> 2.0.0 (gains: kv (own namespace))");
+
+    // A plugin dropped in while serving is held, shown as pending, and loads once approved.
+    dir.add(
+        "dropped",
+        plugbox_artifacts::SCRIPTED,
+        &manifest("dropped", "1.0.0", "d", "").replace("priority: 1", "priority: 2"),
+    );
+    serve.signal("HUP");
+    serve.expect("held `dropped` 1.0.0");
+    let row = serve.expect("dropped ");
+    assert!(row.contains("pending"), "{row}");
+    let out = plugbox(&["approve", "dropped", "--plugins", path]);
+    assert!(out.contains("approved `dropped` 1.0.0"), "{out}");
+    serve.signal("HUP");
+    serve.expect("loaded `dropped` 1.0.0");
 
     let out = plugbox(&["disable", "hot", "--plugins", path]);
     assert!(out.contains("disabled `hot`"), "{out}");

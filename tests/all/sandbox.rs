@@ -295,7 +295,8 @@ async fn asking_for_everything_under_a_strict_policy() {
     let manifest = probe_manifest("greedy", greedy, &["read:/root/etc/passwd", "list:/self", "preopens"])
         .replace("limits: { timeout: 2s }", "limits: { timeout: 2s, memory: 1GiB, instances: 200 }");
     dir.add("greedy", plugbox_artifacts::SANDBOX_PROBE, &manifest);
-    let host = host();
+    // A data root inside the plugin root is refused.
+    let host = builder().data_root(dir.path().join("data-inside-the-root")).build().unwrap();
     let ctx = attempt(&host, dir.path()).await;
     let p = host.plugin("greedy").unwrap();
     let caps = p.capabilities();

@@ -36,6 +36,8 @@ pub enum Grant {
         /// Read-only or read-write.
         access: FsAccess,
     },
+    /// The plugin's private data directory (`data-dir`), read-write.
+    DataDir,
     /// An environment variable (its name; values are never reported).
     Env {
         /// The variable's name.
@@ -56,6 +58,7 @@ impl fmt::Display for Grant {
             Grant::Filesystem { host, guest, access: a } => {
                 write!(f, "filesystem `{}` -> `{guest}` ({})", host.display(), access(a))
             }
+            Grant::DataDir => write!(f, "data-dir (read-write)"),
             Grant::Env { name } => write!(f, "env `{name}`"),
         }
     }
@@ -102,7 +105,10 @@ impl CapabilityDiff {
         let fs = |c: &Capabilities| -> Vec<Grant> {
             c.preopens
                 .iter()
-                .map(|p| Grant::Filesystem { host: p.host.clone(), guest: p.guest.clone(), access: p.access })
+                .map(|p| match p.guest == crate::capability::DATA_DIR_GUEST_PATH {
+                    true => Grant::DataDir,
+                    false => Grant::Filesystem { host: p.host.clone(), guest: p.guest.clone(), access: p.access },
+                })
                 .collect()
         };
         let env =

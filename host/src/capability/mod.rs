@@ -4,6 +4,11 @@
 //! Deny by default: a plugin whose manifest declares nothing gets clocks and
 //! random, a closed stdin, stdout/stderr routed to the log, no arguments, no
 //! environment, no files, no sockets and no name lookup.
+//!
+//! No escalation: no grant makes writable what the loader reads (the plugin
+//! roots, the plugin's own manifest and component, the state file, the compile
+//! cache, the policy file; see [`LoaderPaths`]); per-plugin data lives under a
+//! data root outside every plugin root.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,6 +16,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
+pub mod approval;
 mod diff;
 
 pub use diff::{CapabilityDiff, Grant};
@@ -65,6 +71,124 @@ pub struct Preopen {
     pub access: FsAccess,
 }
 
+fn fs_access(a: FsAccess) -> &'static str {
+    match a {
+        FsAccess::Read => "read",
+        FsAccess::ReadWrite => "read-write",
+    }
+}
+
+/// Where a plugin lives, and what its host reads: the input of
+/// [`Capabilities::resolve`]'s filesystem rules.
+#[derive(Debug, Clone, Copy)]
+pub struct PluginPlace<'a> {
+    /// The directory relative paths in the manifest resolve against.
+    pub base_dir: &'a Path,
+    /// The plugin's own directory, which it may be granted read-only:
+    /// `Some` in the directory form only. In the sidecar and embedded forms
+    /// the directory holding the plugin is a shared plugin root, so the
+    /// plugin gets no grant there unless the policy allows it (and never a
+    /// writable one).
+    pub own_dir: Option<&'a Path>,
+    /// What the host reads, and where per-plugin data lives.
+    pub paths: &'a LoaderPaths,
+}
+
+/// Everything the loader reads, which no grant may make writable, and the
+/// root of the per-plugin data directories.
+///
+/// A read-write grant that overlaps (contains, equals or lies inside) any of
+/// these is refused, whatever the policy says: a plugin that could write
+/// there could install a plugin, rewrite its own manifest or component, or
+/// approve itself.
+#[derive(Debug, Clone, Default)]
+pub struct LoaderPaths {
+    /// The host's plugin roots: directories given to `load_dir`, `reload_dir`
+    /// or a watcher.
+    pub plugin_roots: Vec<PathBuf>,
+    /// Other paths the host reads: the plugin's own manifest and component,
+    /// the state file, the compile cache, the policy file.
+    pub protected: Vec<PathBuf>,
+    /// The directory holding one private data directory per plugin.
+    pub data_root: Option<PathBuf>,
+}
+
+impl LoaderPaths {
+    /// Why plugin `plugin` may not write `dir` (canonical), if it may not.
+    pub fn write_refusal(&self, plugin: &str, dir: &Path) -> Option<String> {
+        let overlaps = |p: &PathBuf| {
+            let p = canonical_lenient(p);
+            (dir.starts_with(&p) || p.starts_with(dir)).then_some(p)
+        };
+        if let Some(root) = self.plugin_roots.iter().find_map(overlaps) {
+            return Some(format!(
+                "refused for plugin `{plugin}`: overlaps the plugin root `{}`; no grant may let a plugin \
+                 write what the loader reads (rule: no escalation)",
+                root.display()
+            ));
+        }
+        self.protected.iter().find_map(overlaps).map(|p| {
+            format!(
+                "refused for plugin `{plugin}`: overlaps `{}`, which the host reads; no grant may let a plugin \
+                 write what the loader reads (rule: no escalation)",
+                p.display()
+            )
+        })
+    }
+
+    /// Creates (0700) and returns the data directory of `plugin` under
+    /// `root`, or says why it is refused.
+    fn data_dir(&self, plugin: &str, root: &Path) -> std::result::Result<PathBuf, String> {
+        let canonical_root = canonical_lenient(root);
+        if let Some(r) = self.write_refusal(plugin, &canonical_root) {
+            return Err(format!("the data root `{}`: {r}", root.display()));
+        }
+        let dir = root.join(plugin);
+        create_private_dir(root).map_err(|e| format!("cannot create `{}`: {e}", root.display()))?;
+        create_private_dir(&dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+        dir.canonicalize().map_err(|e| format!("`{}`: {e}", dir.display()))
+    }
+}
+
+/// `$XDG_DATA_HOME/plugbox/data`, or `~/.local/share/plugbox/data`: the
+/// default root of the per-plugin data directories (created 0700 when a
+/// plugin first needs it).
+pub fn default_data_root() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local").join("share")))?;
+    Some(base.join("plugbox").join("data"))
+}
+
+/// Creates `dir` (and missing parents) with mode 0700 where supported.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+}
+
+/// `path` with symlinks resolved as far as it exists; the missing rest appended.
+pub(crate) fn canonical_lenient(path: &Path) -> PathBuf {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut rest = Vec::new();
+    let mut cur = path.as_path();
+    loop {
+        if let Ok(c) = cur.canonicalize() {
+            return rest.iter().rev().fold(c, |acc: PathBuf, part| acc.join(part));
+        }
+        match (cur.parent(), cur.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                cur = parent;
+            }
+            _ => return path,
+        }
+    }
+}
+
 fn env_names_only<S: serde::Serializer>(env: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(env.iter().map(|(k, _)| k))
 }
@@ -84,14 +208,11 @@ impl Capabilities {
 
     /// Resolves what `manifest` declares against `policy`.
     ///
-    /// `plugin_dir` is the directory relative paths resolve against;
-    /// `data_root`, if set, holds one private data directory per plugin.
-    pub fn resolve(
-        manifest: &Manifest,
-        plugin_dir: &Path,
-        policy: &Policy,
-        data_root: Option<&Path>,
-    ) -> Result<Capabilities> {
+    /// `place` says where the plugin lives (the directory relative paths
+    /// resolve against, and its own directory in the directory form) and what
+    /// the host reads (its plugin roots, state file, compile cache, policy
+    /// file): no grant may make any of these writable (see [`LoaderPaths`]).
+    pub fn resolve(manifest: &Manifest, place: &PluginPlace<'_>, policy: &Policy) -> Result<Capabilities> {
         let name = manifest.name.as_str();
         let perms = &manifest.permissions;
         let plugin_policy = policy.for_plugin(name);
@@ -113,39 +234,64 @@ impl Capabilities {
             caps.kv = false;
         }
 
-        // Filesystem: inside the plugin's own directory, or under a policy root.
-        let own_dir = plugin_dir.canonicalize().map_err(|e| Error::io(plugin_dir, e))?;
-        let roots: Vec<PathBuf> = std::iter::once(own_dir)
-            .chain(policy.filesystem_roots.iter().cloned())
-            .chain(plugin_policy.into_iter().flat_map(|p| p.filesystem_roots.iter().cloned()))
+        // Filesystem: read-only inside the plugin's own directory (directory
+        // form only), or under a policy root; never writable where the loader reads.
+        let own_dir = match place.own_dir {
+            Some(dir) => Some(dir.canonicalize().map_err(|e| Error::io(dir, e))?),
+            None => None,
+        };
+        let policy_roots: Vec<PathBuf> = policy
+            .filesystem_roots
+            .iter()
+            .chain(plugin_policy.into_iter().flat_map(|p| p.filesystem_roots.iter()))
             .filter_map(|r| r.canonicalize().ok())
             .collect();
         for grant in &perms.filesystem {
-            let host = plugin_dir.join(&grant.host);
-            match host.canonicalize() {
-                Ok(canonical) if roots.iter().any(|r| canonical.starts_with(r)) => {
-                    caps.preopens.push(Preopen { host: canonical, guest: grant.guest.clone(), access: grant.access })
+            let host = place.base_dir.join(&grant.host);
+            let canonical = match host.canonicalize() {
+                Ok(c) => c,
+                Err(e) => {
+                    caps.denied.push(format!("filesystem `{}`: {e}", host.display()));
+                    continue;
                 }
-                Ok(canonical) => caps.denied.push(format!(
-                    "filesystem `{}` -> `{}`: outside the plugin's directory and not allowed by policy",
-                    canonical.display(),
-                    grant.guest
-                )),
-                Err(e) => caps.denied.push(format!("filesystem `{}`: {e}", host.display())),
+            };
+            let show =
+                format!("filesystem `{}` -> `{}` ({})", canonical.display(), grant.guest, fs_access(grant.access));
+            if grant.guest == DATA_DIR_GUEST_PATH {
+                caps.denied.push(format!("{show}: `{DATA_DIR_GUEST_PATH}` is reserved for the data directory"));
+                continue;
             }
+            let in_policy = policy_roots.iter().any(|r| canonical.starts_with(r));
+            let in_own = own_dir.as_ref().is_some_and(|d| canonical.starts_with(d));
+            if !in_policy && !in_own {
+                caps.denied.push(format!("{show}: outside the plugin's directory and not allowed by policy"));
+                continue;
+            }
+            if grant.access == FsAccess::ReadWrite {
+                if let Some(refusal) = place.paths.write_refusal(name, &canonical) {
+                    caps.denied.push(format!("{show}: {refusal}"));
+                    continue;
+                }
+                if !in_policy {
+                    caps.denied.push(format!(
+                        "{show}: refused for plugin `{name}`: a plugin's own directory is read-only at most \
+                         (rule: no escalation); ask for `data-dir` to get a writable directory"
+                    ));
+                    continue;
+                }
+            }
+            caps.preopens.push(Preopen { host: canonical, guest: grant.guest.clone(), access: grant.access });
         }
         if perms.data_dir {
-            match data_root {
-                Some(root) => {
-                    let dir = root.join(name);
-                    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-                    let host = dir.canonicalize().map_err(|e| Error::io(&dir, e))?;
-                    caps.preopens.push(Preopen {
+            match &place.paths.data_root {
+                Some(root) => match place.paths.data_dir(name, root) {
+                    Ok(host) => caps.preopens.push(Preopen {
                         host,
                         guest: DATA_DIR_GUEST_PATH.to_string(),
                         access: FsAccess::ReadWrite,
-                    });
-                }
+                    }),
+                    Err(refusal) => caps.denied.push(format!("data directory: {refusal}")),
+                },
                 None => caps.denied.push("data directory: this host has no data root".to_string()),
             }
         }

@@ -210,7 +210,11 @@ pub fn print_statuses(host: &Host, failed: bool) {
             }
             None if s.state == PluginState::Failed && !failed => continue,
             None => {
-                let state = if s.state == PluginState::Disabled { "disabled" } else { "failed" };
+                let state = match s.state {
+                    PluginState::Disabled => "disabled",
+                    PluginState::Pending => "pending",
+                    _ => "failed",
+                };
                 println!(
                     "{:<18} {:<9} {:>8} {:<12} {:<10} {:>8}  {:<11} {:<20}",
                     s.name, "-", "-", "-", "-", "-", state, "-"

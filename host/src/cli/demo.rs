@@ -151,9 +151,11 @@ pub async fn run(builder: HostBuilder, plugins: Option<&Path>) -> Result<ExitCod
         Some(p) => p.to_path_buf(),
         None => {
             let _ = std::fs::remove_dir_all(&scratch);
-            std::fs::create_dir_all(&scratch)?;
-            bundled_plugins(&scratch)?;
-            scratch.clone()
+            // Plugins and their data directories apart: a data root inside a plugin root is refused.
+            let plugins = scratch.join("plugins");
+            std::fs::create_dir_all(&plugins)?;
+            bundled_plugins(&plugins)?;
+            plugins
         }
     };
     let obj = |v: serde_json::Value| v.as_object().cloned().unwrap_or_default();
@@ -198,17 +200,20 @@ pub async fn run(builder: HostBuilder, plugins: Option<&Path>) -> Result<ExitCod
     let mut events = host.subscribe();
     let watcher = host.watch(&dir).await.context("watching the plugin directory")?;
     println!("4. hot reload: the plugin directory is watched. A buggy plugin (it panics) is copied in:");
-    println!("   it is loaded without a restart, fails open, and the request is still served");
+    println!("   a plugin that appears at run time is held for approval; approved, it is loaded without a");
+    println!("   restart, fails open, and the request is still served");
     let flaky = flaky_plugin(&dir)?;
-    wait_event(&mut events, "flaky", |k| matches!(k, PluginEventKind::Loaded { .. })).await?;
+    wait_event(&mut events, "flaky", |k| matches!(k, PluginEventKind::HeldForApproval { .. })).await?;
+    host.approve("flaky").await?;
     send(&host, "carol", "Does one bad plugin break the gateway?").await?;
     println!("5. its plugin.yaml is fixed in place (version 0.0.2: pre-request now modifies the prompt, so it");
     println!("   asks for `messages: write`): the new version is validated, then swapped in atomically, and");
-    println!("   the permissions it gains are reported");
+    println!("   the permissions it gains wait for approval (the old version serves meanwhile)");
     let tmp = flaky.join(".plugin.yaml.tmp");
     std::fs::write(&tmp, flaky_manifest("0.0.2", "modify", "write"))?;
     std::fs::rename(&tmp, flaky.join("plugin.yaml"))?;
-    wait_event(&mut events, "flaky", |k| matches!(k, PluginEventKind::Reloaded { .. })).await?;
+    wait_event(&mut events, "flaky", |k| matches!(k, PluginEventKind::ApprovalRequired { .. })).await?;
+    host.approve("flaky").await?;
     send(&host, "carol", "Fixed without a restart?").await?;
     println!(
         "6. its directory is deleted: it is unloaded (WebAssembly plugins can be unloaded; Go .so plugins cannot)"

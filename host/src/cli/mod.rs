@@ -23,6 +23,11 @@ struct Cli {
     /// Compile cache directory (default: ~/.cache/plugbox/compiled).
     #[arg(long, global = true, env = "PLUGBOX_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// Root of the per-plugin data directories (`data-dir`); must lie outside
+    /// every plugin directory (default: $XDG_DATA_HOME/plugbox/data, else
+    /// ~/.local/share/plugbox/data).
+    #[arg(long, global = true, env = "PLUGBOX_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// Log filter (tracing env-filter syntax), e.g. `info` or `plugbox=debug`.
     /// Default: `warn` for `serve`, `error` for the commands that print their
     /// findings themselves.
@@ -120,8 +125,10 @@ enum Command {
         /// Do not watch the directory: reload only on SIGHUP.
         #[arg(long)]
         no_watch: bool,
-        /// Keep a new version that gains permissions waiting until `plugbox approve`.
-        #[arg(long)]
+        /// Keep a new version that gains permissions, and a plugin that
+        /// appears while serving, waiting until `plugbox approve` (the default;
+        /// the policy's `approval` section approves named grants ahead).
+        #[arg(long, hide = true)]
         require_approval: bool,
         /// Print events as JSON lines.
         #[arg(long)]
@@ -141,7 +148,7 @@ enum Command {
         plugins: PathBuf,
     },
     /// Approve a plugin's new version (its files as they are now) that gains
-    /// permissions, for a `serve --require-approval` on the directory.
+    /// permissions, or a plugin that appeared while `serve` runs on the directory.
     Approve {
         name: String,
         #[arg(long, default_value = "plugins")]
@@ -182,6 +189,9 @@ fn builder(cli: &Cli) -> Result<HostBuilder> {
     if let Some(dir) = &cli.cache_dir {
         b = b.cache_dir(Some(dir.clone()));
     }
+    if let Some(dir) = &cli.data_dir {
+        b = b.data_root(dir.clone());
+    }
     Ok(b)
 }
 
@@ -218,8 +228,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Devices { plugins, json } => devices::run(builder(&cli)?, plugins.as_deref(), *json).await,
         Command::Demo { plugins } => demo::run(builder(&cli)?, plugins.as_deref()).await,
-        Command::Serve { plugins, no_watch, require_approval, json } => {
-            serve::serve(builder(&cli)?, plugins, !no_watch, *require_approval, *json).await
+        Command::Serve { plugins, no_watch, require_approval: _, json } => {
+            serve::serve(builder(&cli)?, plugins, !no_watch, *json).await
         }
         Command::Disable { name, plugins } => serve::set_disabled(plugins, name, true),
         Command::Enable { name, plugins } => serve::set_disabled(plugins, name, false),

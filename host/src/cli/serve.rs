@@ -35,16 +35,10 @@ pub fn print_event(e: &PluginEvent, json: bool) {
     }
 }
 
-pub async fn serve(
-    builder: HostBuilder,
-    dir: &Path,
-    watch: bool,
-    require_approval: bool,
-    json: bool,
-) -> Result<ExitCode> {
+pub async fn serve(builder: HostBuilder, dir: &Path, watch: bool, json: bool) -> Result<ExitCode> {
     // Signal handlers first: a SIGHUP must never find the default action (exit).
     let mut signals = Signals::new()?;
-    let host = builder.require_approval_for_new_permissions(require_approval).build()?;
+    let host = builder.build()?;
     let logger = log_events(&host, json);
     let report = host.load_dir(dir).await.with_context(|| format!("loading plugins from `{}`", dir.display()))?;
     let watcher = if watch { Some(host.watch(dir).await?) } else { None };

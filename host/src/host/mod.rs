@@ -2,6 +2,7 @@
 //! then call the pipeline methods from any tokio service.
 
 mod pipeline;
+mod reload;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ use wasmtime::component::Linker;
 
 use crate::bindings::Plugin as PluginWorld;
 use crate::breaker::BreakerConfig;
-use crate::capability::Capabilities;
+use crate::capability::{Capabilities, LoaderPaths, PluginPlace};
 use crate::devices::{DeviceOptions, DeviceState};
 use crate::engine::{EngineOptions, PlugboxEngine};
 use crate::error::{Error, Result};
@@ -26,6 +27,7 @@ use crate::pipeline::{PipelineConfig, invoke};
 use crate::plugin::{ExportIndices, LoadedPlugin, PluginParts, PluginSource, PoolOptions, PoolSet};
 use crate::policy::Policy;
 use crate::registry::{Registry, Snapshot};
+pub use crate::reload::LoadFailure;
 use crate::reload::{Discovered, ReloadOptions, ReloadState};
 
 mod plugins;
@@ -34,10 +36,12 @@ mod plugins;
 ///
 /// Defaults: the compile cache in `~/.cache/plugbox/compiled`, the default
 /// [`Policy`] (nothing outside a plugin's own directory, no wildcard network),
-/// an in-memory kv store, no data root (plugins asking for a data directory
-/// are told so), [`PipelineConfig::default`], the disabled list in each plugin
-/// directory's `.plugbox-state.yaml`, and upgrades that gain permissions
-/// swapped in without approval (the policy still bounds every grant).
+/// an in-memory kv store, per-plugin data directories under
+/// `$XDG_DATA_HOME/plugbox/data` (else `~/.local/share/plugbox/data`),
+/// [`PipelineConfig::default`], the disabled list in each plugin directory's
+/// `.plugbox-state.yaml`, and approval required both for plugins that appear
+/// at run time and for new versions that gain grants (unless the policy's
+/// `approval` section approves them ahead).
 pub struct HostBuilder {
     engine: EngineOptions,
     policy: Policy,
@@ -59,7 +63,7 @@ impl Default for HostBuilder {
             pipeline: PipelineConfig::default(),
             plugin_config: BTreeMap::new(),
             kv: Arc::new(MemoryKv::new()),
-            data_root: None,
+            data_root: crate::capability::default_data_root(),
             breaker: BreakerConfig::default(),
             devices: DeviceOptions::default(),
             reload: ReloadOptions::default(),
@@ -115,9 +119,17 @@ impl HostBuilder {
         self.engine = options;
         self
     }
-    /// Directory holding one private data directory per plugin.
+    /// Directory holding one private data directory per plugin (`data-dir`,
+    /// `write_files`), one subdirectory per plugin, created 0700. It must lie
+    /// outside every plugin root: a data directory inside one is refused.
+    /// Default: `$XDG_DATA_HOME/plugbox/data`, else `~/.local/share/plugbox/data`.
     pub fn data_root(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_root = Some(dir.into());
+        self
+    }
+    /// No data root: plugins asking for a data directory are told so.
+    pub fn without_data_root(mut self) -> Self {
+        self.data_root = None;
         self
     }
 
@@ -135,10 +147,22 @@ impl HostBuilder {
     }
     /// Keep a new version of a plugin that is granted more than the version it
     /// replaces (see [`CapabilityDiff`](crate::reload::CapabilityDiff)) pending
-    /// until [`Host::approve`]; the old version serves meanwhile. Off by
-    /// default: the difference is then only reported (event and log).
+    /// until [`Host::approve`]; the old version serves meanwhile. On by
+    /// default; grants the policy's `approval` section names are approved
+    /// ahead. Off: the difference is only reported (event and log).
     pub fn require_approval_for_new_permissions(mut self, require: bool) -> Self {
         self.reload.require_approval = require;
+        self
+    }
+    /// Keep a plugin that appears at run time (found by hot reload or
+    /// [`Host::reload_dir`] in a plugin directory already loaded) pending until
+    /// [`Host::approve`]; it does not serve meanwhile. On by default; a plugin
+    /// whose grants the policy's `approval` section covers is loaded at once.
+    /// Plugins found by the first load of a directory, and plugins loaded
+    /// explicitly ([`Host::load_dir`], [`Host::load_plugin`], [`Host::enable`]),
+    /// are not held.
+    pub fn require_approval_for_new_plugins(mut self, require: bool) -> Self {
+        self.reload.require_approval_new = require;
         self
     }
     /// Where the disabled list is kept, for every plugin directory of this host
@@ -190,6 +214,7 @@ impl HostBuilder {
                 kv: self.kv,
                 outgoing_http,
                 data_root: self.data_root,
+                cache_dir: self.engine.cache_dir.clone(),
                 breaker: self.breaker,
                 devices: DeviceReports::default(),
                 device_state: DeviceState::new(self.devices),
@@ -205,13 +230,14 @@ impl HostBuilder {
 pub(crate) struct HostInner {
     pub(crate) engine: PlugboxEngine,
     linker: Linker<StoreState>,
-    policy: Policy,
+    pub(crate) policy: Policy,
     pub(crate) pipeline: PipelineConfig,
     plugin_config: RwLock<BTreeMap<String, Map<String, Value>>>,
     pub(crate) kv: Arc<dyn KvStore>,
     /// Host-wide permits for outgoing HTTP requests (`resources.http.host-concurrent`).
     outgoing_http: Arc<tokio::sync::Semaphore>,
     pub(crate) data_root: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
     breaker: BreakerConfig,
     pub(crate) devices: DeviceReports,
     pub(crate) device_state: DeviceState,
@@ -240,25 +266,6 @@ pub struct LoadReport {
     pub disabled: Vec<String>,
 }
 
-/// A plugin that did not load, and why.
-#[derive(Debug)]
-pub struct LoadFailure {
-    /// The plugin's file or directory.
-    pub path: PathBuf,
-    /// Why it did not load.
-    pub error: Error,
-}
-
-impl std::fmt::Display for LoadFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Errors that already name their file need no prefix.
-        match &self.error {
-            Error::Manifest(_) | Error::Io { .. } => write!(f, "{}", self.error),
-            e => write!(f, "{}: {e}", self.path.display()),
-        }
-    }
-}
-
 impl Host {
     /// A host with all defaults.
     pub fn new() -> Result<Host> {
@@ -268,12 +275,16 @@ impl Host {
     /// Loads every plugin found under `dir` (recursively). A plugin that fails
     /// is reported in [`LoadReport::failed`] and never stops the others.
     ///
+    /// Fails, adding nothing, when a loaded plugin may write inside or around
+    /// `dir` (no grant may let a plugin write a plugin root).
+    ///
     /// The directory becomes one of the host's plugin directories: plugins its
     /// state file lists as disabled are skipped (see [`Host::disable`]), and
     /// [`Host::reload_dir`] and the watcher keep it in sync later.
     pub async fn load_dir(&self, dir: &Path) -> Result<LoadReport> {
         let _guard = self.inner.reload.sync.lock().await;
         let (sources, problems) = loader::discover(dir)?;
+        self.refuse_root_writable_by_plugins(dir)?;
         self.inner.reload.add_root(dir);
         let mut report = LoadReport::default();
         for DiscoveryProblem { path, message } in problems {
@@ -338,8 +349,10 @@ impl Host {
         let operator = self.inner.plugin_config.read().get(&name).cloned().unwrap_or_default();
         let config = manifest.resolve_config(&operator)?;
         let (limits, lowered) = self.inner.policy.cap_limits(&name, manifest.limits.resolve());
-        let mut caps =
-            Capabilities::resolve(&manifest, &read.base_dir, &self.inner.policy, self.inner.data_root.as_deref())?;
+        let paths = self.loader_paths(&read.source);
+        let own_dir = (read.source.form == loader::SourceForm::Directory).then_some(read.base_dir.as_path());
+        let place = PluginPlace { base_dir: &read.base_dir, own_dir, paths: &paths };
+        let mut caps = Capabilities::resolve(&manifest, &place, &self.inner.policy)?;
         caps.denied.extend(lowered);
         if limits.fuel.is_some() && !self.inner.engine.exec.fuel {
             caps.denied.push("limits.fuel: this host runs without fuel metering (the timeout still applies)".into());
@@ -411,6 +424,24 @@ impl Host {
         }
         plugin.load_time = started.elapsed();
         Ok(Arc::new(plugin))
+    }
+
+    /// What no grant to the plugin read from `source` may make writable:
+    /// the plugin roots, its own files (in the directory form, its whole
+    /// directory), the state file, the compile cache and the policy file.
+    fn loader_paths(&self, source: &PluginSource) -> LoaderPaths {
+        let mut protected: Vec<PathBuf> = source.manifest.iter().cloned().collect();
+        protected.push(source.component.clone());
+        // The directory form's loader reads the whole directory (it looks for the `.wasm` there).
+        if source.form == loader::SourceForm::Directory
+            && let Some(dir) = source.manifest.as_ref().and_then(|m| m.parent())
+        {
+            protected.push(dir.to_path_buf());
+        }
+        protected.extend(self.inner.reload.options.state_file.clone());
+        protected.extend(self.inner.cache_dir.clone());
+        protected.extend(self.inner.policy.path.clone());
+        LoaderPaths { plugin_roots: self.inner.reload.roots(), protected, data_root: self.inner.data_root.clone() }
     }
 
     /// The plugin named `name`, if loaded.

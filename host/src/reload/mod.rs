@@ -2,8 +2,8 @@
 //! host without losing a request.
 //!
 //! Every change goes the same way, whether the [watcher](crate::watch), an
-//! explicit [`Host::reload_dir`] / [`Host::reload_plugin`] (what `SIGHUP` runs
-//! in `plugbox serve`) or [`Host::enable`] triggered it:
+//! explicit [`Host::reload_dir`](crate::Host::reload_dir) / [`Host::reload_plugin`](crate::Host::reload_plugin) (what `SIGHUP` runs
+//! in `plugbox serve`) or [`Host::enable`](crate::Host::enable) triggered it:
 //!
 //! 1. the plugin's files are read (for the watcher: only once their size and
 //!    modification time are stable across two checks; a component or manifest
@@ -20,13 +20,15 @@
 //!    is done ([`PluginEventKind::Drained`]).
 //!
 //! A new version that fails at any step leaves the old one serving; the error
-//! is recorded ([`Host::statuses`]) and reported ([`PluginEventKind::Failed`]).
+//! is recorded ([`Host::statuses`](crate::Host::statuses)) and reported ([`PluginEventKind::Failed`]).
 //! When the new version is granted more than the old one (see
-//! [`CapabilityDiff`]) the difference is reported, and with
-//! [`HostBuilder::require_approval_for_new_permissions`](crate::HostBuilder::require_approval_for_new_permissions)
-//! it waits for [`Host::approve`].
+//! [`CapabilityDiff`]) it waits for [`Host::approve`](crate::Host::approve) while the old one serves
+//! ([`HostBuilder::require_approval_for_new_permissions`](crate::HostBuilder::require_approval_for_new_permissions),
+//! on by default), and a plugin that appears at run time waits for it without
+//! serving ([`HostBuilder::require_approval_for_new_plugins`](crate::HostBuilder::require_approval_for_new_plugins)),
+//! unless the policy's `approval` section approves exactly those grants ahead.
 
-mod settle;
+pub(crate) mod settle;
 mod state;
 mod sync;
 
@@ -46,10 +48,9 @@ pub use state::{PluginStates, STATE_FILE};
 
 pub(crate) use settle::SettleOptions;
 pub use sync::DRAIN_LIMIT;
-pub(crate) use sync::{Discovered, SyncOptions};
+pub(crate) use sync::{Discovered, Step, SyncOptions, touches};
 
 use crate::error::{Error, Result};
-use crate::host::{Host, LoadFailure};
 use crate::loader;
 use crate::plugin::{LoadedPlugin, PluginSource, SourceForm};
 
@@ -58,13 +59,22 @@ use crate::plugin::{LoadedPlugin, PluginSource, SourceForm};
 pub const EVENT_CAPACITY: usize = 1024;
 
 /// Host-wide hot reload settings, set on the [`HostBuilder`](crate::HostBuilder).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct ReloadOptions {
+    /// Hold new versions that gain grants.
     pub require_approval: bool,
+    /// Hold plugins that appear at run time.
+    pub require_approval_new: bool,
     pub state_file: Option<PathBuf>,
 }
 
-/// Where a plugin stands, as [`Host::statuses`] reports it.
+impl Default for ReloadOptions {
+    fn default() -> Self {
+        ReloadOptions { require_approval: true, require_approval_new: true, state_file: None }
+    }
+}
+
+/// Where a plugin stands, as [`Host::statuses`](crate::Host::statuses) reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PluginState {
@@ -74,6 +84,8 @@ pub enum PluginState {
     Disabled,
     /// Found on disk but could not be loaded, and no version of it serves.
     Failed,
+    /// Appeared at run time and waits for [`Host::approve`](crate::Host::approve); not serving.
+    Pending,
 }
 
 /// The last thing that went wrong with a plugin.
@@ -88,7 +100,7 @@ pub struct LastError {
     pub message: String,
 }
 
-/// A new version waiting for [`Host::approve`].
+/// A new version waiting for [`Host::approve`](crate::Host::approve).
 #[derive(Debug, Clone, Serialize)]
 pub struct PendingUpgrade {
     /// The version waiting for approval.
@@ -143,11 +155,11 @@ pub enum ReloadOutcome {
     Unloaded,
     /// It is disabled, so it was not loaded (or was unloaded).
     Disabled,
-    /// The new version waits for [`Host::approve`]; the old one serves.
+    /// The new version waits for [`Host::approve`](crate::Host::approve); the old one serves.
     PendingApproval,
 }
 
-/// What [`Host::reload_dir`] (or one watcher batch) did.
+/// What [`Host::reload_dir`](crate::Host::reload_dir) (or one watcher batch) did.
 #[derive(Debug, Default)]
 pub struct ReloadReport {
     /// Each plugin looked at, and what happened to it.
@@ -161,6 +173,25 @@ impl ReloadReport {
     /// Names of the plugins whose outcome matches `pred`.
     pub fn names(&self, pred: impl Fn(&ReloadOutcome) -> bool) -> Vec<&str> {
         self.changes.iter().filter(|(_, o)| pred(o)).map(|(n, _)| n.as_str()).collect()
+    }
+}
+
+/// A plugin that did not load, and why.
+#[derive(Debug)]
+pub struct LoadFailure {
+    /// The plugin's file or directory.
+    pub path: PathBuf,
+    /// Why it did not load.
+    pub error: Error,
+}
+
+impl std::fmt::Display for LoadFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Errors that already name their file need no prefix.
+        match &self.error {
+            Error::Manifest(_) | Error::Io { .. } => write!(f, "{}", self.error),
+            e => write!(f, "{}: {e}", self.path.display()),
+        }
     }
 }
 
@@ -183,7 +214,7 @@ pub(crate) struct Pending {
 /// Hot reload state of one host (lives in `HostInner`).
 pub(crate) struct ReloadState {
     pub options: ReloadOptions,
-    events: broadcast::Sender<PluginEvent>,
+    pub events: broadcast::Sender<PluginEvent>,
     /// The plugin directories of this host, canonical.
     roots: RwLock<Vec<PathBuf>>,
     /// By plugin name.
@@ -214,13 +245,16 @@ impl ReloadState {
         }
     }
 
-    /// Makes `dir` one of the host's plugin directories.
-    pub(crate) fn add_root(&self, dir: &Path) {
+    /// Makes `dir` one of the host's plugin directories; returns whether it
+    /// was not one before (its first load: plugins found then are not held).
+    pub(crate) fn add_root(&self, dir: &Path) -> bool {
         let root = dir.canonicalize().unwrap_or_else(|_| absolute(dir));
         let mut roots = self.roots.write();
-        if !roots.contains(&root) {
-            roots.push(root);
+        if roots.contains(&root) {
+            return false;
         }
+        roots.push(root);
+        true
     }
 
     /// The plugin directory `key` lies in (the deepest, if they nest).
@@ -345,244 +379,5 @@ fn rfc3339_opt<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> std::resul
     match t {
         Some(t) => rfc3339(t, s),
         None => s.serialize_none(),
-    }
-}
-
-impl Host {
-    /// Plugin events (loaded, reloaded, failed, unloaded, drained, disabled,
-    /// enabled, approval required) from now on. A receiver that falls more
-    /// than [`EVENT_CAPACITY`] events behind misses the oldest.
-    pub fn subscribe(&self) -> broadcast::Receiver<PluginEvent> {
-        self.inner.reload.events.subscribe()
-    }
-
-    /// Sends an event to subscribers and logs it.
-    pub(crate) fn emit(&self, plugin: &str, kind: PluginEventKind) {
-        let event = PluginEvent::now(plugin, kind);
-        match &event.kind {
-            PluginEventKind::Failed { .. } => tracing::error!(plugin, "{event}"),
-            PluginEventKind::ApprovalRequired { .. } | PluginEventKind::Quarantined { .. } => {
-                tracing::warn!(plugin, "{event}")
-            }
-            PluginEventKind::Reloaded { permissions, .. } if permissions.escalates() => {
-                tracing::warn!(plugin, "{event}")
-            }
-            _ => tracing::info!(plugin, "{event}"),
-        }
-        let _ = self.inner.reload.events.send(event);
-    }
-
-    /// Every plugin the host knows of: loaded ones, disabled ones, and ones
-    /// that failed to load, with version, load time and last error, by name.
-    pub fn statuses(&self) -> Vec<PluginStatus> {
-        let snapshot = self.snapshot();
-        let records = self.inner.reload.records.lock().clone();
-        let pending = self.inner.reload.pending.lock();
-        let mut out: BTreeMap<String, PluginStatus> = BTreeMap::new();
-        for p in snapshot.plugins.values() {
-            out.insert(
-                p.name().to_string(),
-                PluginStatus {
-                    name: p.name().to_string(),
-                    state: PluginState::Active,
-                    version: Some(p.manifest.version.clone()),
-                    source: Some(source_key(&p.source)),
-                    loaded_at: Some(p.loaded_at),
-                    load_time: Some(p.load_time),
-                    last_error: None,
-                    pending: None,
-                },
-            );
-        }
-        for (name, r) in records {
-            let status = out.entry(name.clone()).or_insert_with(|| PluginStatus {
-                name: name.clone(),
-                state: if r.disabled { PluginState::Disabled } else { PluginState::Failed },
-                version: None,
-                source: Some(r.key.clone()),
-                loaded_at: None,
-                load_time: None,
-                last_error: None,
-                pending: None,
-            });
-            status.last_error = r.last_error;
-        }
-        for (name, p) in pending.iter() {
-            if let Some(s) = out.get_mut(name) {
-                s.pending = Some(PendingUpgrade {
-                    version: p.plugin.manifest.version.clone(),
-                    permissions: p.permissions.clone(),
-                });
-            }
-        }
-        out.into_values().collect()
-    }
-
-    /// The status of one plugin (see [`Host::statuses`]).
-    pub fn status(&self, name: &str) -> Option<PluginStatus> {
-        self.statuses().into_iter().find(|s| s.name == name)
-    }
-
-    /// Re-reads a plugin directory and applies what changed: new plugins are
-    /// loaded, changed ones reloaded (validate, then swap), removed ones
-    /// unloaded. Unchanged plugins are left alone. What `SIGHUP` does in
-    /// `plugbox serve`; also for hosts that run without a watcher.
-    ///
-    /// The directory's state file is read again too, so disable, enable and
-    /// approve done by another process (`plugbox disable` ...) take effect.
-    pub async fn reload_dir(&self, dir: &Path) -> Result<ReloadReport> {
-        let _guard = self.inner.reload.sync.lock().await;
-        self.inner.reload.add_root(dir);
-        let root = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
-        if let Some(state) = self.inner.reload.state_path(Some(&root)) {
-            self.apply_state_file(&state).await;
-        }
-        self.sync_root(&root, None, &SyncOptions::default()).await
-    }
-
-    /// Reloads every plugin directory of this host (see [`Host::reload_dir`]).
-    pub async fn reload_all(&self) -> Result<ReloadReport> {
-        let mut report = ReloadReport::default();
-        for root in self.inner.reload.roots() {
-            let r = self.reload_dir(&root).await?;
-            report.changes.extend(r.changes);
-            report.failed.extend(r.failed);
-        }
-        Ok(report)
-    }
-
-    /// Reloads one plugin from its files now, even if they did not change.
-    /// On failure the old version keeps serving and the error is returned
-    /// (and recorded, and sent as an event).
-    pub async fn reload_plugin(&self, name: &str) -> Result<ReloadOutcome> {
-        let _guard = self.inner.reload.sync.lock().await;
-        let key = self.key_of(name).ok_or_else(|| Error::NotFound(name.to_string()))?;
-        let source = source_at_key(&key);
-        let opts = SyncOptions { force: true, ..Default::default() };
-        self.sync_key(&key, source.as_ref(), &opts).await
-    }
-
-    /// The upgrades waiting for approval: plugin name and what the new version gains.
-    pub fn pending_approvals(&self) -> Vec<(String, PendingUpgrade)> {
-        self.inner
-            .reload
-            .pending
-            .lock()
-            .iter()
-            .map(|(n, p)| {
-                (
-                    n.clone(),
-                    PendingUpgrade { version: p.plugin.manifest.version.clone(), permissions: p.permissions.clone() },
-                )
-            })
-            .collect()
-    }
-
-    /// Swaps in the new version of `name` that waits for approval because it
-    /// is granted more than the version it replaces.
-    pub async fn approve(&self, name: &str) -> Result<ReloadOutcome> {
-        let _guard = self.inner.reload.sync.lock().await;
-        let pending =
-            self.inner.reload.pending.lock().remove(name).ok_or_else(|| Error::NotPending(name.to_string()))?;
-        tracing::info!(plugin = name, "approved: {}", pending.permissions);
-        self.swap_approved(pending).await
-    }
-
-    /// Disables `name`: it is unloaded (requests already running finish on
-    /// it) and stays unloaded, across restarts, until [`Host::enable`]. The
-    /// flag is stored in the state file of the plugin's directory.
-    pub async fn disable(&self, name: &str) -> Result<()> {
-        let _guard = self.inner.reload.sync.lock().await;
-        let path = self.state_file_for(name)?;
-        PluginStates::update(&path, |s| {
-            s.disabled.insert(name.to_string());
-        })?;
-        let mut names = self.inner.reload.disabled_in(&path);
-        names.insert(name.to_string());
-        self.inner.reload.set_disabled_cache(&path, names);
-        self.apply_disabled(name);
-        Ok(())
-    }
-
-    /// Enables `name` again and loads it from its files.
-    pub async fn enable(&self, name: &str) -> Result<Option<ReloadOutcome>> {
-        let _guard = self.inner.reload.sync.lock().await;
-        let path = self.state_file_for(name)?;
-        PluginStates::update(&path, |s| {
-            s.disabled.remove(name);
-        })?;
-        let mut names = self.inner.reload.disabled_in(&path);
-        names.remove(name);
-        self.inner.reload.set_disabled_cache(&path, names);
-        self.apply_enabled(name).await
-    }
-
-    /// Whether `name` is disabled.
-    pub fn is_disabled(&self, name: &str) -> bool {
-        let key = self.key_of(name);
-        self.inner.reload.state_path(key.as_deref()).is_some_and(|p| self.inner.reload.disabled_in(&p).contains(name))
-    }
-
-    fn state_file_for(&self, name: &str) -> Result<PathBuf> {
-        let key = self.key_of(name);
-        self.inner.reload.state_path(key.as_deref()).ok_or_else(|| match key {
-            Some(_) => Error::NoStateFile(name.to_string()),
-            None => Error::NotFound(name.to_string()),
-        })
-    }
-
-    /// The source key of `name`: loaded, pending, or remembered.
-    pub(crate) fn key_of(&self, name: &str) -> Option<PathBuf> {
-        if let Some(p) = self.plugin(name) {
-            return Some(source_key(&p.source));
-        }
-        if let Some(p) = self.inner.reload.pending.lock().get(name) {
-            return Some(p.key.clone());
-        }
-        self.inner.reload.records.lock().get(name).map(|r| r.key.clone())
-    }
-
-    /// The name to report for the plugin at `key` when its manifest gives none.
-    pub(crate) fn name_hint(&self, key: &Path) -> String {
-        if let Some(p) = self.loaded_at(key) {
-            return p.name().to_string();
-        }
-        if let Some((name, _)) = self.inner.reload.records.lock().iter().find(|(_, r)| r.key == key) {
-            return name.clone();
-        }
-        key.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| key.display().to_string())
-    }
-
-    /// The loaded plugin whose files are at `key`.
-    pub(crate) fn loaded_at(&self, key: &Path) -> Option<Arc<LoadedPlugin>> {
-        self.snapshot().plugins.values().find(|p| source_key(&p.source) == key).cloned()
-    }
-
-    /// Records a failure to load the plugin at `key` and reports it.
-    pub(crate) fn record_failure(&self, key: &Path, name: Option<&str>, path: &Path, error: &Error) -> String {
-        let name = name.map(str::to_string).or_else(|| error_plugin_name(error)).unwrap_or_else(|| self.name_hint(key));
-        let serving = self.plugin(&name).map(|p| p.manifest.version.clone());
-        let last = LastError { at: SystemTime::now(), path: path.to_path_buf(), message: error.to_string() };
-        let mut records = self.inner.reload.records.lock();
-        let record = records.entry(name.clone()).or_insert_with(|| Record {
-            key: key.to_path_buf(),
-            last_error: None,
-            disabled: false,
-        });
-        record.last_error = Some(last);
-        drop(records);
-        self.emit(&name, PluginEventKind::Failed { path: path.to_path_buf(), error: error.to_string(), serving });
-        name
-    }
-}
-
-/// The plugin an error names, if it names one.
-fn error_plugin_name(e: &Error) -> Option<String> {
-    match e {
-        Error::Component { plugin, .. } | Error::Init { plugin, .. } | Error::TooManyPlugins { plugin, .. } => {
-            Some(plugin.clone())
-        }
-        Error::Plugin(f) => Some(f.plugin.clone()),
-        _ => None,
     }
 }
