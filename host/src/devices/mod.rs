@@ -19,13 +19,36 @@
 //!
 //! The result, a [`DeviceSnapshot`], keeps the **raw** reports (before hooks)
 //! and the **adjusted** ones (after), every problem met, and what each hook
-//! did. A failing device-probe plugin's devices are missing from that probe
-//! (the problem says why). A failing device hook follows its `on-error`:
-//! `fail-open` skips it (the reports stay as they were before it);
-//! `fail-closed` stops the chain and marks every device offline, with an
-//! `offline-reason` annotation naming the plugin, so that nothing is admitted
-//! on figures a required hook did not vouch for. The raw readings are never
-//! lost.
+//! did.
+//!
+//! **Failures.** Every plugin call of a probe gets one verdict, made inside the
+//! call: a trap, a timeout, an `err(..)` the plugin returned, or an answer the
+//! host refuses (the rules above, or the output budget below) counts once in
+//! the plugin's stats and once towards its circuit breaker. Then the plugin's
+//! `on-error` decides, the same rule as every other chain
+//! (`fail-closed`, or the host's `propagate_plugin_errors`, ends the operation):
+//!
+//! * `fail-open`: the plugin is skipped. A device plugin's devices are missing
+//!   from that probe, a device hook leaves the reports as they were before it;
+//!   the [`ProbeProblem`] says why.
+//! * `fail-closed`: the probe fails. No further plugin runs, every adjusted
+//!   report is offline with an `offline-reason` annotation naming the plugin
+//!   (so that nothing is admitted on figures a required plugin did not vouch
+//!   for), and [`DeviceSnapshot::failed`] holds the failure. The raw readings
+//!   are never lost.
+//!
+//! **Output budget.** Everything a device plugin or device hook returns is
+//! charged against its `limits.max-output` (one meter per call, by JSON path,
+//! `$` being the list returned): every report, every string field (`id`,
+//! `name`, `source`, annotation keys and values) and the text of an `err(..)`.
+//! On top of the budget: at most [`MAX_DEVICES`] (1,024) reports per answer,
+//! [`MAX_ANNOTATIONS`] (32) annotations per report, and [`MAX_TEXT`]
+//! (1,024 bytes) per string. An answer that breaks any of them is refused
+//! whole (an invalid output naming the field, e.g. `` `$[3].name` ``) before
+//! the host keeps any of it.
+//!
+//! **Access.** Device plugins and device hooks see device reports only, never
+//! a request or a message: the `messages` permission has no bearing on them.
 //!
 //! Snapshots are cached for [`DeviceOptions::cache_ttl`] (2 s by default), so
 //! that probing under load costs a lock and a clone of an `Arc`; loading or
@@ -44,8 +67,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::bindings::types::DeviceReport;
+use crate::failure::PluginFailure;
+use crate::imports::DeviceReports;
+use crate::manifest::Hook;
 use crate::registry::Snapshot;
 pub use admission::{Admission, DeviceCheck};
+pub(crate) use chain::{DeviceProbe, OnDeviceProbe};
+pub use chain::{MAX_ANNOTATIONS, MAX_DEVICES, MAX_TEXT, OFFLINE_REASON};
 pub use gpu::{GpuBackend, GpuError, GpuReading, NvmlBackend};
 pub use system::SYSINFO_SOURCE;
 
@@ -141,6 +169,12 @@ pub struct DeviceSnapshot {
     pub problems: Vec<ProbeProblem>,
     /// The plugin calls made, in order.
     pub hooks: Vec<DeviceHookTrace>,
+    /// The failure of a `fail-closed` device plugin or device hook that failed
+    /// this probe: every adjusted report is then offline, with an
+    /// `offline-reason` annotation naming the plugin. `None` when no plugin
+    /// failed closed.
+    #[serde(serialize_with = "failure_text")]
+    pub failed: Option<PluginFailure>,
     /// When the probe ran, in milliseconds since the Unix epoch.
     pub taken_at_ms: u64,
     /// How long the probe took, in microseconds.
@@ -163,6 +197,13 @@ impl DeviceSnapshot {
     }
 }
 
+fn failure_text<S: serde::Serializer>(f: &Option<PluginFailure>, s: S) -> Result<S::Ok, S::Error> {
+    match f {
+        Some(f) => s.serialize_some(&f.to_string()),
+        None => s.serialize_none(),
+    }
+}
+
 /// The value of annotation `key` of a report.
 pub fn annotation<'a>(report: &'a DeviceReport, key: &str) -> Option<&'a str> {
     report.annotations.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
@@ -175,69 +216,55 @@ struct Cached {
     registry: Weak<Snapshot>,
 }
 
-/// The host's probes and the probe cache.
-pub(crate) struct DeviceState {
+/// The devices subsystem: the built-in probes, the device plugin and device
+/// hook chains of a registry snapshot, and the probe cache. It knows nothing
+/// of the host: give it a snapshot of the loaded plugins and it probes.
+pub(crate) struct Devices {
     options: DeviceOptions,
+    /// The host's `propagate_plugin_errors`: every plugin failure fails closed.
+    propagate_all: bool,
     system: Option<Arc<system::SystemProbe>>,
     gpu: Option<Arc<gpu::GpuProbe>>,
     cache: tokio::sync::Mutex<Option<Cached>>,
+    /// Where the adjusted reports of the latest probe go (the `devices.list` import).
+    published: DeviceReports,
 }
 
-impl DeviceState {
-    pub(crate) fn new(options: DeviceOptions) -> Self {
+impl Devices {
+    /// A subsystem probing as `options` says, publishing its adjusted reports
+    /// to `published`.
+    pub(crate) fn new(options: DeviceOptions, propagate_all: bool, published: DeviceReports) -> Self {
         let gpu = match &options.gpu {
             GpuSource::None => None,
             GpuSource::Nvml => Some(Arc::new(gpu::GpuProbe::nvml())),
             GpuSource::Backend(b) => Some(Arc::new(gpu::GpuProbe::with_backend(b.clone()))),
         };
-        DeviceState {
+        Devices {
             system: options.system.then(|| Arc::new(system::SystemProbe::new())),
             gpu,
             options,
+            propagate_all,
             cache: tokio::sync::Mutex::new(None),
+            published,
         }
     }
-}
 
-impl crate::Host {
-    /// Probes devices, or returns the cached result if it is younger than
-    /// [`DeviceOptions::cache_ttl`] and the loaded plugins have not changed.
-    ///
-    /// ```no_run
-    /// # async fn demo(host: plugbox_host::Host) {
-    /// let devices = host.probe_devices().await;
-    /// for d in &devices.adjusted {
-    ///     println!("{} {}: {} MiB free", d.id, d.name, d.memory_free_mb);
-    /// }
-    /// for p in &devices.problems {
-    ///     eprintln!("{p}"); // e.g. "builtin:nvml: NVML not available: ..."
-    /// }
-    /// # }
-    /// ```
-    pub async fn probe_devices(&self) -> Arc<DeviceSnapshot> {
-        self.probe_devices_inner(false).await
-    }
-
-    /// Probes devices now, whatever the cache holds, and caches the result.
-    pub async fn refresh_devices(&self) -> Arc<DeviceSnapshot> {
-        self.probe_devices_inner(true).await
-    }
-
-    async fn probe_devices_inner(&self, force: bool) -> Arc<DeviceSnapshot> {
-        let state = &self.inner.device_state;
-        let registry = self.snapshot();
+    /// Probes with the plugins of `registry`, or returns the cached result if
+    /// it is younger than [`DeviceOptions::cache_ttl`], was taken with the same
+    /// `registry`, and `force` is false.
+    pub(crate) async fn probe(&self, registry: &Arc<Snapshot>, force: bool) -> Arc<DeviceSnapshot> {
         // One probe at a time: callers arriving while it runs get its result.
-        let mut cache = state.cache.lock().await;
+        let mut cache = self.cache.lock().await;
         if !force
             && let Some(c) = &*cache
-            && c.at.elapsed() < state.options.cache_ttl
-            && Weak::ptr_eq(&c.registry, &Arc::downgrade(&registry))
+            && c.at.elapsed() < self.options.cache_ttl
+            && Weak::ptr_eq(&c.registry, &Arc::downgrade(registry))
         {
             return c.snapshot.clone();
         }
-        let snapshot = Arc::new(self.probe_now(&registry).await);
-        *self.inner.devices.write() = Arc::new(snapshot.adjusted.clone());
-        *cache = Some(Cached { snapshot: snapshot.clone(), at: Instant::now(), registry: Arc::downgrade(&registry) });
+        let snapshot = Arc::new(self.probe_now(registry).await);
+        *self.published.write() = Arc::new(snapshot.adjusted.clone());
+        *cache = Some(Cached { snapshot: snapshot.clone(), at: Instant::now(), registry: Arc::downgrade(registry) });
         snapshot
     }
 
@@ -245,11 +272,10 @@ impl crate::Host {
     async fn probe_now(&self, registry: &Snapshot) -> DeviceSnapshot {
         let started = Instant::now();
         let taken_at_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
-        let state = &self.inner.device_state;
         let mut raw = Vec::new();
         let mut problems = Vec::new();
 
-        let (sys, gpu) = (state.system.clone(), state.gpu.clone());
+        let (sys, gpu) = (self.system.clone(), self.gpu.clone());
         let builtin = tokio::task::spawn_blocking(move || {
             let sys = sys.map(|s| s.probe());
             let gpu = gpu.map(|g| (g.source(), g.probe()));
@@ -274,15 +300,23 @@ impl crate::Host {
         }
 
         let mut hooks = Vec::new();
-        let timeout = state.options.hook_timeout;
-        chain::run_device_plugins(registry, timeout, &mut raw, &mut problems, &mut hooks).await;
-        let propagate = self.inner.pipeline.propagate_plugin_errors;
-        let adjusted = chain::run_device_hooks(registry, timeout, propagate, &raw, &mut problems, &mut hooks).await;
+        let (cap, propagate) = (self.options.hook_timeout, self.propagate_all);
+        let probes = registry.chain(Hook::DeviceProbe);
+        let mut failed = chain::run_device_plugins(&probes, cap, propagate, &mut raw, &mut problems, &mut hooks).await;
+        let mut adjusted = raw.clone();
+        if failed.is_none() {
+            let chain = registry.chain(Hook::OnDeviceProbe);
+            failed = chain::run_device_hooks(&chain, cap, propagate, &mut adjusted, &mut problems, &mut hooks).await;
+        }
+        if let Some(f) = &failed {
+            chain::mark_all_offline(&mut adjusted, f);
+        }
         DeviceSnapshot {
             raw,
             adjusted,
             problems,
             hooks,
+            failed,
             taken_at_ms,
             took_micros: started.elapsed().as_micros() as u64,
         }

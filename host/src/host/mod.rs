@@ -13,7 +13,7 @@ use wasmtime::component::Linker;
 use crate::bindings::Plugin as PluginWorld;
 use crate::breaker::BreakerConfig;
 use crate::capability::Capabilities;
-use crate::devices::{DeviceOptions, DeviceState};
+use crate::devices::{DeviceOptions, Devices};
 use crate::engine::{EngineOptions, PlugboxEngine};
 use crate::error::{Error, Result};
 use crate::imports::kv::{KvNamespace, KvStore, MemoryKv};
@@ -25,6 +25,9 @@ use crate::plugin::{ExportIndices, LoadedPlugin, PluginParts, PluginSource};
 use crate::policy::Policy;
 use crate::registry::{Registry, Snapshot};
 use crate::reload::{Discovered, ReloadOptions, ReloadState};
+
+mod devices;
+mod interfaces;
 
 /// Configures and builds a [`Host`].
 ///
@@ -153,6 +156,8 @@ impl HostBuilder {
             .map_err(|e| Error::Engine(format!("{e:#}")))?;
         PluginWorld::add_to_linker::<_, wasmtime::component::HasSelf<StoreState>>(&mut linker, |s| s)
             .map_err(|e| Error::Engine(format!("{e:#}")))?;
+        let propagate_all = self.pipeline.propagate_plugin_errors;
+        let devices = DeviceReports::default();
         Ok(Host {
             inner: Arc::new(HostInner {
                 engine,
@@ -163,9 +168,9 @@ impl HostBuilder {
                 kv: self.kv,
                 data_root: self.data_root,
                 breaker: self.breaker,
-                devices: DeviceReports::default(),
-                device_state: DeviceState::new(self.devices),
-                interfaces: Default::default(),
+                devices: devices.clone(),
+                device_state: Devices::new(self.devices, propagate_all, devices),
+                interfaces: crate::models::endpoints::Interfaces::new(propagate_all),
                 registry: Registry::default(),
                 reload: ReloadState::new(self.reload),
             }),
@@ -183,8 +188,8 @@ pub(crate) struct HostInner {
     data_root: Option<PathBuf>,
     breaker: BreakerConfig,
     pub(crate) devices: DeviceReports,
-    pub(crate) device_state: DeviceState,
-    pub(crate) interfaces: crate::models::endpoints::InterfaceCache,
+    pub(crate) device_state: Devices,
+    pub(crate) interfaces: crate::models::endpoints::Interfaces,
     pub(crate) registry: Registry,
     pub(crate) reload: ReloadState,
 }
