@@ -322,3 +322,188 @@ impl Devices {
         }
     }
 }
+
+/// Real compiled plugins for the subsystems' unit tests: a host is used only
+/// to compile and initialise them; the subsystems under test then run on a
+/// registry snapshot of their own.
+#[cfg(test)]
+pub(crate) mod test_plugins {
+    use std::sync::Arc;
+
+    use crate::breaker::BreakerConfig;
+    use crate::plugin::LoadedPlugin;
+    use crate::registry::{Registry, Snapshot};
+
+    /// Plugins compiled from `(wasm, manifest)` pairs; the directory they were
+    /// read from lives as long as the result.
+    pub(crate) async fn snapshot(
+        plugins: &[(&str, String)],
+        breaker: BreakerConfig,
+    ) -> (Arc<Snapshot>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let host = crate::HostBuilder::new()
+            .cache_dir(Some(std::env::temp_dir().join("plugbox-test-cache")))
+            .circuit_breaker(breaker)
+            .build()
+            .unwrap();
+        let registry = Registry::default();
+        for (i, (wasm, manifest)) in plugins.iter().enumerate() {
+            let d = dir.path().join(i.to_string());
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::copy(wasm, d.join("plugin.wasm")).unwrap();
+            std::fs::write(d.join("plugin.yaml"), manifest).unwrap();
+            let source = crate::loader::source_for_path(&d).unwrap();
+            let plugin: Arc<LoadedPlugin> = host.prepare(&source).await.unwrap();
+            registry.update(|p| p.insert(plugin.name().to_string(), plugin.clone()));
+        }
+        (registry.snapshot(), dir)
+    }
+
+    /// Manifest of the `device-scripted` fixture as plugin `name`, with
+    /// `hooks` and string `config` values.
+    pub(crate) fn scripted(name: &str, hooks: &str, on_error: &str, config: &[(&str, &str)]) -> String {
+        let mut m = format!(
+            "name: {name}\nversion: 0.1.0\nhooks: [{hooks}]\non-error: {on_error}\n\
+             limits: {{ timeout: 1s, memory: 32MiB, max-output: 1KiB }}\nconfig:\n  tag: {{ type: string, default: {name} }}\n"
+        );
+        for (key, value) in config {
+            let (ty, value) = match value.parse::<i64>() {
+                Ok(n) => ("integer", n.to_string()),
+                Err(_) => ("string", format!("\"{value}\"")),
+            };
+            m.push_str(&format!("  {key}: {{ type: {ty}, default: {value} }}\n"));
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::test_plugins::{scripted, snapshot};
+    use super::*;
+    use crate::breaker::{BreakerConfig, BreakerState};
+
+    struct Counting(Arc<AtomicUsize>);
+
+    impl GpuBackend for Counting {
+        fn name(&self) -> &str {
+            "fake"
+        }
+        fn device_count(&self) -> Result<u32, GpuError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(1)
+        }
+        fn read(&self, index: u32) -> Result<GpuReading, GpuError> {
+            Ok(GpuReading {
+                index,
+                name: "Fake".into(),
+                uuid: "GPU-fake".into(),
+                memory_total_bytes: 1000 << 20,
+                memory_free_bytes: 800 << 20,
+                memory_used_bytes: 200 << 20,
+                utilization_percent: None,
+                temperature_c: None,
+            })
+        }
+    }
+
+    fn subsystem(ttl: Duration, propagate_all: bool) -> (Devices, Arc<AtomicUsize>, DeviceReports) {
+        let counted = Arc::new(AtomicUsize::new(0));
+        let options = DeviceOptions {
+            cache_ttl: ttl,
+            system: false,
+            gpu: GpuSource::Backend(Arc::new(Counting(counted.clone()))),
+            hook_timeout: Duration::from_secs(5),
+        };
+        let published = DeviceReports::default();
+        (Devices::new(options, propagate_all, published.clone()), counted, published)
+    }
+
+    #[tokio::test]
+    async fn probes_are_cached_per_registry_snapshot_and_published() {
+        let (devices, counted, published) = subsystem(Duration::from_secs(3600), false);
+        let empty = Arc::new(Snapshot::default());
+        let first = devices.probe(&empty, false).await;
+        assert!(Arc::ptr_eq(&first, &devices.probe(&empty, false).await));
+        assert_eq!(counted.load(Ordering::SeqCst), 1);
+        assert_eq!(published.read().as_slice(), first.adjusted.as_slice());
+        assert_eq!(first.adjusted[0].id, "gpu:0");
+        // Another plugin set, or a forced probe: probed again.
+        let other = Arc::new(Snapshot::default());
+        assert!(!Arc::ptr_eq(&first, &devices.probe(&other, false).await));
+        devices.probe(&other, true).await;
+        assert_eq!(counted.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn device_plugins_and_hooks_of_a_snapshot_run_in_order() {
+        let wasm = plugbox_artifacts::DEVICE_SCRIPTED;
+        let plugins = [
+            (
+                wasm,
+                scripted(
+                    "npu",
+                    "device-probe",
+                    "fail-open",
+                    &[("probe", "ok"), ("total_mb", "100"), ("free_mb", "80")],
+                ),
+            ),
+            (wasm, scripted("halve", "on-device-probe", "fail-open", &[("hook", "halve")])),
+            (wasm, scripted("broken", "on-device-probe", "fail-open", &[("hook", "invent")])),
+        ];
+        let (registry, _dir) = snapshot(&plugins, BreakerConfig::default()).await;
+        let (devices, _, _) = subsystem(Duration::ZERO, false);
+        let s = devices.probe(&registry, false).await;
+        assert!(s.failed.is_none());
+        assert_eq!(s.raw_device("npu:dev0").unwrap().memory_free_mb, 80);
+        assert_eq!(s.device("npu:dev0").unwrap().memory_free_mb, 40);
+        assert_eq!(s.device("gpu:0").unwrap().memory_free_mb, 400);
+        let actions: Vec<_> = s.hooks.iter().map(|h| format!("{} {}", h.plugin, h.action)).collect();
+        assert_eq!(
+            actions[..2],
+            [
+                "npu reported 1",
+                "broken failed-open: invalid output: device `invented` was not in the reports it was given (hooks adjust devices; device-probe plugins add them)"
+            ]
+        );
+        assert_eq!(actions[2], "halve changed 2");
+        // The refused answer is one verdict: one error, one step towards the breaker.
+        let stats = registry.plugins["broken"].stats();
+        assert_eq!((stats.calls, stats.errors, stats.consecutive_failures), (1, 1, 1));
+    }
+
+    #[tokio::test]
+    async fn one_on_error_decision_for_device_plugins_and_hooks() {
+        let wasm = plugbox_artifacts::DEVICE_SCRIPTED;
+        let breaker =
+            BreakerConfig { threshold: 2, backoff: Duration::from_secs(60), max_backoff: Duration::from_secs(60) };
+        // fail-open, but the host propagates every plugin error: fails closed.
+        let plugins = [(wasm, scripted("strict", "on-device-probe", "fail-open", &[("hook", "error")]))];
+        let (registry, _dir) = snapshot(&plugins, breaker).await;
+        let (devices, _, _) = subsystem(Duration::ZERO, true);
+        let s = devices.probe(&registry, false).await;
+        let failed = s.failed.as_ref().unwrap();
+        assert_eq!(failed.to_string(), "plugin `strict` failed in `on-device-probe`: strict failed on purpose");
+        assert!(!s.device("gpu:0").unwrap().online);
+        assert_eq!(
+            annotation(s.device("gpu:0").unwrap(), OFFLINE_REASON),
+            Some("device hook `strict` failed (fail-closed): strict failed on purpose")
+        );
+        // The second failure trips the breaker; quarantined, it still fails closed.
+        devices.probe(&registry, false).await;
+        assert!(matches!(registry.plugins["strict"].stats().breaker, BreakerState::Open { .. }));
+        let s = devices.probe(&registry, false).await;
+        assert!(matches!(s.failed.as_ref().unwrap().kind, crate::failure::FailureKind::Quarantined(_)));
+        assert_eq!(registry.plugins["strict"].stats().calls, 2);
+
+        // Without propagation the same plugin is skipped.
+        let (devices, _, _) = subsystem(Duration::ZERO, false);
+        let plugins = [(wasm, scripted("lenient", "on-device-probe", "fail-open", &[("hook", "error")]))];
+        let (registry, _dir) = snapshot(&plugins, BreakerConfig::default()).await;
+        let s = devices.probe(&registry, false).await;
+        assert!(s.failed.is_none() && s.device("gpu:0").unwrap().online);
+        assert_eq!(s.hooks[0].action, "failed-open: lenient failed on purpose");
+    }
+}

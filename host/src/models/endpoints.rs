@@ -384,3 +384,85 @@ mod tests {
         assert_eq!(e, "`$.endpoints[0]` is 1025 bytes; at most 1024 are accepted");
     }
 }
+
+#[cfg(test)]
+mod subsystem_tests {
+    use super::*;
+    use crate::breaker::BreakerConfig;
+    use crate::devices::test_plugins::{scripted, snapshot};
+
+    fn models() -> ModelSet {
+        let src = "models:\n  a:\n    mode: alpha\n    base-url: http://127.0.0.1:1\n  b:\n    mode: beta\n  c:\n    mode: gamma\n";
+        ModelSet::from_str(src, std::path::Path::new("models.yaml")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn routes_validates_and_checks_health_from_a_snapshot() {
+        let wasm = plugbox_artifacts::DEVICE_SCRIPTED;
+        let plugins = [
+            (
+                wasm,
+                scripted(
+                    "alpha",
+                    "endpoint",
+                    "fail-open",
+                    &[("mode", "alpha"), ("endpoints", "2"), ("validate", "refuse")],
+                ),
+            ),
+            (
+                wasm,
+                scripted(
+                    "beta",
+                    "endpoint",
+                    "fail-closed",
+                    &[("mode", "beta"), ("validate", "huge"), ("big_bytes", "4096")],
+                ),
+            ),
+            (
+                wasm,
+                scripted(
+                    "gamma",
+                    "endpoint",
+                    "fail-open",
+                    &[("mode", "gamma"), ("validate", "huge"), ("big_bytes", "4096")],
+                ),
+            ),
+        ];
+        let (registry, _dir) = snapshot(&plugins, BreakerConfig::default()).await;
+        let interfaces = Interfaces::new(false);
+        let list = interfaces.list(&registry).await;
+        assert_eq!(list.len(), 3);
+        assert_eq!(
+            list[0],
+            InterfaceInfo {
+                plugin: "alpha".into(),
+                mode: "alpha".into(),
+                endpoints: vec!["v1/e0".into(), "v1/e1".into()]
+            }
+        );
+
+        let set = models();
+        let v = interfaces.validate(&registry, &set, "/v1/e0?x", "a").await.unwrap();
+        assert!(!v.accepted);
+        assert_eq!(v.reason.as_deref(), Some("alpha refuses `v1/e0` for `a`"));
+        // A refusal past max-output: fail-closed is an error, fail-open lets the request through, saying so.
+        let e = interfaces.validate(&registry, &set, "v1/e0", "b").await.unwrap_err();
+        assert!(e.to_string().starts_with("plugin `beta` failed in `validate-request`: invalid output: output exceeds the plugin's max-output of 1024 bytes at `$.error`"), "{e}");
+        let v = interfaces.validate(&registry, &set, "v1/e0", "c").await.unwrap();
+        assert!(v.accepted && v.reason.unwrap().starts_with("not validated: plugin `gamma` failed"));
+        for name in ["beta", "gamma"] {
+            let stats = registry.plugins[name].stats();
+            assert_eq!((stats.errors, stats.consecutive_failures), (1, 1), "{name}: {stats:?}");
+        }
+        // With every plugin error propagated, fail-open plugins fail closed too.
+        let strict = Interfaces::new(true);
+        assert!(matches!(strict.validate(&registry, &set, "v1/e0", "c").await, Err(RouteError::Plugin(_))));
+
+        let h = interfaces.health_of(&registry, &set, "a", Duration::ZERO, Duration::from_secs(1)).await.unwrap();
+        assert_eq!((h.healthy, h.message.as_str()), (true, "a is fine"));
+        assert_eq!(
+            interfaces.health_of(&registry, &set, "b", Duration::ZERO, Duration::ZERO).await.unwrap_err(),
+            RouteError::NoBaseUrl("b".into())
+        );
+    }
+}
