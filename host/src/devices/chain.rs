@@ -4,7 +4,6 @@
 //! one on-error decision ([`LoadedPlugin::fails_closed`]).
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,14 +33,12 @@ pub(crate) struct DeviceProbe;
 impl Invoke for DeviceProbe {
     type Output = Result<Vec<DeviceReport>, String>;
     const HOOK: &'static str = "device-probe";
-    fn invoke<'a>(self, live: &'a mut Live) -> impl Future<Output = wasmtime::Result<Self::Output>> + Send + 'a
+    async fn invoke<'a>(self, live: &'a mut Live) -> wasmtime::Result<Self::Output>
     where
         Self: 'a,
     {
-        async move {
-            let g = live.device_probe.as_ref().ok_or_else(|| missing("device-probe"))?;
-            g.call_probe(&mut live.store).await
-        }
+        let g = live.device_probe.as_ref().ok_or_else(|| missing("device-probe"))?;
+        g.call_probe(&mut live.store).await
     }
 }
 
@@ -53,14 +50,12 @@ pub(crate) struct OnDeviceProbe<'r> {
 impl Invoke for OnDeviceProbe<'_> {
     type Output = Result<Vec<DeviceReport>, String>;
     const HOOK: &'static str = "on-device-probe";
-    fn invoke<'a>(self, live: &'a mut Live) -> impl Future<Output = wasmtime::Result<Self::Output>> + Send + 'a
+    async fn invoke<'a>(self, live: &'a mut Live) -> wasmtime::Result<Self::Output>
     where
         Self: 'a,
     {
-        async move {
-            let g = live.device_hooks.as_ref().ok_or_else(|| missing("device-hooks"))?;
-            g.call_on_device_probe(&mut live.store, self.reports).await
-        }
+        let g = live.device_hooks.as_ref().ok_or_else(|| missing("device-hooks"))?;
+        g.call_on_device_probe(&mut live.store, self.reports).await
     }
 }
 

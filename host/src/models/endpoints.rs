@@ -31,7 +31,6 @@
 //! the model name or alias it used, the model server's base URL), never a
 //! message: the `messages` permission has no bearing on them.
 
-use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -136,16 +135,14 @@ pub(crate) struct EndpointInfo;
 impl Invoke for EndpointInfo {
     type Output = (String, Vec<String>);
     const HOOK: &'static str = "supported-endpoints";
-    fn invoke<'a>(self, live: &'a mut Live) -> impl Future<Output = wasmtime::Result<Self::Output>> + Send + 'a
+    async fn invoke<'a>(self, live: &'a mut Live) -> wasmtime::Result<Self::Output>
     where
         Self: 'a,
     {
-        async move {
-            let g = live.endpoint.as_ref().ok_or_else(missing)?;
-            let mode = g.call_mode(&mut live.store).await?;
-            let endpoints = g.call_supported_endpoints(&mut live.store).await?;
-            Ok((mode, endpoints))
-        }
+        let g = live.endpoint.as_ref().ok_or_else(missing)?;
+        let mode = g.call_mode(&mut live.store).await?;
+        let endpoints = g.call_supported_endpoints(&mut live.store).await?;
+        Ok((mode, endpoints))
     }
 }
 
@@ -158,14 +155,12 @@ pub(crate) struct ValidateRequest<'r> {
 impl Invoke for ValidateRequest<'_> {
     type Output = Result<(), String>;
     const HOOK: &'static str = "validate-request";
-    fn invoke<'a>(self, live: &'a mut Live) -> impl Future<Output = wasmtime::Result<Self::Output>> + Send + 'a
+    async fn invoke<'a>(self, live: &'a mut Live) -> wasmtime::Result<Self::Output>
     where
         Self: 'a,
     {
-        async move {
-            let g = live.endpoint.as_ref().ok_or_else(missing)?;
-            g.call_validate_request(&mut live.store, self.path, self.model).await
-        }
+        let g = live.endpoint.as_ref().ok_or_else(missing)?;
+        g.call_validate_request(&mut live.store, self.path, self.model).await
     }
 }
 
@@ -180,14 +175,12 @@ pub(crate) struct HealthCheck<'r> {
 impl Invoke for HealthCheck<'_> {
     type Output = Health;
     const HOOK: &'static str = "health-check";
-    fn invoke<'a>(self, live: &'a mut Live) -> impl Future<Output = wasmtime::Result<Self::Output>> + Send + 'a
+    async fn invoke<'a>(self, live: &'a mut Live) -> wasmtime::Result<Self::Output>
     where
         Self: 'a,
     {
-        async move {
-            let g = live.endpoint.as_ref().ok_or_else(missing)?;
-            g.call_health_check(&mut live.store, self.model, self.base_url, self.elapsed_ms, self.timeout_ms).await
-        }
+        let g = live.endpoint.as_ref().ok_or_else(missing)?;
+        g.call_health_check(&mut live.store, self.model, self.base_url, self.elapsed_ms, self.timeout_ms).await
     }
 }
 
