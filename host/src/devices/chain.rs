@@ -14,14 +14,14 @@ use crate::failure::{FailureKind, PluginFailure};
 use crate::plugin::{Invoke, Live, LoadedPlugin};
 
 /// Most reports one answer (of a device plugin or a device hook) may hold.
-pub const MAX_DEVICES: usize = 1024;
+pub(crate) const MAX_DEVICES: usize = 1024;
 /// Most annotations one report may carry.
-pub const MAX_ANNOTATIONS: usize = 32;
+pub(crate) const MAX_ANNOTATIONS: usize = 32;
 /// Longest id, name, source, annotation key or value, in bytes.
-pub const MAX_TEXT: usize = 1024;
+pub(crate) const MAX_TEXT: usize = 1024;
 
 /// The annotation that says why a device is offline.
-pub const OFFLINE_REASON: &str = "offline-reason";
+pub(crate) const OFFLINE_REASON: &str = "offline-reason";
 
 fn missing(interface: &str) -> wasmtime::Error {
     wasmtime::format_err!("the component's `{interface}` exports were not loaded")

@@ -41,9 +41,8 @@
 //! charged against its `limits.max-output` (one meter per call, by JSON path,
 //! `$` being the list returned): every report, every string field (`id`,
 //! `name`, `source`, annotation keys and values) and the text of an `err(..)`.
-//! On top of the budget: at most [`MAX_DEVICES`] (1,024) reports per answer,
-//! [`MAX_ANNOTATIONS`] (32) annotations per report, and [`MAX_TEXT`]
-//! (1,024 bytes) per string. An answer that breaks any of them is refused
+//! On top of the budget: at most 1,024 reports per answer, 32 annotations per
+//! report, and 1,024 bytes per string. An answer that breaks any of them is refused
 //! whole (an invalid output naming the field, e.g. `` `$[3].name` ``) before
 //! the host keeps any of it.
 //!
@@ -73,7 +72,6 @@ use crate::manifest::Hook;
 use crate::registry::Snapshot;
 pub use admission::{Admission, DeviceCheck};
 pub(crate) use chain::{DeviceProbe, OnDeviceProbe};
-pub use chain::{MAX_ANNOTATIONS, MAX_DEVICES, MAX_TEXT, OFFLINE_REASON};
 pub use gpu::{GpuBackend, GpuError, GpuReading, NvmlBackend};
 pub use system::SYSINFO_SOURCE;
 
@@ -488,7 +486,7 @@ mod tests {
         assert_eq!(failed.to_string(), "plugin `strict` failed in `on-device-probe`: strict failed on purpose");
         assert!(!s.device("gpu:0").unwrap().online);
         assert_eq!(
-            annotation(s.device("gpu:0").unwrap(), OFFLINE_REASON),
+            annotation(s.device("gpu:0").unwrap(), chain::OFFLINE_REASON),
             Some("device hook `strict` failed (fail-closed): strict failed on purpose")
         );
         // The second failure trips the breaker; quarantined, it still fails closed.

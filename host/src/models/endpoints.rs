@@ -12,7 +12,7 @@
 //! or an answer the host refuses counts once in the plugin's stats and once
 //! towards its circuit breaker. A plugin that fails in `validate-request`
 //! follows the one on-error decision of every chain
-//! ([`LoadedPlugin::fails_closed`]): `fail-closed` (or the host's
+//! (the plugin's `on-error`): `fail-closed` (or the host's
 //! `propagate_plugin_errors`) makes the call an error ([`RouteError::Plugin`]);
 //! `fail-open` lets the request through unvalidated, and the verdict's
 //! `reason` says so. A failed health check is always an error: it never reads
@@ -21,8 +21,8 @@
 //!
 //! **Output budget.** Everything an interface plugin returns is charged against
 //! its `limits.max-output`, by JSON path: the mode (`$.mode`, also 1-64 of
-//! `a-z`, `0-9`, `-`), the endpoint list (`$.endpoints`, at most
-//! [`MAX_ENDPOINTS`] entries of at most [`MAX_ENDPOINT_TEXT`] bytes), the
+//! `a-z`, `0-9`, `-`), the endpoint list (`$.endpoints`, at most 256 entries
+//! of at most 1,024 bytes), the
 //! refusal text of `validate-request` (`$.error`) and the health message
 //! (`$.message`). An answer past the budget is refused whole, as an invalid
 //! output naming the field.
@@ -46,9 +46,9 @@ use crate::plugin::{Invoke, Live, LoadedPlugin};
 use crate::registry::Snapshot;
 
 /// Most endpoints an interface plugin may declare.
-pub const MAX_ENDPOINTS: usize = 256;
+pub(crate) const MAX_ENDPOINTS: usize = 256;
 /// Longest endpoint path an interface plugin may declare, in bytes.
-pub const MAX_ENDPOINT_TEXT: usize = 1024;
+pub(crate) const MAX_ENDPOINT_TEXT: usize = 1024;
 
 /// What an interface plugin declares.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
