@@ -552,6 +552,12 @@ async fn a_device_plugin_flooding_reports_is_refused_and_counted_once() {
         assert_eq!((stats.calls, stats.errors, stats.traps), (round, round, 0), "{stats:?}");
         assert_eq!(stats.consecutive_failures, round as u32, "{stats:?}");
     }
+    eprintln!(
+        "two flooded probes: {:?}, resident memory {} -> {} MiB",
+        started.elapsed(),
+        before.rss / MIB,
+        crate::bounds::rss_bytes() / MIB
+    );
     assert_fast("two flooded probes", started.elapsed(), Duration::from_secs(30));
     before.assert_within(16, 96 * MIB);
 }
