@@ -16,8 +16,6 @@
 //! | `device-probe` | (none) | list of reports result |
 //! | `endpoint` | `path`, `model` (validate); `model`, `base_url`, `elapsed_ms`, `timeout_ms` (health check); or nothing (describe) | verdict / health / endpoints |
 
-use std::marker::PhantomData;
-
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -88,24 +86,29 @@ impl crate::Host {
             Hook::Provider => run(p, &ctx, invoke::Complete { info: &info, req: &field(input, "req")? }).await?,
             Hook::OnDeviceProbe => {
                 let reports: Vec<_> = field(input, "reports")?;
-                run(p, &ctx, invoke::OnDeviceProbe { reports: &reports }).await?
+                run(p, &ctx, crate::devices::OnDeviceProbe { reports: &reports }).await?
             }
-            Hook::DeviceProbe => run(p, &ctx, invoke::DeviceProbe { _marker: PhantomData }).await?,
+            Hook::DeviceProbe => run(p, &ctx, crate::devices::DeviceProbe).await?,
             Hook::Endpoint => match (input.get("path"), input.get("base_url")) {
                 (_, Some(_)) => {
                     let model: String = field(input, "model")?;
                     let base_url: String = field(input, "base_url")?;
                     let elapsed_ms: u64 = input.get("elapsed_ms").and_then(Value::as_u64).unwrap_or(0);
                     let timeout_ms: u64 = input.get("timeout_ms").and_then(Value::as_u64).unwrap_or(5_000);
-                    let call = invoke::HealthCheck { model: &model, base_url: &base_url, elapsed_ms, timeout_ms };
+                    let call = crate::models::endpoints::HealthCheck {
+                        model: &model,
+                        base_url: &base_url,
+                        elapsed_ms,
+                        timeout_ms,
+                    };
                     run(p, &ctx, call).await?
                 }
                 (Some(_), _) => {
                     let path: String = field(input, "path")?;
                     let model: String = field(input, "model")?;
-                    run(p, &ctx, invoke::ValidateRequest { path: &path, model: &model }).await?
+                    run(p, &ctx, crate::models::endpoints::ValidateRequest { path: &path, model: &model }).await?
                 }
-                _ => run(p, &ctx, invoke::EndpointInfo { _marker: PhantomData }).await?,
+                _ => run(p, &ctx, crate::models::endpoints::EndpointInfo).await?,
             },
         };
         Ok(json!({ "result": result, "context": ctx.values() }))

@@ -12,12 +12,11 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use plugbox_host::devices::{DeviceOptions, GpuBackend, GpuError, GpuReading, GpuSource};
 use plugbox_host::models::{ModelSet, RouteError};
-use plugbox_host::{DeviceKind, Host, ModelConfig, Policy};
+use plugbox_host::{BreakerConfig, BreakerState, DeviceKind, Host, ModelConfig, Policy};
 use serde_json::json;
 
+use crate::bounds::{Bounds, MIB, assert_fast};
 use crate::*;
-
-const MIB: u64 = 1024 * 1024;
 
 /// GPUs with the given (total, free) MiB; counts how often it is asked.
 struct FakeGpu {
@@ -336,6 +335,10 @@ async fn a_failing_fail_closed_hook_takes_every_device_offline() {
         let reason = annotation(d, "offline-reason").unwrap();
         assert!(reason.starts_with("device hook `strict` failed (fail-closed): trapped"), "{reason}");
     }
+    // The probe failed, naming the plugin and the hook.
+    let failed = s.failed.as_ref().expect("the probe failed");
+    assert_eq!((failed.plugin.as_str(), failed.hook), ("strict", "on-device-probe"));
+    assert!(failed.to_string().starts_with("plugin `strict` failed in `on-device-probe`: trapped"), "{failed}");
     // The chain stopped: memory-reserve did not run. The raw readings are intact.
     assert!(!s.hooks.iter().any(|h| h.plugin == "memory-reserve"));
     assert!(s.raw.iter().all(|d| d.online && d.annotations.iter().all(|(k, _)| k != "offline-reason")));
@@ -468,6 +471,229 @@ async fn the_devices_import_returns_the_latest_adjusted_reports() {
     // Then: the previous probe's adjusted reports (gpu:1 filtered out).
     let second = host.probe_devices().await; // cache_ttl is zero in device_host
     assert_eq!(annotation(second.device("gpu:0").unwrap(), "look.listed"), Some("gpu:0"));
+}
+
+// ---- adversarial device plugins and hooks --------------------------------
+
+/// Manifest of the `device-scripted` fixture with more room to misbehave:
+/// `limits` (YAML flow map) and extra `config` lines. It declares the hook it
+/// attacks with only (`device-probe` unless `probe` is `none`), so that a
+/// successful call of the other hook does not reset its breaker.
+fn device_hostile(
+    name: &str,
+    on_error: &str,
+    probe: &str,
+    hook: &str,
+    limits: &str,
+    config: &[(&str, &str)],
+) -> String {
+    let hooks = if probe == "none" { "on-device-probe" } else { "device-probe" };
+    let mut m = format!(
+        "name: {name}\nversion: 0.1.0\nhooks: [{hooks}]\npriority: 5\non-error: {on_error}\n\
+         limits: {limits}\nconfig:\n  tag: {{ type: string, default: {name} }}\n\
+         \x20 probe: {{ type: string, default: {probe} }}\n  hook: {{ type: string, default: {hook} }}\n"
+    );
+    for (key, value) in config {
+        m.push_str(&format!("  {key}: {{ type: integer, default: {value} }}\n"));
+    }
+    m
+}
+
+/// A well-behaved device plugin (`npu:dev0`) and memory-reserve, to show the
+/// host kept serving next to an attacker.
+fn bystanders() -> Vec<(&'static str, &'static str, String)> {
+    vec![
+        ("npu", plugbox_artifacts::DEVICE_SCRIPTED, device_scripted("npu", 1, "fail-open", "ok", "continue", "")),
+        ("memory-reserve", example_wasm("memory-reserve"), example_manifest("memory-reserve")),
+    ]
+}
+
+fn assert_bystanders_served(s: &plugbox_host::DeviceSnapshot) {
+    let npu = s.device("npu:dev0").expect("the well-behaved device plugin still reports");
+    assert!(npu.online, "{npu:?}");
+    assert_eq!(annotation(npu, "memory-reserve.headroom-mb"), Some("1024"), "memory-reserve still ran: {npu:?}");
+}
+
+fn problem_of<'a>(s: &'a plugbox_host::DeviceSnapshot, plugin: &str) -> &'a str {
+    let source = format!("plugin:{plugin}");
+    let found = s.problems.iter().find(|p| p.source == source);
+    &found.unwrap_or_else(|| panic!("no problem from {plugin}: {:?}", s.problems)).message
+}
+
+#[tokio::test]
+async fn a_device_plugin_flooding_reports_is_refused_and_counted_once() {
+    let counted = Arc::new(AtomicUsize::new(0));
+    let opts = DeviceOptions { hook_timeout: Duration::from_secs(10), ..options(&[(24576, 20480)], &counted) };
+    let mut plugins = bystanders();
+    plugins.push((
+        "flood",
+        plugbox_artifacts::DEVICE_SCRIPTED,
+        device_hostile(
+            "flood",
+            "fail-open",
+            "flood",
+            "continue",
+            "{ timeout: 5s, memory: 128MiB }",
+            &[("count", "100000")],
+        ),
+    ));
+    let (host, _d) = load(builder().devices(opts), &plugins).await;
+
+    let first = host.probe_devices().await;
+    let before = Bounds::now();
+    let started = std::time::Instant::now();
+    for round in 1..=3u64 {
+        let s = if round == 1 { first.clone() } else { host.probe_devices().await };
+        assert_eq!(problem_of(&s, "flood"), "invalid output: `$` has 100000 elements; at most 1024 are accepted");
+        assert!(s.adjusted.iter().chain(&s.raw).all(|d| !d.id.starts_with("flood:")), "nothing of it was kept");
+        assert_bystanders_served(&s);
+        let stats = host.plugin("flood").unwrap().stats();
+        // One verdict per call: one error, one step towards the breaker.
+        assert_eq!((stats.calls, stats.errors, stats.traps), (round, round, 0), "{stats:?}");
+        assert_eq!(stats.consecutive_failures, round as u32, "{stats:?}");
+    }
+    eprintln!(
+        "two flooded probes: {:?}, resident memory {} -> {} MiB",
+        started.elapsed(),
+        before.rss / MIB,
+        crate::bounds::rss_bytes() / MIB
+    );
+    assert_fast("two flooded probes", started.elapsed(), Duration::from_secs(30));
+    before.assert_within(16, 96 * MIB);
+}
+
+#[tokio::test]
+async fn device_reports_with_long_fields_are_refused_by_field_and_by_budget() {
+    let long = device_hostile(
+        "long",
+        "fail-open",
+        "long-name",
+        "continue",
+        "{ timeout: 1s, memory: 32MiB }",
+        &[("big_bytes", "4194304")],
+    );
+    let error = device_hostile(
+        "loud",
+        "fail-open",
+        "long-error",
+        "continue",
+        "{ timeout: 1s, memory: 32MiB, max-output: 64KiB }",
+        &[("big_bytes", "1048576")],
+    );
+    // Annotations of 1,000 bytes each are within the per-string rule, but
+    // not within a 1 KiB max-output.
+    let annotate = device_hostile(
+        "chatty",
+        "fail-open",
+        "none",
+        "long-annotation",
+        "{ timeout: 1s, memory: 32MiB, max-output: 1KiB }",
+        &[("big_bytes", "1000")],
+    );
+    let mut plugins = bystanders();
+    plugins.push(("long", plugbox_artifacts::DEVICE_SCRIPTED, long));
+    plugins.push(("loud", plugbox_artifacts::DEVICE_SCRIPTED, error));
+    plugins.push(("chatty", plugbox_artifacts::DEVICE_SCRIPTED, annotate));
+    let (host, _d) = device_host(&[(24576, 20480)], &plugins).await;
+    let before = Bounds::now();
+    for _ in 0..3 {
+        let s = host.probe_devices().await;
+        assert_eq!(
+            problem_of(&s, "long"),
+            "invalid output: `$[0].name` is 4194304 bytes; at most 1024 bytes are accepted"
+        );
+        let loud = problem_of(&s, "loud");
+        assert!(
+            loud.starts_with("invalid output: output exceeds the plugin's max-output of 65536 bytes at `$.error`"),
+            "{loud}"
+        );
+        let chatty = problem_of(&s, "chatty");
+        assert!(
+            chatty.starts_with(
+                "invalid output: output exceeds the plugin's max-output of 1024 bytes at `$[0].annotations["
+            ),
+            "{chatty}"
+        );
+        assert!(
+            s.adjusted.iter().all(|d| d.annotations.iter().all(|(k, _)| !k.starts_with("chatty."))),
+            "refused whole"
+        );
+        assert!(s.device("long:dev0").is_none());
+        assert_bystanders_served(&s);
+        // No problem text is longer than the plugin's budget.
+        assert!(
+            s.problems.iter().all(|p| p.message.len() < 1024),
+            "{:?}",
+            s.problems.iter().map(|p| p.message.len()).collect::<Vec<_>>()
+        );
+    }
+    for name in ["long", "loud", "chatty"] {
+        let stats = host.plugin(name).unwrap().stats();
+        assert_eq!((stats.calls, stats.errors), (3, 3), "{name}: {stats:?}");
+    }
+    before.assert_within(16, 64 * MIB);
+}
+
+#[tokio::test]
+async fn a_failing_device_hook_trips_the_breaker() {
+    // An error the hook returns and an answer the host refuses both count.
+    for action in ["error", "invent"] {
+        let breaker =
+            BreakerConfig { threshold: 3, backoff: Duration::from_secs(60), max_backoff: Duration::from_secs(60) };
+        let counted = Arc::new(AtomicUsize::new(0));
+        let b = builder().circuit_breaker(breaker).devices(options(&[(24576, 20480)], &counted));
+        let mut plugins = bystanders();
+        let limits = "{ timeout: 100ms, memory: 16MiB }";
+        plugins.push((
+            "flaky",
+            plugbox_artifacts::DEVICE_SCRIPTED,
+            device_hostile("flaky", "fail-open", "none", action, limits, &[]),
+        ));
+        let (host, _d) = load(b, &plugins).await;
+        for round in 1..=3u64 {
+            let s = host.probe_devices().await;
+            assert_bystanders_served(&s);
+            let stats = host.plugin("flaky").unwrap().stats();
+            assert_eq!((stats.calls, stats.errors), (round, round), "{action}: {stats:?}");
+        }
+        let stats = host.plugin("flaky").unwrap().stats();
+        assert!(matches!(stats.breaker, BreakerState::Open { .. }), "{action}: {stats:?}");
+        // Quarantined: skipped without running (fail-open), the others serve.
+        let s = host.probe_devices().await;
+        let trace = s.hooks.iter().find(|h| h.plugin == "flaky" && h.hook == "on-device-probe").unwrap();
+        assert!(trace.action.starts_with("failed-open: quarantined"), "{action}: {trace:?}");
+        assert_bystanders_served(&s);
+        assert_eq!(host.plugin("flaky").unwrap().stats().calls, 3, "{action}: the quarantined hook did not run");
+    }
+}
+
+#[tokio::test]
+async fn a_fail_closed_device_plugin_fails_the_probe_naming_it() {
+    let mut plugins = bystanders();
+    plugins.push((
+        "required",
+        plugbox_artifacts::DEVICE_SCRIPTED,
+        device_scripted("required", 5, "fail-closed", "error", "continue", ""),
+    ));
+    let (host, _d) = device_host(&[(24576, 20480)], &plugins).await;
+    let s = host.probe_devices().await;
+    let failed = s.failed.as_ref().expect("the probe failed");
+    assert_eq!(failed.to_string(), "plugin `required` failed in `device-probe`: required cannot see its device");
+    for d in &s.adjusted {
+        assert!(!d.online, "{d:?}");
+        assert_eq!(
+            annotation(d, "offline-reason"),
+            Some("device plugin `required` failed (fail-closed): required cannot see its device")
+        );
+    }
+    // No device hook ran on figures a required plugin did not vouch for.
+    assert!(!s.hooks.iter().any(|h| h.hook == "on-device-probe"), "{:?}", s.hooks);
+    assert!(s.raw.iter().all(|d| d.online), "the raw readings are intact");
+    let trace = s.hooks.iter().find(|h| h.plugin == "required").unwrap();
+    assert_eq!(trace.action, "failed-closed: required cannot see its device");
+    let mut m = ModelConfig::new("m", "chat");
+    m.required_devices.push("gpu:0".into());
+    assert!(host.admit(&m).await.reasons()[0].contains("device plugin `required` failed (fail-closed)"));
 }
 
 // ---- interface plugins ---------------------------------------------------
@@ -672,6 +898,91 @@ async fn health_checks_reach_a_loopback_model_server() {
     let h = host.check_model_health(&set, "qwen", elapsed, timeout).await.unwrap();
     assert!(!h.healthy);
     assert!(h.message.ends_with("refused"), "{}", h.message);
+}
+
+/// Manifest of the `device-scripted` fixture as an interface plugin.
+fn interface_scripted(name: &str, on_error: &str, config: &[(&str, &str)]) -> String {
+    let mut m = format!(
+        "name: {name}\nversion: 0.1.0\nhooks: [endpoint]\npriority: 5\non-error: {on_error}\n\
+         limits: {{ timeout: 1s, memory: 32MiB, max-output: 1KiB }}\nconfig:\n  tag: {{ type: string, default: {name} }}\n"
+    );
+    for (key, value) in config {
+        let ty = if value.parse::<i64>().is_ok() { "integer" } else { "string" };
+        m.push_str(&format!("  {key}: {{ type: {ty}, default: {value} }}\n"));
+    }
+    m
+}
+
+#[tokio::test]
+async fn interface_plugins_answering_past_their_budget_are_refused() {
+    let big = ("big_bytes", "262144");
+    let plugins = [
+        ("chat-mode", example_wasm("chat-mode"), example_manifest("chat-mode")),
+        (
+            "open",
+            plugbox_artifacts::DEVICE_SCRIPTED,
+            interface_scripted("open", "fail-open", &[("mode", "open"), ("validate", "huge"), big]),
+        ),
+        (
+            "closed",
+            plugbox_artifacts::DEVICE_SCRIPTED,
+            interface_scripted("closed", "fail-closed", &[("mode", "closed"), ("validate", "huge"), big]),
+        ),
+        (
+            "wordy",
+            plugbox_artifacts::DEVICE_SCRIPTED,
+            interface_scripted("wordy", "fail-open", &[("mode", "wordy"), ("health", "huge"), big]),
+        ),
+        ("long", plugbox_artifacts::DEVICE_SCRIPTED, interface_scripted("long", "fail-open", &[("mode", "long"), big])),
+        (
+            "sprawl",
+            plugbox_artifacts::DEVICE_SCRIPTED,
+            interface_scripted("sprawl", "fail-open", &[("mode", "sprawl"), ("endpoints", "100000")]),
+        ),
+    ];
+    let (host, _d) = load(builder(), &plugins).await;
+    let src = "models:\n  qwen:\n    mode: chat\n  o:\n    mode: open\n  c:\n    mode: closed\n\
+               \x20 w:\n    mode: wordy\n    base-url: http://127.0.0.1:1\n  l:\n    mode: long\n  s:\n    mode: sprawl\n";
+    let set = ModelSet::from_str(src, Path::new("models.yaml")).unwrap();
+    let before = Bounds::now();
+    for _ in 0..3 {
+        // fail-open: let through unvalidated, and said so.
+        let v = host.validate_request(&set, "/v1/e0", "o").await.unwrap();
+        assert!(v.accepted);
+        let reason = v.reason.unwrap();
+        assert!(reason.starts_with("not validated: plugin `open` failed in `validate-request`: invalid output: output exceeds the plugin's max-output of 1024 bytes at `$.error`"), "{reason}");
+        assert!(reason.len() < 1024, "{}", reason.len());
+        // fail-closed: an error naming the plugin.
+        match host.validate_request(&set, "/v1/e0", "c").await.unwrap_err() {
+            RouteError::Plugin(f) => {
+                assert_eq!((f.plugin.as_str(), f.hook), ("closed", "validate-request"));
+                assert!(f.to_string().contains("at `$.error`"), "{f}");
+            }
+            e => panic!("{e}"),
+        }
+        // A health message past the budget is an error, never healthy.
+        let e = host.check_model_health(&set, "w", Duration::ZERO, Duration::from_secs(1)).await.unwrap_err();
+        assert!(e.to_string().contains("at `$.message`"), "{e}");
+        // Declarations past the budget: the plugin is left out of routing.
+        for (model, mode) in [("l", "long"), ("s", "sprawl")] {
+            assert!(
+                matches!(host.validate_request(&set, "/v1/e0", model).await, Err(RouteError::NoInterface { .. })),
+                "{mode}"
+            );
+        }
+        // The others keep serving.
+        assert!(host.validate_request(&set, "/v1/chat/completions", "qwen").await.unwrap().accepted);
+    }
+    let mut modes: Vec<String> = host.interfaces().await.into_iter().map(|i| i.mode).collect();
+    modes.sort();
+    assert_eq!(modes, ["chat", "closed", "open", "wordy"]);
+    for (name, calls) in [("open", 3), ("closed", 3), ("wordy", 3)] {
+        let stats = host.plugin(name).unwrap().stats();
+        // One call for mode and endpoints (cached), then one per request: each refused answer counted once.
+        assert_eq!((stats.calls, stats.errors), (calls + 1, calls), "{name}: {stats:?}");
+    }
+    assert_eq!(host.plugin("sprawl").unwrap().stats().errors, host.plugin("sprawl").unwrap().stats().calls);
+    before.assert_within(16, 64 * MIB);
 }
 
 #[tokio::test]

@@ -110,14 +110,6 @@ fn refuse(model: &str, d: &DeviceReport, required_mb: u64, raw_free_mb: Option<u
     None
 }
 
-impl crate::Host {
-    /// Whether `model` fits the devices as the latest probe (cached, see
-    /// [`Host::probe_devices`](crate::Host::probe_devices)) reports them.
-    pub async fn admit(&self, model: &ModelConfig) -> Admission {
-        check(model, &*self.probe_devices().await)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,7 +132,7 @@ mod tests {
     }
 
     fn snapshot(raw: Vec<DeviceReport>, adjusted: Vec<DeviceReport>) -> DeviceSnapshot {
-        DeviceSnapshot { raw, adjusted, problems: vec![], hooks: vec![], taken_at_ms: 0, took_micros: 0 }
+        DeviceSnapshot { raw, adjusted, problems: vec![], hooks: vec![], failed: None, taken_at_ms: 0, took_micros: 0 }
     }
 
     fn model(devices: &[(&str, u64)]) -> ModelConfig {

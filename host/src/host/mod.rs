@@ -16,7 +16,7 @@ use wasmtime::component::Linker;
 use crate::bindings::Plugin as PluginWorld;
 use crate::breaker::BreakerConfig;
 use crate::capability::{Capabilities, LoaderPaths, PluginPlace};
-use crate::devices::{DeviceOptions, DeviceState};
+use crate::devices::{DeviceOptions, Devices};
 use crate::engine::{EngineOptions, PlugboxEngine};
 use crate::error::{Error, Result};
 use crate::imports::kv::{KvNamespace, KvStore, MemoryKv};
@@ -31,6 +31,8 @@ pub use crate::reload::LoadFailure;
 use crate::reload::{Discovered, ReloadOptions, ReloadState};
 
 mod plugins;
+mod devices;
+mod interfaces;
 
 /// Configures and builds a [`Host`].
 ///
@@ -204,6 +206,8 @@ impl HostBuilder {
         let host_http =
             self.policy.resources.http.host_concurrent.unwrap_or(crate::HttpLimits::DEFAULT.host_concurrent);
         let outgoing_http = Arc::new(tokio::sync::Semaphore::new(host_http as usize));
+        let propagate_all = self.pipeline.propagate_plugin_errors;
+        let devices = DeviceReports::default();
         Ok(Host {
             inner: Arc::new(HostInner {
                 engine,
@@ -216,9 +220,9 @@ impl HostBuilder {
                 data_root: self.data_root,
                 cache_dir: self.engine.cache_dir.clone(),
                 breaker: self.breaker,
-                devices: DeviceReports::default(),
-                device_state: DeviceState::new(self.devices),
-                interfaces: Default::default(),
+                devices: devices.clone(),
+                device_state: Devices::new(self.devices, propagate_all, devices),
+                interfaces: crate::models::endpoints::Interfaces::new(propagate_all),
                 registry: Registry::default(),
                 reload: ReloadState::new(self.reload),
                 pools: PoolSet::new(self.pool),
@@ -240,8 +244,8 @@ pub(crate) struct HostInner {
     cache_dir: Option<PathBuf>,
     breaker: BreakerConfig,
     pub(crate) devices: DeviceReports,
-    pub(crate) device_state: DeviceState,
-    pub(crate) interfaces: crate::models::endpoints::InterfaceCache,
+    pub(crate) device_state: Devices,
+    pub(crate) interfaces: crate::models::endpoints::Interfaces,
     pub(crate) registry: Registry,
     pub(crate) reload: ReloadState,
     pub(crate) pools: Arc<PoolSet>,

@@ -3,8 +3,8 @@
 use std::future::Future;
 
 use crate::bindings::types::{
-    ChunkAction, DeviceReport, Health, LlmError, PostAction, PreAction, Request, RequestInfo, Response, StreamChunk,
-    ToolAction, ToolCall, Usage,
+    ChunkAction, LlmError, PostAction, PreAction, Request, RequestInfo, Response, StreamChunk, ToolAction, ToolCall,
+    Usage,
 };
 use crate::budget::{MAX_STREAM_CHUNKS, OutputBudget};
 use crate::plugin::{Invoke, Live};
@@ -107,36 +107,4 @@ invoke!(StreamAll<'r> { info: &'r RequestInfo, req: &'r Request, budget: OutputB
     };
     stream.resource_drop_async(&mut live.store).await?;
     result
-});
-
-invoke!(OnDeviceProbe<'r> { reports: &'r [DeviceReport] } -> Result<Vec<DeviceReport>, String>, "on-device-probe",
-|live, this| {
-    let g = live.device_hooks.as_ref().ok_or_else(|| missing("device-hooks"))?;
-    g.call_on_device_probe(&mut live.store, this.reports).await
-});
-
-invoke!(DeviceProbe<'r> { _marker: std::marker::PhantomData<&'r ()> } -> Result<Vec<DeviceReport>, String>, "device-probe",
-|live, _this| {
-    let g = live.device_probe.as_ref().ok_or_else(|| missing("device-probe"))?;
-    g.call_probe(&mut live.store).await
-});
-
-invoke!(EndpointInfo<'r> { _marker: std::marker::PhantomData<&'r ()> } -> (String, Vec<String>), "supported-endpoints",
-|live, _this| {
-    let g = live.endpoint.as_ref().ok_or_else(|| missing("endpoint"))?;
-    let mode = g.call_mode(&mut live.store).await?;
-    let endpoints = g.call_supported_endpoints(&mut live.store).await?;
-    Ok((mode, endpoints))
-});
-
-invoke!(ValidateRequest<'r> { path: &'r str, model: &'r str } -> Result<(), String>, "validate-request",
-|live, this| {
-    let g = live.endpoint.as_ref().ok_or_else(|| missing("endpoint"))?;
-    g.call_validate_request(&mut live.store, this.path, this.model).await
-});
-
-invoke!(HealthCheck<'r> { model: &'r str, base_url: &'r str, elapsed_ms: u64, timeout_ms: u64 } -> Health, "health-check",
-|live, this| {
-    let g = live.endpoint.as_ref().ok_or_else(|| missing("endpoint"))?;
-    g.call_health_check(&mut live.store, this.model, this.base_url, this.elapsed_ms, this.timeout_ms).await
 });
