@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use parking_lot::Mutex;
-use plugbox_host::engine::EngineOptions;
+use plugbox_host::EngineOptions;
 use plugbox_host::{Choice, Host, HostBuilder, Message, Outcome, Request, RequestContext, Response, Role};
 
 fn request(bytes: usize) -> Request {

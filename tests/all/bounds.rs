@@ -40,12 +40,7 @@ impl Bounds {
     /// process, so the slack must cover them; an attack that leaks grows far past it.
     pub fn assert_within(&self, fds: usize, rss: u64) {
         let now = Bounds::now();
-        assert!(
-            now.fds <= self.fds + fds,
-            "descriptors grew from {} to {} (allowed: +{fds})",
-            self.fds,
-            now.fds
-        );
+        assert!(now.fds <= self.fds + fds, "descriptors grew from {} to {} (allowed: +{fds})", self.fds, now.fds);
         assert!(
             now.rss <= self.rss + rss,
             "resident memory grew from {} MiB to {} MiB (allowed: +{} MiB)",

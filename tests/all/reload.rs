@@ -598,7 +598,7 @@ impl Serve {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_plugbox"))
             .arg("serve")
             .args(args)
-            .env("PLUGBOX_CACHE_DIR", std::env::temp_dir().join("plugbox-test-cache"))
+            .env("PLUGBOX_CACHE_DIR", crate::cache_dir())
             .env_remove("PLUGBOX_POLICY")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
@@ -654,7 +654,7 @@ impl Drop for Serve {
 fn plugbox(args: &[&str]) -> String {
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_plugbox"))
         .args(args)
-        .env("PLUGBOX_CACHE_DIR", std::env::temp_dir().join("plugbox-test-cache"))
+        .env("PLUGBOX_CACHE_DIR", crate::cache_dir())
         .env_remove("PLUGBOX_POLICY")
         .output()
         .unwrap();

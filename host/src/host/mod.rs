@@ -1,6 +1,8 @@
 //! [`Host`]: the embedding API. Build one with [`HostBuilder`], load plugins,
 //! then call the pipeline methods from any tokio service.
 
+mod devtools;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 
 /// Why a kv operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum KvError {
     /// The stored value is not an integer (for `increment`).
     #[error("value is not an integer")]
