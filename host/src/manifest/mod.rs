@@ -140,11 +140,13 @@ pub struct Manifest {
     #[serde(deserialize_with = "de_version")]
     #[schemars(schema_with = "version_schema")]
     pub version: semver::Version,
-    /// Who wrote the plugin.
+    /// Who wrote the plugin (at most 1 KiB).
     #[serde(default)]
+    #[schemars(length(max = 1024))]
     pub author: Option<String>,
-    /// What the plugin does, in a line.
+    /// What the plugin does, in a line (at most 1 KiB).
     #[serde(default)]
+    #[schemars(length(max = 1024))]
     pub description: Option<String>,
     /// The component file, relative to the manifest's directory (which it may
     /// not leave). Default: the only `.wasm` file beside the manifest.
@@ -172,8 +174,9 @@ pub struct Manifest {
     /// What the plugin asks to be granted; nothing by default.
     #[serde(default)]
     pub permissions: Permissions,
-    /// The configuration keys the plugin accepts.
+    /// The configuration keys the plugin accepts (at most 128).
     #[serde(default)]
+    #[schemars(extend("maxProperties" = 128))]
     pub config: BTreeMap<String, ConfigField>,
 }
 
