@@ -72,7 +72,7 @@ pub struct Watcher {
 
 impl Host {
     /// Loads the plugins of `dir` and keeps the host in line with it as files
-    /// change, with [`WatchOptions::default`]. See [`crate::watch`].
+    /// change, with [`WatchOptions::default`]. See [`WatchOptions`].
     pub async fn watch(&self, dir: &Path) -> Result<Watcher> {
         Watcher::start(self, dir, WatchOptions::default()).await
     }

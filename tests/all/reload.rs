@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use plugbox_host::reload::{Grant, PluginStates};
+use plugbox_host::Grant;
+use plugbox_host::reload::PluginStates;
 use plugbox_host::{
     Host, HostBuilder, PipelineConfig, PluginEvent, PluginEventKind, PluginState, ReloadOutcome, RequestContext,
     WatchOptions,
