@@ -8,15 +8,26 @@ build-plugins:
 test:
     cargo test --workspace
 
-# Lints for the host and the guests.
+# Everything CI runs: the tests of every workspace, rustfmt and clippy.
+ci:
+    .ci/run
+
+# Lints for the host, the guests and the SDK (what .ci/run checks).
 lint:
     cargo fmt --all --check
+    cd example-plugins && cargo fmt --all --check
+    cd plugin-sdk && cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
     cd example-plugins && cargo clippy --workspace -- -D warnings
+    cd plugin-sdk && cargo clippy --all-targets -- -D warnings
 
 # The main job: example plugins at work.
 demo:
     cargo demo
+
+# Install the `plugbox` command (the host/cli crate).
+install:
+    cargo install --path host/cli
 
 # Benchmarks (release build of wasmtime: ~20 minutes the first time).
 bench:

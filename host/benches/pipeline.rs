@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use parking_lot::Mutex;
-use plugbox_host::engine::EngineOptions;
+use plugbox_host::EngineOptions;
 use plugbox_host::{Choice, Host, HostBuilder, Message, Outcome, Request, RequestContext, Response, Role};
 
 fn request(bytes: usize) -> Request {
@@ -86,8 +86,10 @@ fn plugin_dir(plugins: &[(&str, &str, String)]) -> tempfile::TempDir {
     dir
 }
 
+/// A compile cache private to this user, under the target directory (the
+/// host refuses one that another user can write).
 fn cache_dir() -> PathBuf {
-    std::env::temp_dir().join("plugbox-bench-cache")
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugbox-bench-cache")
 }
 
 async fn host_for(dir: &Path) -> Host {

@@ -9,6 +9,19 @@
 //! - wasm stack capped at [`DEFAULT_MAX_WASM_STACK`];
 //! - compiled components cached on disk, keyed by the SHA-256 of the component
 //!   bytes and the engine's compatibility hash, so a warm load is a `mmap`.
+//!
+//! # The compile cache is private
+//!
+//! A cache entry is native code: loading it skips wasmtime's validation and
+//! compilation, so whoever can write an entry can run code in the host. The
+//! host therefore deserializes compiled code only from a cache that only its
+//! own user can write (on Unix):
+//! - a missing cache directory is created with mode `0700`;
+//! - an existing one owned by another user, or writable by its group or by
+//!   others, is refused when the host is built ([`Error::CompileCache`] names
+//!   the directory and says how to fix it);
+//! - entries are written with mode `0600`, through a temporary file and a
+//!   rename, and are never rewritten in place.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -31,6 +44,7 @@ pub const DEFAULT_MAX_WASM_STACK: usize = 512 * 1024;
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
     /// Where compiled components are cached; `None` disables the cache.
+    /// The directory must be private to the host's user (see the module docs).
     pub cache_dir: Option<PathBuf>,
     /// Maximum wasm stack size in bytes.
     pub max_wasm_stack: usize,
@@ -100,7 +114,10 @@ impl PlugboxEngine {
         if options.epoch_interruption {
             spawn_epoch_ticker(&engine);
         }
-        let cache = options.cache_dir.as_ref().map(|dir| CompileCache::new(dir.clone(), &engine));
+        let cache = match &options.cache_dir {
+            Some(dir) => Some(CompileCache::new(dir.clone(), &engine)?),
+            None => None,
+        };
         let exec = ExecOptions { fuel: options.fuel, epochs: options.epoch_interruption };
         Ok(PlugboxEngine { engine, cache, exec })
     }
@@ -153,12 +170,15 @@ struct CompileCache {
 }
 
 impl CompileCache {
-    fn new(dir: PathBuf, engine: &Engine) -> Self {
+    /// Opens (or creates, mode `0700`) the cache directory; refuses one that
+    /// another user can write.
+    fn new(dir: PathBuf, engine: &Engine) -> Result<Self> {
+        ensure_private_dir(&dir)?;
         // DefaultHasher::new() uses fixed keys: stable for a given build of plugbox,
         // which is exactly the scope an engine compatibility hash has.
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        CompileCache { dir, engine_hash: format!("{:016x}", hasher.finish()) }
+        Ok(CompileCache { dir, engine_hash: format!("{:016x}", hasher.finish()) })
     }
 
     fn path_for(&self, bytes: &[u8]) -> PathBuf {
@@ -171,9 +191,11 @@ impl CompileCache {
         if !path.exists() {
             return None;
         }
-        // SAFETY: the file was written by `store` below for this exact engine
-        // configuration (the name carries the compatibility hash) into a
-        // directory owned by the host; wasmtime also checks the header.
+        // SAFETY: the directory was checked (or created) private to this user
+        // when the host was built (`ensure_private_dir`), so only this user
+        // can have written the file: `store` below wrote it for this exact
+        // engine configuration (the name carries the compatibility hash), and
+        // wasmtime also checks the header.
         match unsafe { Component::deserialize_file(engine, &path) } {
             Ok(component) => Some(component),
             Err(e) => {
@@ -187,9 +209,8 @@ impl CompileCache {
     fn store(&self, component: &Component, bytes: &[u8]) {
         let path = self.path_for(bytes);
         let result = (|| -> std::io::Result<()> {
-            std::fs::create_dir_all(&self.dir)?;
             let artifact = component.serialize().map_err(std::io::Error::other)?;
-            write_atomically(&path, &artifact)
+            write_private_atomically(&path, &artifact)
         })();
         if let Err(e) = result {
             tracing::warn!(dir = %self.dir.display(), "cannot write compile cache: {e}");
@@ -197,11 +218,79 @@ impl CompileCache {
     }
 }
 
-/// Writes through a temporary file and a rename, so a reader never sees half a file.
-pub(crate) fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    std::fs::write(&tmp, data)?;
-    std::fs::rename(&tmp, path)
+/// Makes sure `dir` is a directory only this user can write: creates it (and
+/// its missing parents) with mode `0700`, or checks the owner and mode of the
+/// one there.
+fn ensure_private_dir(dir: &Path) -> Result<()> {
+    let refuse = |message: String| Error::CompileCache { dir: dir.to_path_buf(), message };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| refuse(format!("cannot be created: {e}")))?;
+        }
+        let meta = std::fs::metadata(dir).map_err(|e| refuse(format!("cannot be read: {e}")))?;
+        if !meta.is_dir() {
+            return Err(refuse("is not a directory".into()));
+        }
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != me {
+            return Err(refuse(format!(
+                "is owned by another user (uid {}, this process runs as uid {me}); compiled code is only \
+                 loaded from a cache that only this user can write: use a cache directory of your own",
+                meta.uid()
+            )));
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            return Err(refuse(format!(
+                "is writable by its group or by others (mode `{mode:o}`); compiled code is only loaded from a \
+                 cache that only this user can write: run `chmod 700 {}` or use another cache directory",
+                dir.display()
+            )));
+        }
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir).map_err(|e| refuse(format!("cannot be created: {e}")))?;
+    Ok(())
+}
+
+/// Writes a cache entry through a temporary file and a rename, so a reader
+/// never sees half a file; the file is created with mode `0600` (on Unix)
+/// before any byte is written.
+fn write_private_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // Two loads of one component in one process may store it at once.
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let result = (|| {
+        let mut file = match options.open(&tmp) {
+            // Left by a process that crashed with this pid.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                std::fs::remove_file(&tmp)?;
+                options.open(&tmp)?
+            }
+            other => other?,
+        };
+        file.write_all(data)?;
+        drop(file);
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// The first line of an error chain's message: wasmtime errors carry long
@@ -209,4 +298,100 @@ pub(crate) fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> 
 pub(crate) fn first_line(e: &wasmtime::Error) -> String {
     let text = format!("{e:#}");
     text.lines().next().unwrap_or_default().to_string()
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    fn engine() -> Engine {
+        Engine::new(Config::new().wasm_component_model(true)).unwrap()
+    }
+
+    #[test]
+    fn a_missing_cache_dir_is_created_private() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("a/b/compiled");
+        CompileCache::new(dir.clone(), &engine()).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+    }
+
+    #[test]
+    fn a_cache_dir_others_can_write_is_refused() {
+        for bad in [0o777, 0o770, 0o757, 0o1777] {
+            let base = tempfile::tempdir().unwrap();
+            let dir = base.path().join("compiled");
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(bad)).unwrap();
+            let Err(e) = CompileCache::new(dir.clone(), &engine()) else { panic!("mode {bad:o} was accepted") };
+            let text = e.to_string();
+            assert!(matches!(e, Error::CompileCache { .. }), "{e:?}");
+            assert!(text.contains(&format!("`{}`", dir.display())), "the error names the dir: {text}");
+            assert!(text.contains(&format!("chmod 700 {}", dir.display())), "the error says how to fix it: {text}");
+            assert!(text.contains(&format!("`{bad:o}`")), "the error shows the mode: {text}");
+        }
+    }
+
+    #[test]
+    fn a_cache_dir_only_its_owner_can_write_is_accepted() {
+        for good in [0o700, 0o755, 0o500] {
+            let base = tempfile::tempdir().unwrap();
+            let dir = base.path().join("compiled");
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(good)).unwrap();
+            CompileCache::new(dir.clone(), &engine()).unwrap_or_else(|e| panic!("mode {good:o} refused: {e}"));
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_cache_dir_owned_by_another_user_is_refused() {
+        // `/` belongs to root; when the tests run as root, any directory of
+        // another user does, and the check is the same comparison.
+        let me = unsafe { libc::geteuid() };
+        let other = if me == 0 {
+            let base = tempfile::tempdir().unwrap();
+            let dir = base.path().join("theirs");
+            std::fs::create_dir(&dir).unwrap();
+            std::os::unix::fs::chown(&dir, Some(65534), None).unwrap();
+            (base, dir)
+        } else {
+            (tempfile::tempdir().unwrap(), PathBuf::from("/"))
+        };
+        let dir = other.1;
+        let e = CompileCache::new(dir.clone(), &engine()).err().expect("another user's dir was accepted");
+        let text = e.to_string();
+        assert!(text.contains("owned by another user"), "{text}");
+        assert!(text.contains(&format!("`{}`", dir.display())), "{text}");
+    }
+
+    #[test]
+    fn a_cache_that_is_a_file_is_refused() {
+        let base = tempfile::tempdir().unwrap();
+        let file = base.path().join("compiled");
+        std::fs::write(&file, b"x").unwrap();
+        let e = CompileCache::new(file, &engine()).err().expect("a file was accepted");
+        assert!(e.to_string().contains("is not a directory"), "{e}");
+    }
+
+    #[test]
+    fn cache_entries_are_written_owner_only_and_load_back() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("compiled");
+        let engine = engine();
+        let cache = CompileCache::new(dir.clone(), &engine).unwrap();
+        let bytes = wasm_encoder::Component::new().finish();
+        let component = Component::new(&engine, &bytes).unwrap();
+        cache.store(&component, &bytes);
+        let entries: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(entries.len(), 1, "one entry, no temporary file left: {entries:?}");
+        assert_eq!(mode(&entries[0]), 0o600);
+        assert!(cache.load(&engine, &bytes).is_some());
+    }
 }

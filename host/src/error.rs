@@ -9,6 +9,7 @@ use crate::manifest::ManifestError;
 /// Messages are lowercase and name the plugin or file involved, so that an
 /// operator can act on them without reading logs.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A `plugin.yaml` (or an embedded manifest) is malformed or invalid.
     #[error(transparent)]
@@ -91,6 +92,16 @@ pub enum Error {
     /// The wasmtime engine could not be set up.
     #[error("engine: {0}")]
     Engine(String),
+
+    /// The compile cache directory is refused: compiled code is only loaded
+    /// from a directory that only the host's user can write.
+    #[error("compile cache `{dir}` {message}")]
+    CompileCache {
+        /// The cache directory.
+        dir: PathBuf,
+        /// What is wrong with it and how to fix it.
+        message: String,
+    },
 }
 
 /// Shorthand for results of the public API.

@@ -17,6 +17,7 @@ pub struct PluginFailure {
 
 /// The ways a plugin call fails.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FailureKind {
     /// The hook returned `err(..)`: the plugin reports its own failure.
     #[error("{0}")]

@@ -38,40 +38,52 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Modules: [`manifest`] (plugin.yaml), [`policy`] and [`capability`]
-//! (what plugins may touch), [`loader`] (plugin directory forms), the pipeline
-//! rules on [`Host::run_request`], [`reload`] and [`watch`] (hot reload,
-//! enable/disable, events).
+//! Everything an embedder uses is re-exported here: [`Host`] and
+//! [`HostBuilder`], [`Policy`] (what plugins may be granted), the pipeline
+//! rules on [`Host::run_request`], hot reload ([`Host::watch`],
+//! [`PluginEvent`]). The public modules are those with more to offer than a
+//! type or two: [`manifest`] (`plugin.yaml`), [`loader`] (plugin directory
+//! forms, packing a manifest into a component), [`reload`] (the state file of
+//! a plugin directory), [`devices`] (probes and GPU backends) and [`models`]
+//! (model configs and endpoint routing).
+//!
+//! This crate has no command-line dependencies and builds no guests: the
+//! `plugbox` command is the separate `plugbox` crate.
 
 #![warn(missing_docs)]
 
 #[allow(missing_docs)]
 mod bindings;
-pub mod breaker;
+mod breaker;
 mod budget;
-pub mod capability;
+mod capability;
 pub mod devices;
 mod devtools;
-pub mod engine;
+mod engine;
 mod error;
-pub mod events;
+mod events;
 mod failure;
 mod host;
-pub mod imports;
+#[cfg(test)]
+mod layering;
+mod imports;
 pub mod loader;
 pub mod manifest;
 pub mod models;
-pub mod pipeline;
-pub mod plugin;
-pub mod policy;
-pub mod registry;
+mod pipeline;
+mod plugin;
+mod policy;
+mod registry;
 pub mod reload;
-pub mod watch;
+mod watch;
 
 pub use breaker::{BreakerConfig, BreakerState};
+pub use capability::{Capabilities, CapabilityDiff, Grant, Preopen};
 pub use devices::{Admission, DeviceOptions, DeviceSnapshot, GpuBackend};
-pub use devtools::sample_hook_input;
+pub use engine::{CompileSource, EngineOptions};
 pub use error::{Error, Result};
+pub use events::{PluginEvent, PluginEventKind};
+pub use failure::{FailureKind, PluginFailure};
 pub use host::{Host, HostBuilder, LoadFailure, LoadReport};
 pub use imports::kv::{KvError, KvFuture, KvQuota, KvStore, KvUsage, MemoryKv};
 pub use imports::resources::ResourceLimits;
@@ -81,11 +93,13 @@ pub use models::{ModelConfig, ModelSet};
 pub use pipeline::{
     ContextLimits, HookTrace, Outcome, Pipeline, PipelineConfig, PreStage, RequestContext, RequestError, ToolDecision,
 };
-pub use plugin::{FailureKind, LoadedPlugin, PluginFailure, PoolOptions};
-pub use policy::Policy;
-pub use reload::{
-    CapabilityDiff, PluginEvent, PluginEventKind, PluginState, PluginStatus, ReloadOutcome, ReloadReport,
+pub use plugin::{
+    DEFAULT_IDLE_TTL, DEFAULT_POOLED_MEMORY_BUDGET, INIT_TIMEOUT, LoadedPlugin, MAX_POOLED_GROWTH, PoolOptions, SHUTDOWN_BUDGET,
+    StatsSnapshot,
 };
+pub use policy::{ApprovalPolicy, ApprovedGrants, PluginPolicy, Policy};
+pub use registry::{Category, Snapshot};
+pub use reload::{PluginState, PluginStatus, ReloadOutcome, ReloadReport};
 pub use watch::{WatchOptions, Watcher};
 
 /// The LLM-shaped data types of the `plugbox:plugin` WIT package.

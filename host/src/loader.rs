@@ -171,8 +171,7 @@ pub(crate) fn read_plugin(source: &PluginSource) -> Result<ReadPlugin> {
     match source.form {
         SourceForm::Directory | SourceForm::Sidecar => {
             let manifest_path = source.manifest.clone().expect("file forms have a manifest path");
-            let text = std::fs::read_to_string(&manifest_path)
-                .map_err(|source| ManifestError::Io { path: manifest_path.clone(), source })?;
+            let text = crate::manifest::read_manifest(&manifest_path)?;
             let manifest = Manifest::from_str(&text, &manifest_path)?;
             let base_dir = manifest_path.parent().unwrap_or(Path::new(".")).to_path_buf();
             source.component = match (&manifest.component, source.form) {

@@ -11,10 +11,9 @@ fn plugbox(args: &[&str]) -> Output {
 
 fn plugbox_stdin(args: &[&str], stdin: Option<&str>) -> Output {
     use std::io::Write;
-    let cache = std::env::temp_dir().join("plugbox-test-cache");
     let mut child = Command::new(env!("CARGO_BIN_EXE_plugbox"))
         .args(args)
-        .env("PLUGBOX_CACHE_DIR", cache)
+        .env("PLUGBOX_CACHE_DIR", crate::cache_dir())
         .env_remove("PLUGBOX_POLICY")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -64,6 +63,27 @@ fn check_reports_file_line_column_and_fails() {
     assert!(!o.status.success());
     let e = err(&o);
     assert!(e.contains("bad/plugin.yaml:2:"), "{e}");
+}
+
+#[test]
+#[cfg(unix)]
+fn a_compile_cache_others_can_write_is_refused_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let base = tempfile::tempdir().unwrap();
+    let cache = base.path().join("shared-cache");
+    std::fs::create_dir(&cache).unwrap();
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_plugbox"))
+        .args(["check", plugbox_artifacts::HELLO_WORLD])
+        .env("PLUGBOX_CACHE_DIR", &cache)
+        .env_remove("PLUGBOX_POLICY")
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "a world-writable cache was used");
+    let e = err(&o);
+    assert!(e.contains(&format!("compile cache `{}`", cache.display())), "{e}");
+    assert!(e.contains(&format!("chmod 700 {}", cache.display())), "{e}");
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 0, "nothing was written to the refused cache");
 }
 
 #[test]

@@ -1012,7 +1012,7 @@ fn plugbox_devices(args: &[&str]) -> (String, String) {
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_plugbox"))
         .arg("devices")
         .args(args)
-        .env("PLUGBOX_CACHE_DIR", std::env::temp_dir().join("plugbox-test-cache"))
+        .env("PLUGBOX_CACHE_DIR", crate::cache_dir())
         .env_remove("PLUGBOX_POLICY")
         .output()
         .unwrap();

@@ -1,9 +1,9 @@
 //! Discovery and loading: the three directory forms, lookups, unload, the
 //! compile cache, and broken plugins that never stop the others.
 
-use plugbox_host::engine::CompileSource;
-use plugbox_host::plugin::SourceForm;
-use plugbox_host::registry::Category;
+use plugbox_host::Category;
+use plugbox_host::CompileSource;
+use plugbox_host::loader::SourceForm;
 use plugbox_host::{Hook, RequestContext};
 
 use crate::*;

@@ -33,6 +33,7 @@ impl Default for PluginDir {
 
 impl PluginDir {
     pub fn new() -> Self {
+        init_logging();
         PluginDir { dir: tempfile::tempdir().expect("tempdir") }
     }
     pub fn path(&self) -> &Path {
@@ -55,8 +56,39 @@ pub fn host() -> Host {
 }
 
 pub fn builder() -> HostBuilder {
-    let cache = std::env::temp_dir().join("plugbox-test-cache");
-    HostBuilder::new().cache_dir(Some(cache))
+    init_logging();
+    HostBuilder::new().cache_dir(Some(cache_dir()))
+}
+
+/// The compile cache the tests share: private to this user (`0700`) and
+/// under the target directory, never in a world-writable `/tmp` (the host
+/// refuses a cache dir that another user can write).
+pub fn cache_dir() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugbox-test-cache");
+        std::fs::create_dir_all(&dir).expect("create the test compile cache");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod 700 the test cache");
+        }
+        dir
+    })
+    .clone()
+}
+
+/// Routes `tracing` (the plugins' stdout/stderr and `log` import, tagged
+/// with the plugin's name, and the host's own events) to libtest's captured
+/// output: a failing test prints what its plugins logged. `RUST_LOG`
+/// overrides the filter. Installed once, by the helpers that build hosts.
+pub fn init_logging() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,plugbox::guest=trace"));
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_test_writer().try_init();
+    });
 }
 
 /// Manifest of the `scripted` fixture as plugin `name`.

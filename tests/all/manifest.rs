@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use plugbox_host::manifest::{self, Manifest};
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 fn bless() -> bool {
@@ -159,6 +159,51 @@ fn from_path_reads_the_file_and_names_it_in_errors() {
     fs::write(&path, "name: x\nversion: 1.0.0\nhooks: [nope]\n").expect("a written file");
     let err = Manifest::from_path(&path).unwrap_err().to_string();
     assert!(err.starts_with(&format!("{}:3:9: hooks[0]: unknown hook `nope`", path.display())), "{err}");
+}
+
+#[test]
+fn a_manifest_over_64_kib_is_refused_before_parsing() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("plugin.yaml");
+    // Valid YAML all the way (a 20 MB comment): only its size is wrong.
+    let mut text = String::from("name: x\nversion: 1.0.0\nhooks: [endpoint]\n");
+    text.push_str(&format!("# {}\n", "x".repeat(20 << 20)));
+    fs::write(&path, &text).expect("a written file");
+    let started = std::time::Instant::now();
+    let err = Manifest::from_path(&path).unwrap_err().to_string();
+    assert!(started.elapsed() < std::time::Duration::from_millis(500), "took {:?}", started.elapsed());
+    assert_eq!(
+        err,
+        format!(
+            "{}: the manifest is too large: `{}` bytes, the limit is 65536 bytes (64 KiB)",
+            path.display(),
+            text.len()
+        )
+    );
+    // The same text given directly (an embedded manifest) is refused alike.
+    let err = Manifest::from_str(&text, Path::new("x.wasm#plugbox-manifest")).unwrap_err().to_string();
+    assert!(err.starts_with("x.wasm#plugbox-manifest: the manifest is too large: `"), "{err}");
+    // Exactly at the cap is fine.
+    let mut at_cap = String::from("name: x\nversion: 1.0.0\nhooks: [endpoint]\n#");
+    at_cap.push_str(&"x".repeat(manifest::MAX_MANIFEST_BYTES - at_cap.len() - 1));
+    at_cap.push('\n');
+    assert_eq!(at_cap.len(), manifest::MAX_MANIFEST_BYTES);
+    fs::write(&path, &at_cap).expect("a written file");
+    Manifest::from_path(&path).expect("a manifest of exactly 64 KiB");
+}
+
+#[tokio::test]
+async fn a_plugin_with_an_oversized_manifest_is_not_loaded_and_others_are() {
+    let dir = crate::PluginDir::new();
+    dir.add("ok", plugbox_artifacts::SCRIPTED, &crate::scripted("ok", 0, "continue", "continue"));
+    let big = format!("{}# {}\n", crate::scripted("big", 0, "continue", "continue"), "x".repeat(1 << 20));
+    dir.add("big", plugbox_artifacts::SCRIPTED, &big);
+    let host = crate::host();
+    let report = host.load_dir(dir.path()).await.unwrap();
+    assert_eq!(report.failed.len(), 1, "{:?}", report.failed);
+    let err = report.failed[0].to_string();
+    assert!(err.contains("big/plugin.yaml: the manifest is too large: `"), "{err}");
+    assert!(host.plugin("ok").is_some());
 }
 
 #[test]

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use plugbox_host::reload::{Grant, PluginStates};
+use plugbox_host::Grant;
+use plugbox_host::reload::PluginStates;
 use plugbox_host::{
     Host, HostBuilder, PipelineConfig, PluginEvent, PluginEventKind, PluginState, ReloadOutcome, RequestContext,
     WatchOptions,
@@ -608,7 +609,7 @@ impl Serve {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_plugbox"))
             .arg("serve")
             .args(args)
-            .env("PLUGBOX_CACHE_DIR", std::env::temp_dir().join("plugbox-test-cache"))
+            .env("PLUGBOX_CACHE_DIR", crate::cache_dir())
             .env_remove("PLUGBOX_POLICY")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
@@ -664,7 +665,7 @@ impl Drop for Serve {
 fn plugbox(args: &[&str]) -> String {
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_plugbox"))
         .args(args)
-        .env("PLUGBOX_CACHE_DIR", std::env::temp_dir().join("plugbox-test-cache"))
+        .env("PLUGBOX_CACHE_DIR", crate::cache_dir())
         .env_remove("PLUGBOX_POLICY")
         .output()
         .unwrap();

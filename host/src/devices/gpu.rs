@@ -19,6 +19,7 @@ const MIB: u64 = 1024 * 1024;
 
 /// Why a GPU backend could not answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum GpuError {
     /// The backend cannot be used on this machine at all (no driver, no
     /// library). Reported once per probe as a problem, never as a panic.

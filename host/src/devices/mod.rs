@@ -4,7 +4,7 @@
 //!
 //! 1. **Built-in probes**: CPU and system memory from `sysinfo`
 //!    ([`SYSINFO_SOURCE`]); NVIDIA GPUs through NVML, loaded at run time
-//!    ([`gpu`]). Without the NVIDIA driver the GPU probe says
+//!    ([`NvmlBackend`]). Without the NVIDIA driver the GPU probe says
 //!    "NVML not available" (a [`ProbeProblem`]) and the rest works.
 //! 2. **Device plugins** (hook `device-probe`), in priority order: devices the
 //!    host cannot see itself, e.g. the `sysfs-gpu` example reading a sysfs tree
@@ -55,9 +55,9 @@
 //! cache share one probe. The adjusted reports of the latest probe are what
 //! plugins read through the `devices.list` import.
 
-pub mod admission;
+pub(crate) mod admission;
 mod chain;
-pub mod gpu;
+pub(crate) mod gpu;
 mod system;
 
 use std::sync::{Arc, Weak};

@@ -3,6 +3,7 @@
 
 mod pipeline;
 mod reload;
+mod devtools;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -33,8 +33,9 @@ pub struct ConfigField {
     /// The value used when the operator gives none; must be of `type`.
     #[serde(default)]
     pub default: Option<Value>,
-    /// What the value means, for operators.
+    /// What the value means, for operators (at most 1 KiB).
     #[serde(default)]
+    #[schemars(length(max = 1024))]
     pub description: Option<String>,
     /// The value is a secret: it is shown as `***` in logs, the admin API and
     /// the UI, and never appears in error messages.

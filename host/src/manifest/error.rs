@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 /// file, and a line wherever one is known, so that `Display` alone is a
 /// complete message for a plugin author.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ManifestError {
     /// The manifest file could not be read.
     #[error("cannot read `{}`: {source}", .path.display())]

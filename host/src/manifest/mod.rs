@@ -59,6 +59,17 @@
 //! (= `pre-request`), `on_before_response` and `on_after_response` (both =
 //! `post-response`), `on_tool_call` (= `on-tool-call`).
 //!
+//! # Size caps
+//!
+//! A manifest is at most [`MAX_MANIFEST_BYTES`] (64 KiB; a larger file or
+//! embedded section is refused before it is parsed). `author`, `description`
+//! and each config field's `description` are at most [`MAX_TEXT_BYTES`]
+//! (1 KiB); `config` holds at most [`MAX_CONFIG_FIELDS`] (128) keys of at most
+//! [`MAX_CONFIG_KEY_BYTES`] (128) bytes; `permissions` at most
+//! [`MAX_NETWORK_PATTERNS`] (64) network patterns, [`MAX_FILESYSTEM_GRANTS`]
+//! (16) filesystem grants and [`MAX_ENV_NAMES`] (64) environment variables.
+//! `hooks` is bounded by itself: no hook may be listed twice.
+//!
 //! # Errors
 //!
 //! Unknown fields are errors. Every error names the file and, wherever it can,
@@ -73,6 +84,7 @@
 //! A manifest can also be embedded in the component, as the custom section
 //! [`MANIFEST_SECTION`] holding the YAML text.
 
+mod caps;
 mod config;
 mod de;
 mod error;
@@ -92,6 +104,11 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
+pub(crate) use caps::read_manifest;
+pub use caps::{
+    MAX_CONFIG_FIELDS, MAX_CONFIG_KEY_BYTES, MAX_ENV_NAMES, MAX_FILESYSTEM_GRANTS, MAX_MANIFEST_BYTES,
+    MAX_NETWORK_PATTERNS, MAX_TEXT_BYTES,
+};
 pub use config::{ConfigField, ConfigType};
 pub use error::ManifestError;
 pub(crate) use error::from_yaml;
@@ -123,11 +140,13 @@ pub struct Manifest {
     #[serde(deserialize_with = "de_version")]
     #[schemars(schema_with = "version_schema")]
     pub version: semver::Version,
-    /// Who wrote the plugin.
+    /// Who wrote the plugin (at most 1 KiB).
     #[serde(default)]
+    #[schemars(length(max = 1024))]
     pub author: Option<String>,
-    /// What the plugin does, in a line.
+    /// What the plugin does, in a line (at most 1 KiB).
     #[serde(default)]
+    #[schemars(length(max = 1024))]
     pub description: Option<String>,
     /// The component file, relative to the manifest's directory (which it may
     /// not leave). Default: the only `.wasm` file beside the manifest.
@@ -155,8 +174,9 @@ pub struct Manifest {
     /// What the plugin asks to be granted; nothing by default.
     #[serde(default)]
     pub permissions: Permissions,
-    /// The configuration keys the plugin accepts.
+    /// The configuration keys the plugin accepts (at most 128).
     #[serde(default)]
+    #[schemars(extend("maxProperties" = 128))]
     pub config: BTreeMap<String, ConfigField>,
 }
 
@@ -165,11 +185,12 @@ impl Manifest {
     ///
     /// # Errors
     ///
-    /// [`ManifestError::Io`] if the file cannot be read (or is not UTF-8), and
-    /// the errors of [`Manifest::from_str`] with `path` as the origin.
+    /// [`ManifestError::Io`] if the file cannot be read (or is not UTF-8),
+    /// [`ManifestError::Invalid`] for a file over [`MAX_MANIFEST_BYTES`]
+    /// (refused without reading it whole), and the errors of
+    /// [`Manifest::from_str`] with `path` as the origin.
     pub fn from_path(path: &Path) -> Result<Manifest, ManifestError> {
-        let src =
-            std::fs::read_to_string(path).map_err(|source| ManifestError::Io { path: path.to_owned(), source })?;
+        let src = caps::read_manifest(path)?;
         Manifest::from_str(&src, path)
     }
 
@@ -181,9 +202,14 @@ impl Manifest {
     ///
     /// [`ManifestError::Parse`] (with line and column) for invalid YAML and for
     /// unknown, missing or invalid fields; [`ManifestError::Invalid`] for an
-    /// empty manifest, a YAML stream of several documents, or an `api` this
-    /// host cannot meet.
+    /// empty manifest, a YAML stream of several documents, an `api` this
+    /// host cannot meet, a text over [`MAX_MANIFEST_BYTES`] (refused before
+    /// parsing), and a field over its size cap ([`MAX_TEXT_BYTES`] for
+    /// `author`, `description` and config descriptions; [`MAX_CONFIG_FIELDS`],
+    /// [`MAX_CONFIG_KEY_BYTES`], [`MAX_NETWORK_PATTERNS`],
+    /// [`MAX_FILESYSTEM_GRANTS`], [`MAX_ENV_NAMES`]).
     pub fn from_str(src: &str, origin: &Path) -> Result<Manifest, ManifestError> {
+        caps::check_size(src, origin)?;
         let blank = |line: &str| matches!(line.trim(), "" | "---" | "...") || line.trim_start().starts_with('#');
         if src.lines().all(blank) {
             return Err(ManifestError::Invalid {
@@ -199,6 +225,7 @@ impl Manifest {
 
     /// The checks that are not about one field alone.
     fn validate(&self, src: &str, origin: &Path) -> Result<(), ManifestError> {
+        caps::check_fields(self, src, origin)?;
         let host = crate::WIT_VERSION;
         if !self.api.matches(&host) {
             let line = error::key_line(src, &["api"]);

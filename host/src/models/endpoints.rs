@@ -80,6 +80,7 @@ pub struct RouteVerdict {
 
 /// Why a request could not be routed or a model not checked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RouteError {
     /// No model (or alias) of that name is configured.
     #[error("no model named `{0}` is configured")]

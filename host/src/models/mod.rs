@@ -23,9 +23,9 @@
 //! spaces. Rules across fields: a name or alias names one model only; a device
 //! is required once; `memory-mb` names only required devices.
 //!
-//! [`endpoints`] routes a request to the interface plugin of its model's mode.
+//! [`ModelSet`] routes a request to the interface plugin of its model's mode.
 
-pub mod endpoints;
+pub(crate) mod endpoints;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

@@ -211,6 +211,7 @@ impl RequestContext {
 
 /// Why a request did not produce a response.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RequestError {
     /// An LLM-level error: from a plugin's short-circuit, the provider or a
     /// post hook. `allow_fallback` says whether another provider may be tried.

@@ -70,20 +70,20 @@ pub struct PluginStats {
     pub busy_nanos: AtomicU64,
 }
 
-/// A point-in-time copy of [`PluginStats`].
+/// A point-in-time copy of a plugin's counters ([`LoadedPlugin::stats`]).
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 pub struct StatsSnapshot {
-    /// See [`PluginStats::calls`].
+    /// Hook calls admitted by the circuit breaker.
     pub calls: u64,
-    /// See [`PluginStats::errors`].
+    /// Failed calls other than traps and timeouts (plugin errors, invalid output, busy ...).
     pub errors: u64,
-    /// See [`PluginStats::traps`].
+    /// Calls that trapped, hit the memory cap, ran out of fuel or overflowed the stack.
     pub traps: u64,
-    /// See [`PluginStats::timeouts`].
+    /// Calls that ran past their deadline.
     pub timeouts: u64,
-    /// See [`PluginStats::instances_created`].
+    /// Instances created (at load and whenever the pool had none idle).
     pub instances_created: u64,
-    /// See [`PluginStats::instances_discarded`].
+    /// Instances thrown away after a failed call.
     pub instances_discarded: u64,
     /// Idle instances dropped by the pool's rules: idle too long, grown too
     /// much during a call, or over the host's pooled-memory budget.

@@ -1,7 +1,7 @@
 //! Hot reload: replace, add, remove, disable and enable plugins in a running
 //! host without losing a request.
 //!
-//! Every change goes the same way, whether the [watcher](crate::watch), an
+//! Every change goes the same way, whether the [watcher](crate::Watcher), an
 //! explicit [`Host::reload_dir`](crate::Host::reload_dir) / [`Host::reload_plugin`](crate::Host::reload_plugin) (what `SIGHUP` runs
 //! in `plugbox serve`) or [`Host::enable`](crate::Host::enable) triggered it:
 //!
@@ -42,8 +42,8 @@ use semver::Version;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-pub use crate::capability::{CapabilityDiff, Grant};
-pub use crate::events::{PluginEvent, PluginEventKind};
+pub(crate) use crate::capability::CapabilityDiff;
+pub(crate) use crate::events::{PluginEvent, PluginEventKind};
 pub use state::{PluginStates, STATE_FILE};
 
 pub(crate) use settle::SettleOptions;

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Result;
+use plugbox_host::loader::PluginSource;
 use plugbox_host::loader::{self, MANIFEST_FILE};
-use plugbox_host::plugin::PluginSource;
 use plugbox_host::{Host, LoadedPlugin, PluginState};
 use serde_json::json;
 

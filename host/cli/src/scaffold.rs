@@ -17,7 +17,7 @@ const TEMPLATE: &[(&str, &str)] = &[
 ];
 
 /// The plugin-sdk this binary was built from.
-const DEFAULT_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../plugin-sdk");
+const DEFAULT_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../plugin-sdk");
 
 pub fn new_plugin(name: &str, parent: &Path, sdk_path: Option<&Path>) -> Result<ExitCode> {
     // The same rule as the manifest's `name`, checked by the manifest parser itself.

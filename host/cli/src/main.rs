@@ -1,8 +1,10 @@
-//! Subcommands of `plugbox`. `anyhow` is used here only, never in the library.
+//! The `plugbox` command line: a thin clap front-end over the public API of
+//! the `plugbox-host` library. `anyhow` is used here only, never in the library.
 
 mod check;
 mod demo;
 mod devices;
+mod samples;
 mod scaffold;
 mod serve;
 
@@ -156,7 +158,7 @@ enum Command {
     },
 }
 
-pub fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     // Commands that print their own findings (and the demo, which prints the
     // events and traces) would only repeat them as warnings.
@@ -202,7 +204,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Call { path, hook, input, config, sample } => {
             let hook: Hook = hook.parse().map_err(|e: String| anyhow::anyhow!(e))?;
             if *sample {
-                println!("{}", serde_json::to_string_pretty(&plugbox_host::sample_hook_input(hook))?);
+                println!("{}", serde_json::to_string_pretty(&samples::hook_input(hook))?);
                 return Ok(ExitCode::SUCCESS);
             }
             let input = read_input(input)?;

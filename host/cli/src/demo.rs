@@ -120,9 +120,9 @@ async fn send(host: &Host, caller: &str, text: &str) -> Result<()> {
                 match host.complete(&ctx, "echo", &req).await {
                     Ok(r) => Ok(r),
                     Err(RequestError::Llm(e)) => Err(e),
-                    Err(RequestError::Plugin(f)) => Err(plugbox_host::LlmError {
+                    Err(other) => Err(plugbox_host::LlmError {
                         kind: plugbox_host::ErrorKind::Provider,
-                        message: f.to_string(),
+                        message: other.to_string(),
                         allow_fallback: true,
                         retry_after_ms: None,
                     }),
