@@ -68,17 +68,14 @@ pub(crate) async fn call_hook_json(plugin: &LoadedPlugin, hook: Hook, input: &Va
             run(p, &ctx, invoke::PostResponse { info: &info, outcome: outcome.as_ref() }).await?
         }
         Hook::OnChunk => run(p, &ctx, invoke::OnChunk { info: &info, chunk: &field(input, "chunk")? }).await?,
-        Hook::OnStreamEnd => {
-            run(p, &ctx, invoke::OnStreamEnd { info: &info, usage: field(input, "usage")? }).await?
-        }
+        Hook::OnStreamEnd => run(p, &ctx, invoke::OnStreamEnd { info: &info, usage: field(input, "usage")? }).await?,
         Hook::OnToolCall => run(p, &ctx, invoke::OnToolCall { info: &info, call: &field(input, "call")? }).await?,
         Hook::Provider if input.get("stream").and_then(Value::as_bool) == Some(true) => {
             let req = field(input, "req")?;
             let budget = crate::budget::OutputBudget::new(p.limits().max_output);
             let call = invoke::StreamAll { info: &info, req: &req, budget };
             let out = p.call(Some(ctx.map()), p.limits().timeout, call).await?;
-            let chunks =
-                out.map_err(|cut_off| Error::InvalidInput(format!("the stream was cut off: {cut_off}")))?;
+            let chunks = out.map_err(|cut_off| Error::InvalidInput(format!("the stream was cut off: {cut_off}")))?;
             serde_json::to_value(chunks).map_err(|e| Error::Engine(e.to_string()))?
         }
         Hook::Provider => run(p, &ctx, invoke::Complete { info: &info, req: &field(input, "req")? }).await?,

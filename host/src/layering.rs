@@ -108,7 +108,8 @@ fn modules_only_use_lower_layers() {
                 let allowed =
                     used == top || theirs < own || (theirs == own && SAME_LAYER.contains(&(top, used.as_str())));
                 if !allowed {
-                    problems.push(format!("`{}` uses `crate::{used}` (layer {theirs} from layer {own})", rel.display()));
+                    problems
+                        .push(format!("`{}` uses `crate::{used}` (layer {theirs} from layer {own})", rel.display()));
                 }
             }
         }
@@ -120,6 +121,8 @@ fn modules_only_use_lower_layers() {
 
 #[test]
 fn refs_are_found_in_paths_and_use_groups() {
-    let refs = crate_refs("use crate::{plugin::X, budget};\nlet a = crate::host::Host::new(); // crate::watch\n// crate::reload");
+    let refs = crate_refs(
+        "use crate::{plugin::X, budget};\nlet a = crate::host::Host::new(); // crate::watch\n// crate::reload",
+    );
     assert_eq!(refs, ["plugin", "budget", "host", "watch"]);
 }

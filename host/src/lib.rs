@@ -64,9 +64,9 @@ mod error;
 mod events;
 mod failure;
 mod host;
+mod imports;
 #[cfg(test)]
 mod layering;
-mod imports;
 pub mod loader;
 pub mod manifest;
 pub mod models;
@@ -94,8 +94,8 @@ pub use pipeline::{
     ContextLimits, HookTrace, Outcome, Pipeline, PipelineConfig, PreStage, RequestContext, RequestError, ToolDecision,
 };
 pub use plugin::{
-    DEFAULT_IDLE_TTL, DEFAULT_POOLED_MEMORY_BUDGET, INIT_TIMEOUT, LoadedPlugin, MAX_POOLED_GROWTH, PoolOptions, SHUTDOWN_BUDGET,
-    StatsSnapshot,
+    DEFAULT_IDLE_TTL, DEFAULT_POOLED_MEMORY_BUDGET, INIT_TIMEOUT, LoadedPlugin, MAX_POOLED_GROWTH, PoolOptions,
+    SHUTDOWN_BUDGET, StatsSnapshot,
 };
 pub use policy::{ApprovalPolicy, ApprovedGrants, PluginPolicy, Policy};
 pub use registry::{Category, Snapshot};

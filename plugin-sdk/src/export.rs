@@ -48,12 +48,13 @@ macro_rules! export {
 /// The path is relative to the source file that invokes the macro, as with
 /// `include_bytes!`:
 ///
-/// ```ignore
+/// ```text
 /// // in src/lib.rs of a plugin crate whose manifest is beside Cargo.toml
 /// plugbox_sdk::embed_manifest!("../plugin.yaml");
 /// ```
 ///
-/// (The example is `ignore`d because a doctest has no `plugin.yaml` beside it.)
+/// (Shown as text: a doctest has no `plugin.yaml` beside it. The loader's
+/// tests load plugins built this way.)
 ///
 /// The section survives `strip = "debuginfo"` but not `strip = true` (which
 /// removes every custom section): keep `strip = "debuginfo"` or less in the

@@ -1,9 +1,9 @@
 //! [`Host`]: the embedding API. Build one with [`HostBuilder`], load plugins,
 //! then call the pipeline methods from any tokio service.
 
+mod devtools;
 mod pipeline;
 mod reload;
-mod devtools;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,9 +31,9 @@ use crate::registry::{Registry, Snapshot};
 pub use crate::reload::LoadFailure;
 use crate::reload::{Discovered, ReloadOptions, ReloadState};
 
-mod plugins;
 mod devices;
 mod interfaces;
+mod plugins;
 
 /// Configures and builds a [`Host`].
 ///

@@ -255,7 +255,10 @@ impl LoadedPlugin {
     }
     /// A point-in-time copy of the plugin's counters and breaker state.
     pub fn stats(&self) -> StatsSnapshot {
-        StatsSnapshot { log_lines_dropped: self.resources.log_dropped(), ..self.stats.snapshot(&self.breaker, &self.pool) }
+        StatsSnapshot {
+            log_lines_dropped: self.resources.log_dropped(),
+            ..self.stats.snapshot(&self.breaker, &self.pool)
+        }
     }
     /// The bounds on host resources (kv, log, outgoing HTTP, data directory) that apply to this plugin.
     pub fn resource_limits(&self) -> &crate::ResourceLimits {
