@@ -1,9 +1,13 @@
 //! [`Host`]: the embedding API. Build one with [`HostBuilder`], load plugins,
 //! then call the pipeline methods from any tokio service.
 
+mod approval;
 mod devtools;
+mod disabled;
 mod pipeline;
 mod reload;
+mod status;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
