@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::Host;
+use crate::blocking;
 use crate::capability::{Capabilities, approval};
 use crate::error::{Error, Result};
 use crate::plugin::LoadedPlugin;
@@ -47,15 +48,21 @@ impl Host {
     /// load was asked for (first load of the directory, enable), the host does
     /// not require it, the policy approves all its grants ahead, or the state
     /// file approves these exact files. Returns the outcome when held.
-    pub(super) fn hold_new(&self, key: &Path, plugin: &Arc<LoadedPlugin>, opts: &SyncOptions) -> Option<ReloadOutcome> {
+    pub(super) async fn hold_new(
+        &self,
+        key: &Path,
+        plugin: &Arc<LoadedPlugin>,
+        opts: &SyncOptions,
+    ) -> Option<ReloadOutcome> {
         let name = plugin.name();
         if opts.initial || opts.enabling.as_deref() == Some(name) || !self.inner.reload.options.require_approval_new {
             return None;
         }
         let permissions = CapabilityDiff::between(&Capabilities::none(), &plugin.caps);
-        if approval::approves_new(&self.inner.policy.approval, name, &permissions.added)
-            || self.consume_approval(name, key, &plugin.fingerprint)
-        {
+        // The policy's directories are canonicalised: on the blocking pool.
+        let (inner, plugin_name, added) = (self.inner.clone(), name.to_string(), permissions.added.clone());
+        let approved = blocking::run(move || approval::approves_new(&inner.policy.approval, &plugin_name, &added));
+        if approved.await.unwrap_or(false) || self.consume_approval(name, key, &plugin.fingerprint).await {
             return None;
         }
         let version = plugin.manifest.version.clone();
@@ -74,16 +81,24 @@ impl Host {
 
     /// Whether the state file holds an approval of exactly these files
     /// (`plugbox approve`); if so, it is used up.
-    pub(super) fn consume_approval(&self, name: &str, key: &Path, fingerprint: &[u8; 32]) -> bool {
+    pub(super) async fn consume_approval(&self, name: &str, key: &Path, fingerprint: &[u8; 32]) -> bool {
         let Some(path) = self.inner.reload.state_path(Some(key)) else { return false };
-        let wanted = hex::encode(fingerprint);
-        let mut used = false;
-        let result = PluginStates::update(&path, |s| {
-            if s.approved.get(name) == Some(&wanted) {
-                s.approved.remove(name);
-                used = true;
-            }
-        });
+        let (file, plugin, wanted) = (path.clone(), name.to_string(), hex::encode(fingerprint));
+        let updated = blocking::run(move || {
+            let mut used = false;
+            let result = PluginStates::update(&file, |s| {
+                if s.approved.get(&plugin) == Some(&wanted) {
+                    s.approved.remove(&plugin);
+                    used = true;
+                }
+            });
+            (used, result)
+        })
+        .await;
+        let (used, result) = match updated {
+            Ok((used, result)) => (used, result.map(|_| ())),
+            Err(e) => (false, Err(e)),
+        };
         if let Err(e) = result {
             tracing::warn!(plugin = name, "cannot update the state file: {e}");
         }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::Host;
+use crate::blocking;
 use crate::error::{Error, Result};
 use crate::reload::{PluginEventKind, PluginStates, ReloadOutcome, SyncOptions, source_at_key};
 
@@ -14,12 +15,16 @@ impl Host {
     pub async fn disable(&self, name: &str) -> Result<()> {
         let _guard = self.inner.reload.sync.lock().await;
         let path = self.state_file_for(name)?;
-        PluginStates::update(&path, |s| {
-            s.disabled.insert(name.to_string());
-        })?;
-        let mut names = self.inner.reload.disabled_in(&path);
+        let (file, plugin) = (path.clone(), name.to_string());
+        blocking::run(move || {
+            PluginStates::update(&file, |s| {
+                s.disabled.insert(plugin);
+            })
+        })
+        .await??;
+        let mut names = self.inner.reload.disabled_names(&path).await;
         names.insert(name.to_string());
-        self.inner.reload.set_disabled_cache(&path, names);
+        self.inner.reload.set_disabled_cache(&path, names).await;
         self.apply_disabled(name);
         Ok(())
     }
@@ -28,16 +33,21 @@ impl Host {
     pub async fn enable(&self, name: &str) -> Result<Option<ReloadOutcome>> {
         let _guard = self.inner.reload.sync.lock().await;
         let path = self.state_file_for(name)?;
-        PluginStates::update(&path, |s| {
-            s.disabled.remove(name);
-        })?;
-        let mut names = self.inner.reload.disabled_in(&path);
+        let (file, plugin) = (path.clone(), name.to_string());
+        blocking::run(move || {
+            PluginStates::update(&file, |s| {
+                s.disabled.remove(&plugin);
+            })
+        })
+        .await??;
+        let mut names = self.inner.reload.disabled_names(&path).await;
         names.remove(name);
-        self.inner.reload.set_disabled_cache(&path, names);
+        self.inner.reload.set_disabled_cache(&path, names).await;
         self.apply_enabled(name).await
     }
 
-    /// Whether `name` is disabled.
+    /// Whether `name` is disabled. Synchronous: it reads the state file only
+    /// if no async method of the host has read it yet.
     pub fn is_disabled(&self, name: &str) -> bool {
         let key = self.key_of(name);
         self.inner.reload.state_path(key.as_deref()).is_some_and(|p| self.inner.reload.disabled_in(&p).contains(name))
@@ -71,7 +81,8 @@ impl Host {
         }
         match key {
             Some(key) => {
-                let source = source_at_key(&key);
+                let at = key.clone();
+                let source = blocking::run(move || source_at_key(&at)).await?;
                 self.sync_key(&key, source.as_ref(), &enabling).await.map(Some)
             }
             None => {
@@ -90,7 +101,8 @@ impl Host {
     /// A state file changed on disk (e.g. `plugbox disable` while the host
     /// runs): apply the difference.
     pub(crate) async fn apply_state_file(&self, path: &Path) {
-        let states = match PluginStates::load(path) {
+        let file = path.to_path_buf();
+        let states = match blocking::run(move || PluginStates::load(&file)).await.and_then(|loaded| loaded) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("ignoring the changed state file: {e}");
@@ -98,7 +110,7 @@ impl Host {
             }
         };
         let now = states.disabled;
-        let before = self.inner.reload.set_disabled_cache(path, now.clone());
+        let before = self.inner.reload.set_disabled_cache(path, now.clone()).await;
         for name in now.difference(&before) {
             self.apply_disabled(name);
         }
@@ -111,7 +123,7 @@ impl Host {
         for (name, fingerprint) in states.approved {
             let waiting = self.inner.reload.pending.lock().get(&name).map(|p| (p.key.clone(), p.plugin.fingerprint));
             let Some((key, fp)) = waiting else { continue };
-            if hex::encode(fp) == fingerprint && self.consume_approval(&name, &key, &fp) {
+            if hex::encode(fp) == fingerprint && self.consume_approval(&name, &key, &fp).await {
                 let Some(pending) = self.inner.reload.pending.lock().remove(&name) else { continue };
                 if let Err(e) = self.swap_approved(pending).await {
                     tracing::warn!(plugin = %name, "approved, but cannot swap it in: {e}");

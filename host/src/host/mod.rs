@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 use wasmtime::component::Linker;
 
 use crate::bindings::Plugin as PluginWorld;
+use crate::blocking;
 use crate::breaker::BreakerConfig;
 use crate::devices::{DeviceOptions, Devices};
 use crate::engine::{EngineOptions, PlugboxEngine};
@@ -291,21 +292,31 @@ impl Host {
     /// [`Host::reload_dir`] and the watcher keep it in sync later.
     pub async fn load_dir(&self, dir: &Path) -> Result<LoadReport> {
         let _guard = self.inner.reload.sync.lock().await;
-        let (sources, problems) = loader::discover(dir)?;
-        self.refuse_root_writable_by_plugins(dir)?;
-        self.inner.reload.add_root(dir);
+        let owned = dir.to_path_buf();
+        let (found, root) = blocking::run(move || {
+            let found = loader::discover(&owned).map(|(sources, problems)| {
+                let keyed: Vec<(PathBuf, PluginSource)> =
+                    sources.into_iter().map(|s| (crate::reload::source_key(&s), s)).collect();
+                (keyed, problems)
+            });
+            (found, crate::capability::canonical_lenient(&owned))
+        })
+        .await?;
+        let (sources, problems) = found?;
+        self.refuse_root_writable_by_plugins(&root)?;
+        self.inner.reload.add_root(root);
         let mut report = LoadReport::default();
         for DiscoveryProblem { path, message } in problems {
             let error =
                 Error::Manifest(crate::manifest::ManifestError::Invalid { path: path.clone(), line: None, message });
             report.failed.push(LoadFailure { path, error });
         }
-        for source in sources {
-            match self.load_discovered(&source).await {
+        for (key, source) in sources {
+            match self.load_discovered(&key, &source).await {
                 Ok(Discovered::Loaded(plugin)) => report.loaded.push(plugin.name().to_string()),
                 Ok(Discovered::Disabled(name)) => report.disabled.push(name),
                 Err(error) => {
-                    self.record_failure(&crate::reload::source_key(&source), None, &source.component, &error);
+                    self.record_failure(&key, None, &source.component, &error);
                     report.failed.push(LoadFailure { path: source.component.clone(), error })
                 }
             }
@@ -318,7 +329,8 @@ impl Host {
 
     /// Loads one plugin from a plugin directory, a manifest file or a `.wasm`.
     pub async fn load_plugin(&self, path: &Path) -> Result<Arc<LoadedPlugin>> {
-        let source = loader::source_for_path(path)?;
+        let path = path.to_path_buf();
+        let source = blocking::run(move || loader::source_for_path(&path)).await??;
         self.load_source(&source).await
     }
 

@@ -9,6 +9,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::Host;
+use crate::blocking;
 use crate::capability::{Capabilities, LoaderPaths, PluginPlace};
 use crate::error::{Error, Result};
 use crate::imports::kv::KvNamespace;
@@ -28,9 +29,7 @@ impl Host {
     /// Reads a plugin's manifest and component bytes on a blocking thread.
     pub(crate) async fn read(source: &PluginSource) -> Result<loader::ReadPlugin> {
         let source = source.clone();
-        tokio::task::spawn_blocking(move || loader::read_plugin(&source))
-            .await
-            .map_err(|e| Error::Engine(e.to_string()))?
+        blocking::run(move || loader::read_plugin(&source)).await?
     }
 
     /// Compiles (off the async threads), links, checks the exports against the
@@ -43,9 +42,18 @@ impl Host {
         let config = manifest.resolve_config(&operator)?;
         let (limits, lowered) = self.inner.policy.cap_limits(&name, manifest.limits.resolve());
         let paths = self.loader_paths(&read.source);
-        let own_dir = (read.source.form == loader::SourceForm::Directory).then_some(read.base_dir.as_path());
-        let place = PluginPlace { base_dir: &read.base_dir, own_dir, paths: &paths };
-        let mut caps = Capabilities::resolve(&manifest, &place, &self.inner.policy)?;
+        // Resolving grants canonicalises paths and creates the data directory:
+        // on the blocking pool, as is the source key.
+        let (inner, source, base_dir) = (self.inner.clone(), read.source, read.base_dir);
+        let (manifest, source, source_key, caps) = blocking::run(move || {
+            let own_dir = (source.form == loader::SourceForm::Directory).then_some(base_dir.as_path());
+            let place = PluginPlace { base_dir: &base_dir, own_dir, paths: &paths };
+            let caps = Capabilities::resolve(&manifest, &place, &inner.policy);
+            let source_key = crate::reload::source_key(&source);
+            (manifest, source, source_key, caps)
+        })
+        .await?;
+        let mut caps = caps?;
         caps.denied.extend(lowered);
         if limits.fuel.is_some() && !self.inner.engine.exec.fuel {
             caps.denied.push("limits.fuel: this host runs without fuel metering (the timeout still applies)".into());
@@ -63,10 +71,7 @@ impl Host {
         let inner = self.inner.clone();
         let plugin_name = name.clone();
         let wasm = read.wasm;
-        let (component, compile_source) =
-            tokio::task::spawn_blocking(move || inner.engine.compile(&plugin_name, &wasm))
-                .await
-                .map_err(|e| Error::Engine(e.to_string()))??;
+        let (component, compile_source) = blocking::run(move || inner.engine.compile(&plugin_name, &wasm)).await??;
         let pre = self.inner.linker.instantiate_pre(&component).map_err(|e| Error::Component {
             plugin: name.clone(),
             message: format!("cannot be linked: {}", crate::engine::first_line(&e)),
@@ -88,7 +93,8 @@ impl Host {
         let parts = PluginParts {
             config_json: Value::Object(config).to_string(),
             manifest,
-            source: read.source,
+            source,
+            source_key,
             caps,
             limits,
             compile_source,

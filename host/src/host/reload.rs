@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::Host;
+use crate::blocking;
 use crate::capability::approval;
 use crate::error::{Error, Result};
 use crate::loader::{self, DiscoveryProblem};
@@ -29,21 +30,24 @@ impl Host {
     /// approve done by another process (`plugbox disable` ...) take effect.
     pub async fn reload_dir(&self, dir: &Path) -> Result<ReloadReport> {
         let _guard = self.inner.reload.sync.lock().await;
-        self.refuse_root_writable_by_plugins(dir)?;
-        let initial = self.inner.reload.add_root(dir);
-        let root = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
+        let owned = dir.to_path_buf();
+        let (lenient, canonical) =
+            blocking::run(move || (crate::capability::canonical_lenient(&owned), owned.canonicalize())).await?;
+        self.refuse_root_writable_by_plugins(&lenient)?;
+        let initial = self.inner.reload.add_root(lenient);
+        let root = canonical.map_err(|e| Error::io(dir, e))?;
         if let Some(state) = self.inner.reload.state_path(Some(&root)) {
             self.apply_state_file(&state).await;
         }
         self.sync_root(&root, None, &SyncOptions { initial, ..Default::default() }).await
     }
 
-    /// Refuses `dir` as a new plugin root when a loaded (or pending) plugin
-    /// holds a read-write grant that overlaps it: grants are checked against
-    /// the roots known at load, so a root added later is checked against the
-    /// grants already made.
-    pub(crate) fn refuse_root_writable_by_plugins(&self, dir: &Path) -> Result<()> {
-        let root = crate::capability::canonical_lenient(dir);
+    /// Refuses `root` (canonical) as a new plugin root when a loaded (or
+    /// pending) plugin holds a read-write grant that overlaps it: grants are
+    /// checked against the roots known at load, so a root added later is
+    /// checked against the grants already made.
+    pub(crate) fn refuse_root_writable_by_plugins(&self, root: &Path) -> Result<()> {
+        let root = root.to_path_buf();
         if self.inner.reload.roots().contains(&root) {
             return Ok(());
         }
@@ -85,19 +89,19 @@ impl Host {
     pub async fn reload_plugin(&self, name: &str) -> Result<ReloadOutcome> {
         let _guard = self.inner.reload.sync.lock().await;
         let key = self.key_of(name).ok_or_else(|| Error::NotFound(name.to_string()))?;
-        let source = source_at_key(&key);
+        let at = key.clone();
+        let source = blocking::run(move || source_at_key(&at)).await?;
         let opts = SyncOptions { force: true, ..Default::default() };
         self.sync_key(&key, source.as_ref(), &opts).await
     }
 
-    /// Loads one plugin found by `load_dir`, unless it is disabled.
-    pub(crate) async fn load_discovered(&self, source: &PluginSource) -> Result<Discovered> {
+    /// Loads one plugin found by `load_dir` (at source key `key`), unless it is disabled.
+    pub(crate) async fn load_discovered(&self, key: &Path, source: &PluginSource) -> Result<Discovered> {
         let started = Instant::now();
-        let key = source_key(source);
         let read = Self::read(source).await?;
         let name = read.manifest.name.as_str().to_string();
-        if self.inner.reload.is_disabled(&name, &key) {
-            self.remember(&name, &key, true);
+        if self.inner.reload.is_disabled(&name, key).await {
+            self.remember(&name, key, true);
             tracing::info!(plugin = %name, "disabled: not loading it");
             return Ok(Discovered::Disabled(name));
         }
@@ -121,7 +125,7 @@ impl Host {
             Ok::<_, Error>(removed)
         })?;
         let name = plugin.name();
-        self.remember(name, &source_key(&plugin.source), false);
+        self.remember(name, &plugin.source_key, false);
         let version = plugin.manifest.version.clone();
         tracing::info!(
             plugin = name,
@@ -139,7 +143,7 @@ impl Host {
                     permissions: CapabilityDiff::between(&old.caps, &plugin.caps),
                 },
             ),
-            None => self.emit(name, PluginEventKind::Loaded { version, source: source_key(&plugin.source) }),
+            None => self.emit(name, PluginEventKind::Loaded { version, source: plugin.source_key.clone() }),
         }
         for old in removed.iter().filter(|old| old.name() != name) {
             self.emit(old.name(), PluginEventKind::Unloaded { version: old.manifest.version.clone() });
@@ -188,14 +192,10 @@ impl Host {
         base: &SyncOptions,
     ) -> Result<ReloadReport> {
         let mut report = ReloadReport::default();
-        let (sources, problems) = match loader::discover(root) {
-            Ok(found) => found,
-            Err(_) if !root.exists() => (Vec::new(), Vec::new()), // the whole directory went away
-            Err(e) => return Err(e),
-        };
-        let present: BTreeMap<PathBuf, PluginSource> = sources.into_iter().map(|s| (source_key(&s), s)).collect();
+        let owned = root.to_path_buf();
+        let (present, problems) = blocking::run(move || scan(&owned)).await??;
         let mut known: BTreeSet<PathBuf> = present.keys().cloned().collect();
-        known.extend(self.snapshot().plugins.values().map(|p| source_key(&p.source)));
+        known.extend(self.snapshot().plugins.values().map(|p| p.source_key.clone()));
         known.extend(self.inner.reload.records.lock().values().map(|r| r.key.clone()));
         known.extend(self.inner.reload.pending.lock().values().map(|p| p.key.clone()));
         let affected: Vec<PathBuf> = known
@@ -227,8 +227,8 @@ impl Host {
                 }
             }
         }
-        for DiscoveryProblem { path, message } in problems {
-            if touched.is_some_and(|paths| !paths.contains(&normalize(&path))) {
+        for (normalized, DiscoveryProblem { path, message }) in problems {
+            if touched.is_some_and(|paths| !paths.contains(&normalized)) {
                 continue;
             }
             let error =
@@ -276,7 +276,7 @@ impl Host {
                 Ok(Step::Done(outcome)) => return Ok(outcome),
                 Ok(Step::Built(plugin)) => {
                     if let Some(s) = &stamp
-                        && settle::stamp(source) != *s
+                        && settle::stamp(source).await != *s
                         && restarts < 20
                     {
                         // Changed while we read and built it: build the final state instead.
@@ -315,7 +315,7 @@ impl Host {
         let read = Self::read(source).await?;
         let name = read.manifest.name.as_str().to_string();
         *name_out = Some(name.clone());
-        if self.inner.reload.is_disabled(&name, key) {
+        if self.inner.reload.is_disabled(&name, key).await {
             if let Some(cur) = current {
                 self.retire_by_name(cur.name());
             }
@@ -352,8 +352,9 @@ impl Host {
         let mut replacing = Vec::new();
         let existing = self.plugin(&name);
         if let Some(ex) = &existing {
-            let ex_key = source_key(&ex.source);
-            if ex_key == key || opts.vacated.contains(&ex_key) || !ex_key.exists() {
+            let ex_key = ex.source_key.clone();
+            let same_files = ex_key == key || opts.vacated.contains(&ex_key);
+            if same_files || blocking::run(move || !ex_key.exists()).await? {
                 replacing.push(name.clone());
             }
         }
@@ -365,16 +366,20 @@ impl Host {
         let old = existing.filter(|_| replacing.contains(&name));
         let fresh = old.is_none() && current.is_none();
         if fresh {
-            if let Some(outcome) = self.hold_new(key, &plugin, opts) {
+            if let Some(outcome) = self.hold_new(key, &plugin, opts).await {
                 return Ok(outcome);
             }
         } else if let Some(base) = old.as_ref().or(current.as_ref()) {
             // An upgrade, or the same files under a new name: compared with what served.
             let permissions = CapabilityDiff::between(&base.caps, &plugin.caps);
-            let uncovered = approval::uncovered(&self.inner.policy.approval, &name, &permissions.added);
+            // The policy's directories are canonicalised: on the blocking pool.
+            let (inner, plugin_name, added) = (self.inner.clone(), name.clone(), permissions.added.clone());
+            let covered =
+                blocking::run(move || approval::uncovered(&inner.policy.approval, &plugin_name, &added).is_empty())
+                    .await?;
             if self.inner.reload.options.require_approval
-                && !uncovered.is_empty()
-                && !self.consume_approval(&name, key, &plugin.fingerprint)
+                && !covered
+                && !self.consume_approval(&name, key, &plugin.fingerprint).await
             {
                 let (old_version, new_version) = (base.manifest.version.clone(), plugin.manifest.version.clone());
                 self.hold(&name, Pending { plugin, key: key.to_path_buf(), permissions: permissions.clone() });
@@ -427,4 +432,17 @@ impl Host {
             None => ReloadOutcome::Unchanged,
         }
     }
+}
+
+/// The plugins under `root` by source key, and what could not be understood
+/// (each with its normalised path): discovery, on the blocking pool.
+fn scan(root: &Path) -> Result<(BTreeMap<PathBuf, PluginSource>, Vec<(PathBuf, DiscoveryProblem)>)> {
+    let (sources, problems) = match loader::discover(root) {
+        Ok(found) => found,
+        Err(_) if !root.exists() => (Vec::new(), Vec::new()), // the whole directory went away
+        Err(e) => return Err(e),
+    };
+    let present = sources.into_iter().map(|s| (source_key(&s), s)).collect();
+    let problems = problems.into_iter().map(|p| (normalize(&p.path), p)).collect();
+    Ok((present, problems))
 }

@@ -12,9 +12,7 @@ use tokio::sync::broadcast;
 use super::Host;
 use crate::error::Error;
 use crate::plugin::LoadedPlugin;
-use crate::reload::{
-    LastError, PendingUpgrade, PluginEvent, PluginEventKind, PluginState, PluginStatus, Record, source_key,
-};
+use crate::reload::{LastError, PendingUpgrade, PluginEvent, PluginEventKind, PluginState, PluginStatus, Record};
 
 impl Host {
     /// Plugin events (loaded, reloaded, failed, unloaded, drained, disabled,
@@ -56,7 +54,7 @@ impl Host {
                     name: p.name().to_string(),
                     state: PluginState::Active,
                     version: Some(p.manifest.version.clone()),
-                    source: Some(source_key(&p.source)),
+                    source: Some(p.source_key.clone()),
                     loaded_at: Some(p.loaded_at),
                     load_time: Some(p.load_time),
                     last_error: None,
@@ -105,7 +103,7 @@ impl Host {
     /// The source key of `name`: loaded, pending, or remembered.
     pub(crate) fn key_of(&self, name: &str) -> Option<PathBuf> {
         if let Some(p) = self.plugin(name) {
-            return Some(source_key(&p.source));
+            return Some(p.source_key.clone());
         }
         if let Some(p) = self.inner.reload.pending.lock().get(name) {
             return Some(p.key.clone());
@@ -126,7 +124,7 @@ impl Host {
 
     /// The loaded plugin whose files are at `key`.
     pub(crate) fn loaded_at(&self, key: &Path) -> Option<Arc<LoadedPlugin>> {
-        self.snapshot().plugins.values().find(|p| source_key(&p.source) == key).cloned()
+        self.snapshot().plugins.values().find(|p| p.source_key == key).cloned()
     }
 
     /// Records a failure to load the plugin at `key` and reports it.

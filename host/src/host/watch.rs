@@ -5,8 +5,9 @@
 use std::path::Path;
 
 use super::Host;
+use crate::blocking;
 use crate::error::{Error, Result};
-use crate::reload::SyncOptions;
+use crate::reload::{SyncOptions, normalize};
 use crate::watch::{Batch, WatchOptions, Watcher};
 
 impl Host {
@@ -46,8 +47,15 @@ impl Watcher {
     /// it, so no change made meanwhile is missed. Plugins already loaded from
     /// `dir` whose files did not change are left alone.
     pub async fn start(host: &Host, dir: &Path, options: WatchOptions) -> Result<Watcher> {
-        let root = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
-        let (watching, queue) = Watcher::begin(&root, options)?;
+        // Canonicalising, setting up the recursive watch (it walks the tree)
+        // and normalising the configured state file: on the blocking pool.
+        let (owned, configured) = (dir.to_path_buf(), host.inner.reload.options.state_file.clone());
+        let (root, (watching, queue), state_file) = blocking::run(move || {
+            let root = owned.canonicalize().map_err(|e| Error::io(&owned, e))?;
+            let started = Watcher::begin(&root, options)?;
+            Ok::<_, Error>((root, started, configured.as_deref().map(normalize)))
+        })
+        .await??;
         let initial = host.reload_dir(&root).await?;
         let sync = crate::watch::sync_options(&options);
         let state_host = host.clone();
@@ -57,7 +65,7 @@ impl Watcher {
             watching,
             queue,
             initial,
-            move |p| state_host.inner.reload.is_state_file(p),
+            move |p| state_host.inner.reload.is_state_file(p, state_file.as_deref()),
             move |batch| {
                 let (host, sync) = (apply_host.clone(), sync.clone());
                 async move { host.apply_watch_batch(batch, &sync).await }
