@@ -259,6 +259,12 @@ pub(crate) struct HostInner {
 mod resources;
 
 /// A plugin host. Cheap to clone; all clones share the same plugins.
+///
+/// Its async methods never block the runtime's workers: compiling, guest
+/// `shutdown` and every file-system call (discovering and reading plugins,
+/// resolving grants and creating data directories, canonicalising paths, the
+/// state file, setting up a watch) run on tokio's blocking pool, so they may
+/// be called from a current-thread runtime next to latency-sensitive tasks.
 #[derive(Clone)]
 pub struct Host {
     pub(crate) inner: Arc<HostInner>,
