@@ -434,9 +434,12 @@ impl Host {
     }
 }
 
-/// The plugins under `root` by source key, and what could not be understood
-/// (each with its normalised path): discovery, on the blocking pool.
-fn scan(root: &Path) -> Result<(BTreeMap<PathBuf, PluginSource>, Vec<(PathBuf, DiscoveryProblem)>)> {
+/// The plugins under a root by source key, and what could not be understood
+/// (each with its normalised path).
+type Scan = (BTreeMap<PathBuf, PluginSource>, Vec<(PathBuf, DiscoveryProblem)>);
+
+/// Discovers what is under `root` (on the blocking pool: see [`Scan`]).
+fn scan(root: &Path) -> Result<Scan> {
     let (sources, problems) = match loader::discover(root) {
         Ok(found) => found,
         Err(_) if !root.exists() => (Vec::new(), Vec::new()), // the whole directory went away
