@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! 0  manifest  bindings  failure  breaker    plain data and leaf rules
-//! 1  budget  error
+//! 1  budget  error  blocking
 //! 2  policy  engine  imports  capability  events
 //! 3  loader                                  plugin files on disk
 //! 4  plugin                                  one plugin version, its instances
@@ -23,6 +23,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("breaker", 0),
     ("budget", 1),
     ("error", 1),
+    ("blocking", 1),
     ("policy", 2),
     ("engine", 2),
     ("imports", 2),
@@ -42,6 +43,7 @@ const LAYERS: &[(&str, u8)] = &[
 
 /// Uses allowed between modules of one layer (user, used).
 const SAME_LAYER: &[(&str, &str)] = &[
+    ("blocking", "error"),
     ("policy", "imports"),
     ("capability", "imports"),
     ("capability", "policy"),

@@ -54,6 +54,7 @@
 
 #[allow(missing_docs)]
 mod bindings;
+mod blocking;
 mod breaker;
 mod budget;
 mod capability;

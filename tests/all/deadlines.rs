@@ -109,7 +109,7 @@ async fn a_sleeping_init_is_cut_at_the_hook_deadline_too() {
 }
 
 /// Counts ticks of a 5 ms interval and the longest gap between two ticks.
-fn ticker() -> (Arc<AtomicU64>, Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+pub(crate) fn ticker() -> (Arc<AtomicU64>, Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
     let (ticks, gap) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let (t, g) = (ticks.clone(), gap.clone());
     let task = tokio::spawn(async move {

@@ -5,8 +5,10 @@ mod bounds;
 mod cli;
 mod deadlines;
 mod devices;
+mod devices_adversarial;
 mod escalation;
 mod examples;
+mod interfaces;
 mod limits;
 mod loader;
 mod manifest;
@@ -15,6 +17,7 @@ mod pipeline;
 mod reload;
 mod resources;
 mod sandbox;
+mod workers;
 
 use std::path::{Path, PathBuf};
 

@@ -1,31 +1,35 @@
 //! [`Host`]: the embedding API. Build one with [`HostBuilder`], load plugins,
 //! then call the pipeline methods from any tokio service.
 
+mod approval;
 mod devtools;
+mod disabled;
 mod pipeline;
+mod prepare;
 mod reload;
+mod status;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
 use parking_lot::RwLock;
 use serde_json::{Map, Value};
 use wasmtime::component::Linker;
 
 use crate::bindings::Plugin as PluginWorld;
+use crate::blocking;
 use crate::breaker::BreakerConfig;
-use crate::capability::{Capabilities, LoaderPaths, PluginPlace};
 use crate::devices::{DeviceOptions, Devices};
 use crate::engine::{EngineOptions, PlugboxEngine};
 use crate::error::{Error, Result};
-use crate::imports::kv::{KvNamespace, KvStore, MemoryKv};
+use crate::imports::kv::{KvStore, MemoryKv};
 use crate::imports::{DeviceReports, StoreState};
 use crate::loader::{self, DiscoveryProblem};
 use crate::manifest::Hook;
-use crate::pipeline::{PipelineConfig, invoke};
-use crate::plugin::{ExportIndices, LoadedPlugin, PluginParts, PluginSource, PoolOptions, PoolSet};
+use crate::pipeline::PipelineConfig;
+use crate::plugin::{LoadedPlugin, PluginSource, PoolOptions, PoolSet};
 use crate::policy::Policy;
 use crate::registry::{Registry, Snapshot};
 pub use crate::reload::LoadFailure;
@@ -255,6 +259,12 @@ pub(crate) struct HostInner {
 mod resources;
 
 /// A plugin host. Cheap to clone; all clones share the same plugins.
+///
+/// Its async methods never block the runtime's workers: compiling, guest
+/// `shutdown` and every file-system call (discovering and reading plugins,
+/// resolving grants and creating data directories, canonicalising paths, the
+/// state file, setting up a watch) run on tokio's blocking pool, so they may
+/// be called from a current-thread runtime next to latency-sensitive tasks.
 #[derive(Clone)]
 pub struct Host {
     pub(crate) inner: Arc<HostInner>,
@@ -288,21 +298,31 @@ impl Host {
     /// [`Host::reload_dir`] and the watcher keep it in sync later.
     pub async fn load_dir(&self, dir: &Path) -> Result<LoadReport> {
         let _guard = self.inner.reload.sync.lock().await;
-        let (sources, problems) = loader::discover(dir)?;
-        self.refuse_root_writable_by_plugins(dir)?;
-        self.inner.reload.add_root(dir);
+        let owned = dir.to_path_buf();
+        let (found, root) = blocking::run(move || {
+            let found = loader::discover(&owned).map(|(sources, problems)| {
+                let keyed: Vec<(PathBuf, PluginSource)> =
+                    sources.into_iter().map(|s| (crate::reload::source_key(&s), s)).collect();
+                (keyed, problems)
+            });
+            (found, crate::capability::canonical_lenient(&owned))
+        })
+        .await?;
+        let (sources, problems) = found?;
+        self.refuse_root_writable_by_plugins(&root)?;
+        self.inner.reload.add_root(root);
         let mut report = LoadReport::default();
         for DiscoveryProblem { path, message } in problems {
             let error =
                 Error::Manifest(crate::manifest::ManifestError::Invalid { path: path.clone(), line: None, message });
             report.failed.push(LoadFailure { path, error });
         }
-        for source in sources {
-            match self.load_discovered(&source).await {
+        for (key, source) in sources {
+            match self.load_discovered(&key, &source).await {
                 Ok(Discovered::Loaded(plugin)) => report.loaded.push(plugin.name().to_string()),
                 Ok(Discovered::Disabled(name)) => report.disabled.push(name),
                 Err(error) => {
-                    self.record_failure(&crate::reload::source_key(&source), None, &source.component, &error);
+                    self.record_failure(&key, None, &source.component, &error);
                     report.failed.push(LoadFailure { path: source.component.clone(), error })
                 }
             }
@@ -315,7 +335,8 @@ impl Host {
 
     /// Loads one plugin from a plugin directory, a manifest file or a `.wasm`.
     pub async fn load_plugin(&self, path: &Path) -> Result<Arc<LoadedPlugin>> {
-        let source = loader::source_for_path(path)?;
+        let path = path.to_path_buf();
+        let source = blocking::run(move || loader::source_for_path(&path)).await??;
         self.load_source(&source).await
     }
 
@@ -328,125 +349,6 @@ impl Host {
             return Err(e);
         }
         Ok(plugin)
-    }
-
-    /// Everything up to (not including) registration; also what `plugbox check` runs.
-    pub(crate) async fn prepare(&self, source: &PluginSource) -> Result<Arc<LoadedPlugin>> {
-        let started = Instant::now();
-        let read = Self::read(source).await?;
-        self.prepare_read(read, started).await
-    }
-
-    /// Reads a plugin's manifest and component bytes on a blocking thread.
-    pub(crate) async fn read(source: &PluginSource) -> Result<loader::ReadPlugin> {
-        let source = source.clone();
-        tokio::task::spawn_blocking(move || loader::read_plugin(&source))
-            .await
-            .map_err(|e| Error::Engine(e.to_string()))?
-    }
-
-    /// Compiles (off the async threads), links, checks the exports against the
-    /// declared hooks, and initialises one instance of a plugin already read.
-    pub(crate) async fn prepare_read(&self, read: loader::ReadPlugin, started: Instant) -> Result<Arc<LoadedPlugin>> {
-        let fingerprint = read.fingerprint;
-        let manifest = read.manifest;
-        let name = manifest.name.as_str().to_string();
-        let operator = self.inner.plugin_config.read().get(&name).cloned().unwrap_or_default();
-        let config = manifest.resolve_config(&operator)?;
-        let (limits, lowered) = self.inner.policy.cap_limits(&name, manifest.limits.resolve());
-        let paths = self.loader_paths(&read.source);
-        let own_dir = (read.source.form == loader::SourceForm::Directory).then_some(read.base_dir.as_path());
-        let place = PluginPlace { base_dir: &read.base_dir, own_dir, paths: &paths };
-        let mut caps = Capabilities::resolve(&manifest, &place, &self.inner.policy)?;
-        caps.denied.extend(lowered);
-        if limits.fuel.is_some() && !self.inner.engine.exec.fuel {
-            caps.denied.push("limits.fuel: this host runs without fuel metering (the timeout still applies)".into());
-        }
-        if manifest.limits.stack.is_some() {
-            caps.denied.push(format!(
-                "limits.stack: the wasm stack is set host-wide ({} KiB)",
-                crate::engine::DEFAULT_MAX_WASM_STACK / 1024
-            ));
-        }
-        for denied in &caps.denied {
-            tracing::warn!(plugin = %name, "not granted: {denied}");
-        }
-
-        let inner = self.inner.clone();
-        let plugin_name = name.clone();
-        let wasm = read.wasm;
-        let (component, compile_source) =
-            tokio::task::spawn_blocking(move || inner.engine.compile(&plugin_name, &wasm))
-                .await
-                .map_err(|e| Error::Engine(e.to_string()))??;
-        let pre = self.inner.linker.instantiate_pre(&component).map_err(|e| Error::Component {
-            plugin: name.clone(),
-            message: format!("cannot be linked: {}", crate::engine::first_line(&e)),
-        })?;
-        let exports = ExportIndices::resolve(&pre, &manifest.hooks)
-            .map_err(|message| Error::Component { plugin: name.clone(), message })?;
-        let resource_limits = self.inner.policy.resources_for(&name);
-        let kv = KvNamespace {
-            store: caps.kv.then(|| self.inner.kv.clone()),
-            namespace: name.clone(),
-            quota: resource_limits.kv,
-        };
-        let resources = Arc::new(crate::imports::resources::PluginResources::new(
-            Arc::from(name.as_str()),
-            resource_limits,
-            self.inner.outgoing_http.clone(),
-            caps.data_dir().map(Path::to_path_buf),
-        ));
-        let parts = PluginParts {
-            config_json: Value::Object(config).to_string(),
-            manifest,
-            source: read.source,
-            caps,
-            limits,
-            compile_source,
-            pre,
-            exports,
-            kv,
-            devices: self.inner.devices.clone(),
-            resources,
-            breaker: self.inner.breaker,
-            exec: self.inner.engine.exec,
-            fingerprint,
-            events: self.inner.reload.sender(),
-            pools: self.inner.pools.clone(),
-        };
-        let mut plugin = LoadedPlugin::new(parts, started);
-        // One instance now: proves it instantiates and initialises, and warms the pool.
-        let live = plugin
-            .instantiate()
-            .await
-            .map_err(|f| Error::Init { plugin: name.clone(), message: f.kind.to_string() })?;
-        plugin.park(live);
-        if plugin.implements(Hook::Provider) {
-            let call = invoke::ProviderType { _marker: std::marker::PhantomData };
-            let ty = plugin.call(None, plugin.limits.timeout, call).await?;
-            plugin.provider_type = Some(ty);
-        }
-        plugin.load_time = started.elapsed();
-        Ok(Arc::new(plugin))
-    }
-
-    /// What no grant to the plugin read from `source` may make writable:
-    /// the plugin roots, its own files (in the directory form, its whole
-    /// directory), the state file, the compile cache and the policy file.
-    fn loader_paths(&self, source: &PluginSource) -> LoaderPaths {
-        let mut protected: Vec<PathBuf> = source.manifest.iter().cloned().collect();
-        protected.push(source.component.clone());
-        // The directory form's loader reads the whole directory (it looks for the `.wasm` there).
-        if source.form == loader::SourceForm::Directory
-            && let Some(dir) = source.manifest.as_ref().and_then(|m| m.parent())
-        {
-            protected.push(dir.to_path_buf());
-        }
-        protected.extend(self.inner.reload.options.state_file.clone());
-        protected.extend(self.inner.cache_dir.clone());
-        protected.extend(self.inner.policy.path.clone());
-        LoaderPaths { plugin_roots: self.inner.reload.roots(), protected, data_root: self.inner.data_root.clone() }
     }
 
     /// The plugin named `name`, if loaded.

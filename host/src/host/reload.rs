@@ -1,113 +1,25 @@
-//! The reload room's facade: the `Host` methods of hot reload (status,
-//! events, reload, approve, enable/disable, the sync of plugin directories)
-//! and of the watcher. The state and types they use live in
-//! [`crate::reload`] and [`crate::watch`], which do not depend on `Host`.
+//! The reload room's facade: bringing the registry in line with the plugin
+//! directories (reload a directory, one plugin, or all; load, swap in,
+//! retire). The state and types these methods use live in
+//! [`crate::reload`], which does not depend on `Host`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
-
-use tokio::sync::broadcast;
+use std::time::Instant;
 
 use super::Host;
-use crate::capability::{Capabilities, approval};
+use crate::blocking;
+use crate::capability::approval;
 use crate::error::{Error, Result};
 use crate::loader::{self, DiscoveryProblem};
 use crate::plugin::{LoadedPlugin, PluginSource};
 use crate::reload::{
-    CapabilityDiff, DRAIN_LIMIT, Discovered, LastError, LoadFailure, Pending, PendingUpgrade, PluginEvent,
-    PluginEventKind, PluginState, PluginStates, PluginStatus, Record, ReloadOutcome, ReloadReport, Step, SyncOptions,
-    normalize, settle, source_at_key, source_key, touches,
+    CapabilityDiff, DRAIN_LIMIT, Discovered, LoadFailure, Pending, PluginEventKind, ReloadOutcome, ReloadReport, Step,
+    SyncOptions, normalize, settle, source_at_key, source_key, touches,
 };
-use crate::watch::{Batch, WatchOptions, Watcher};
 
 impl Host {
-    /// Plugin events (loaded, reloaded, failed, unloaded, drained, disabled,
-    /// enabled, approval required) from now on. A receiver that falls more
-    /// than [`EVENT_CAPACITY`](crate::reload::EVENT_CAPACITY) events behind misses the oldest.
-    pub fn subscribe(&self) -> broadcast::Receiver<PluginEvent> {
-        self.inner.reload.events.subscribe()
-    }
-
-    /// Sends an event to subscribers and logs it.
-    pub(crate) fn emit(&self, plugin: &str, kind: PluginEventKind) {
-        let event = PluginEvent::now(plugin, kind);
-        match &event.kind {
-            PluginEventKind::Failed { .. } => tracing::error!(plugin, "{event}"),
-            PluginEventKind::ApprovalRequired { .. }
-            | PluginEventKind::HeldForApproval { .. }
-            | PluginEventKind::Quarantined { .. } => {
-                tracing::warn!(plugin, "{event}")
-            }
-            PluginEventKind::Reloaded { permissions, .. } if permissions.escalates() => {
-                tracing::warn!(plugin, "{event}")
-            }
-            _ => tracing::info!(plugin, "{event}"),
-        }
-        let _ = self.inner.reload.events.send(event);
-    }
-
-    /// Every plugin the host knows of: loaded ones, disabled ones, and ones
-    /// that failed to load, with version, load time and last error, by name.
-    pub fn statuses(&self) -> Vec<PluginStatus> {
-        let snapshot = self.snapshot();
-        let records = self.inner.reload.records.lock().clone();
-        let pending = self.inner.reload.pending.lock();
-        let mut out: BTreeMap<String, PluginStatus> = BTreeMap::new();
-        for p in snapshot.plugins.values() {
-            out.insert(
-                p.name().to_string(),
-                PluginStatus {
-                    name: p.name().to_string(),
-                    state: PluginState::Active,
-                    version: Some(p.manifest.version.clone()),
-                    source: Some(source_key(&p.source)),
-                    loaded_at: Some(p.loaded_at),
-                    load_time: Some(p.load_time),
-                    last_error: None,
-                    pending: None,
-                },
-            );
-        }
-        for (name, r) in records {
-            let status = out.entry(name.clone()).or_insert_with(|| PluginStatus {
-                name: name.clone(),
-                state: if r.disabled { PluginState::Disabled } else { PluginState::Failed },
-                version: None,
-                source: Some(r.key.clone()),
-                loaded_at: None,
-                load_time: None,
-                last_error: None,
-                pending: None,
-            });
-            status.last_error = r.last_error;
-        }
-        for (name, p) in pending.iter() {
-            let s = out.entry(name.clone()).or_insert_with(|| PluginStatus {
-                name: name.clone(),
-                state: PluginState::Pending,
-                version: None,
-                source: Some(p.key.clone()),
-                loaded_at: None,
-                load_time: None,
-                last_error: None,
-                pending: None,
-            });
-            if s.state == PluginState::Failed {
-                s.state = PluginState::Pending;
-            }
-            s.pending =
-                Some(PendingUpgrade { version: p.plugin.manifest.version.clone(), permissions: p.permissions.clone() });
-        }
-        out.into_values().collect()
-    }
-
-    /// The status of one plugin (see [`Host::statuses`]).
-    pub fn status(&self, name: &str) -> Option<PluginStatus> {
-        self.statuses().into_iter().find(|s| s.name == name)
-    }
-
     /// Re-reads a plugin directory and applies what changed: new plugins are
     /// loaded (or held for approval, see
     /// [`HostBuilder::require_approval_for_new_plugins`](crate::HostBuilder::require_approval_for_new_plugins)),
@@ -118,21 +30,24 @@ impl Host {
     /// approve done by another process (`plugbox disable` ...) take effect.
     pub async fn reload_dir(&self, dir: &Path) -> Result<ReloadReport> {
         let _guard = self.inner.reload.sync.lock().await;
-        self.refuse_root_writable_by_plugins(dir)?;
-        let initial = self.inner.reload.add_root(dir);
-        let root = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
+        let owned = dir.to_path_buf();
+        let (lenient, canonical) =
+            blocking::run(move || (crate::capability::canonical_lenient(&owned), owned.canonicalize())).await?;
+        self.refuse_root_writable_by_plugins(&lenient)?;
+        let initial = self.inner.reload.add_root(lenient);
+        let root = canonical.map_err(|e| Error::io(dir, e))?;
         if let Some(state) = self.inner.reload.state_path(Some(&root)) {
             self.apply_state_file(&state).await;
         }
         self.sync_root(&root, None, &SyncOptions { initial, ..Default::default() }).await
     }
 
-    /// Refuses `dir` as a new plugin root when a loaded (or pending) plugin
-    /// holds a read-write grant that overlaps it: grants are checked against
-    /// the roots known at load, so a root added later is checked against the
-    /// grants already made.
-    pub(crate) fn refuse_root_writable_by_plugins(&self, dir: &Path) -> Result<()> {
-        let root = crate::capability::canonical_lenient(dir);
+    /// Refuses `root` (canonical) as a new plugin root when a loaded (or
+    /// pending) plugin holds a read-write grant that overlaps it: grants are
+    /// checked against the roots known at load, so a root added later is
+    /// checked against the grants already made.
+    pub(crate) fn refuse_root_writable_by_plugins(&self, root: &Path) -> Result<()> {
+        let root = root.to_path_buf();
         if self.inner.reload.roots().contains(&root) {
             return Ok(());
         }
@@ -174,148 +89,19 @@ impl Host {
     pub async fn reload_plugin(&self, name: &str) -> Result<ReloadOutcome> {
         let _guard = self.inner.reload.sync.lock().await;
         let key = self.key_of(name).ok_or_else(|| Error::NotFound(name.to_string()))?;
-        let source = source_at_key(&key);
+        let at = key.clone();
+        let source = blocking::run(move || source_at_key(&at)).await?;
         let opts = SyncOptions { force: true, ..Default::default() };
         self.sync_key(&key, source.as_ref(), &opts).await
     }
 
-    /// The plugins and upgrades waiting for approval: plugin name and what the
-    /// new version gains (for a plugin that appeared at run time: everything
-    /// it would be granted).
-    pub fn pending_approvals(&self) -> Vec<(String, PendingUpgrade)> {
-        self.inner
-            .reload
-            .pending
-            .lock()
-            .iter()
-            .map(|(n, p)| {
-                (
-                    n.clone(),
-                    PendingUpgrade { version: p.plugin.manifest.version.clone(), permissions: p.permissions.clone() },
-                )
-            })
-            .collect()
-    }
-
-    /// Swaps in the new version of `name` that waits for approval because it
-    /// is granted more than the version it replaces, or loads the plugin
-    /// `name` that appeared at run time and waits for approval.
-    pub async fn approve(&self, name: &str) -> Result<ReloadOutcome> {
-        let _guard = self.inner.reload.sync.lock().await;
-        let pending =
-            self.inner.reload.pending.lock().remove(name).ok_or_else(|| Error::NotPending(name.to_string()))?;
-        tracing::info!(plugin = name, "approved: {}", pending.permissions);
-        self.swap_approved(pending).await
-    }
-
-    /// Disables `name`: it is unloaded (requests already running finish on
-    /// it) and stays unloaded, across restarts, until [`Host::enable`]. The
-    /// flag is stored in the state file of the plugin's directory.
-    pub async fn disable(&self, name: &str) -> Result<()> {
-        let _guard = self.inner.reload.sync.lock().await;
-        let path = self.state_file_for(name)?;
-        PluginStates::update(&path, |s| {
-            s.disabled.insert(name.to_string());
-        })?;
-        let mut names = self.inner.reload.disabled_in(&path);
-        names.insert(name.to_string());
-        self.inner.reload.set_disabled_cache(&path, names);
-        self.apply_disabled(name);
-        Ok(())
-    }
-
-    /// Enables `name` again and loads it from its files.
-    pub async fn enable(&self, name: &str) -> Result<Option<ReloadOutcome>> {
-        let _guard = self.inner.reload.sync.lock().await;
-        let path = self.state_file_for(name)?;
-        PluginStates::update(&path, |s| {
-            s.disabled.remove(name);
-        })?;
-        let mut names = self.inner.reload.disabled_in(&path);
-        names.remove(name);
-        self.inner.reload.set_disabled_cache(&path, names);
-        self.apply_enabled(name).await
-    }
-
-    /// Whether `name` is disabled.
-    pub fn is_disabled(&self, name: &str) -> bool {
-        let key = self.key_of(name);
-        self.inner.reload.state_path(key.as_deref()).is_some_and(|p| self.inner.reload.disabled_in(&p).contains(name))
-    }
-
-    fn state_file_for(&self, name: &str) -> Result<PathBuf> {
-        let key = self.key_of(name);
-        self.inner.reload.state_path(key.as_deref()).ok_or_else(|| match key {
-            Some(_) => Error::NoStateFile(name.to_string()),
-            None => Error::NotFound(name.to_string()),
-        })
-    }
-
-    /// The source key of `name`: loaded, pending, or remembered.
-    pub(crate) fn key_of(&self, name: &str) -> Option<PathBuf> {
-        if let Some(p) = self.plugin(name) {
-            return Some(source_key(&p.source));
-        }
-        if let Some(p) = self.inner.reload.pending.lock().get(name) {
-            return Some(p.key.clone());
-        }
-        self.inner.reload.records.lock().get(name).map(|r| r.key.clone())
-    }
-
-    /// The name to report for the plugin at `key` when its manifest gives none.
-    pub(crate) fn name_hint(&self, key: &Path) -> String {
-        if let Some(p) = self.loaded_at(key) {
-            return p.name().to_string();
-        }
-        if let Some((name, _)) = self.inner.reload.records.lock().iter().find(|(_, r)| r.key == key) {
-            return name.clone();
-        }
-        key.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| key.display().to_string())
-    }
-
-    /// The loaded plugin whose files are at `key`.
-    pub(crate) fn loaded_at(&self, key: &Path) -> Option<Arc<LoadedPlugin>> {
-        self.snapshot().plugins.values().find(|p| source_key(&p.source) == key).cloned()
-    }
-
-    /// Records a failure to load the plugin at `key` and reports it.
-    pub(crate) fn record_failure(&self, key: &Path, name: Option<&str>, path: &Path, error: &Error) -> String {
-        let name = name.map(str::to_string).or_else(|| error_plugin_name(error)).unwrap_or_else(|| self.name_hint(key));
-        let serving = self.plugin(&name).map(|p| p.manifest.version.clone());
-        let last = LastError { at: SystemTime::now(), path: path.to_path_buf(), message: error.to_string() };
-        let mut records = self.inner.reload.records.lock();
-        let record = records.entry(name.clone()).or_insert_with(|| Record {
-            key: key.to_path_buf(),
-            last_error: None,
-            disabled: false,
-        });
-        record.last_error = Some(last);
-        drop(records);
-        self.emit(&name, PluginEventKind::Failed { path: path.to_path_buf(), error: error.to_string(), serving });
-        name
-    }
-}
-
-/// The plugin an error names, if it names one.
-fn error_plugin_name(e: &Error) -> Option<String> {
-    match e {
-        Error::Component { plugin, .. } | Error::Init { plugin, .. } | Error::TooManyPlugins { plugin, .. } => {
-            Some(plugin.clone())
-        }
-        Error::Plugin(f) => Some(f.plugin.clone()),
-        _ => None,
-    }
-}
-
-impl Host {
-    /// Loads one plugin found by `load_dir`, unless it is disabled.
-    pub(crate) async fn load_discovered(&self, source: &PluginSource) -> Result<Discovered> {
+    /// Loads one plugin found by `load_dir` (at source key `key`), unless it is disabled.
+    pub(crate) async fn load_discovered(&self, key: &Path, source: &PluginSource) -> Result<Discovered> {
         let started = Instant::now();
-        let key = source_key(source);
         let read = Self::read(source).await?;
         let name = read.manifest.name.as_str().to_string();
-        if self.inner.reload.is_disabled(&name, &key) {
-            self.remember(&name, &key, true);
+        if self.inner.reload.is_disabled(&name, key).await {
+            self.remember(&name, key, true);
             tracing::info!(plugin = %name, "disabled: not loading it");
             return Ok(Discovered::Disabled(name));
         }
@@ -339,7 +125,7 @@ impl Host {
             Ok::<_, Error>(removed)
         })?;
         let name = plugin.name();
-        self.remember(name, &source_key(&plugin.source), false);
+        self.remember(name, &plugin.source_key, false);
         let version = plugin.manifest.version.clone();
         tracing::info!(
             plugin = name,
@@ -357,21 +143,12 @@ impl Host {
                     permissions: CapabilityDiff::between(&old.caps, &plugin.caps),
                 },
             ),
-            None => self.emit(name, PluginEventKind::Loaded { version, source: source_key(&plugin.source) }),
+            None => self.emit(name, PluginEventKind::Loaded { version, source: plugin.source_key.clone() }),
         }
         for old in removed.iter().filter(|old| old.name() != name) {
             self.emit(old.name(), PluginEventKind::Unloaded { version: old.manifest.version.clone() });
         }
         Ok(removed)
-    }
-
-    /// Remembers where `name` comes from; clears its last error.
-    fn remember(&self, name: &str, key: &Path, disabled: bool) {
-        self.inner
-            .reload
-            .records
-            .lock()
-            .insert(name.to_string(), Record { key: key.to_path_buf(), last_error: None, disabled });
     }
 
     /// Shuts `plugin` down once no request holds it any more (or after
@@ -391,7 +168,7 @@ impl Host {
 
     /// Unloads `name` for good (disabled, or its files are gone): new requests
     /// no longer see it, running ones finish, then it is shut down.
-    fn retire_by_name(&self, name: &str) -> bool {
+    pub(super) fn retire_by_name(&self, name: &str) -> bool {
         let removed = self.inner.registry.update(|plugins| plugins.remove(name));
         if let Some(p) = self.inner.reload.pending.lock().remove(name) {
             self.retire(p.plugin);
@@ -415,14 +192,10 @@ impl Host {
         base: &SyncOptions,
     ) -> Result<ReloadReport> {
         let mut report = ReloadReport::default();
-        let (sources, problems) = match loader::discover(root) {
-            Ok(found) => found,
-            Err(_) if !root.exists() => (Vec::new(), Vec::new()), // the whole directory went away
-            Err(e) => return Err(e),
-        };
-        let present: BTreeMap<PathBuf, PluginSource> = sources.into_iter().map(|s| (source_key(&s), s)).collect();
+        let owned = root.to_path_buf();
+        let (present, problems) = blocking::run(move || scan(&owned)).await??;
         let mut known: BTreeSet<PathBuf> = present.keys().cloned().collect();
-        known.extend(self.snapshot().plugins.values().map(|p| source_key(&p.source)));
+        known.extend(self.snapshot().plugins.values().map(|p| p.source_key.clone()));
         known.extend(self.inner.reload.records.lock().values().map(|r| r.key.clone()));
         known.extend(self.inner.reload.pending.lock().values().map(|p| p.key.clone()));
         let affected: Vec<PathBuf> = known
@@ -454,8 +227,8 @@ impl Host {
                 }
             }
         }
-        for DiscoveryProblem { path, message } in problems {
-            if touched.is_some_and(|paths| !paths.contains(&normalize(&path))) {
+        for (normalized, DiscoveryProblem { path, message }) in problems {
+            if touched.is_some_and(|paths| !paths.contains(&normalized)) {
                 continue;
             }
             let error =
@@ -466,7 +239,7 @@ impl Host {
     }
 
     /// The plugin name now associated with `key`, if any.
-    fn name_after(&self, key: &Path) -> Option<String> {
+    pub(super) fn name_after(&self, key: &Path) -> Option<String> {
         if let Some(p) = self.loaded_at(key) {
             return Some(p.name().to_string());
         }
@@ -503,7 +276,7 @@ impl Host {
                 Ok(Step::Done(outcome)) => return Ok(outcome),
                 Ok(Step::Built(plugin)) => {
                     if let Some(s) = &stamp
-                        && settle::stamp(source) != *s
+                        && settle::stamp(source).await != *s
                         && restarts < 20
                     {
                         // Changed while we read and built it: build the final state instead.
@@ -530,7 +303,7 @@ impl Host {
 
     /// Reads the files at `key` and, unless nothing is to be done, prepares
     /// the new version (compiled, linked, checked, initialised).
-    async fn build(
+    pub(super) async fn build(
         &self,
         key: &Path,
         source: &PluginSource,
@@ -542,7 +315,7 @@ impl Host {
         let read = Self::read(source).await?;
         let name = read.manifest.name.as_str().to_string();
         *name_out = Some(name.clone());
-        if self.inner.reload.is_disabled(&name, key) {
+        if self.inner.reload.is_disabled(&name, key).await {
             if let Some(cur) = current {
                 self.retire_by_name(cur.name());
             }
@@ -568,7 +341,7 @@ impl Host {
     }
 
     /// Swaps a prepared new version in (or holds it for approval).
-    async fn swap_in(
+    pub(super) async fn swap_in(
         &self,
         key: &Path,
         plugin: Arc<LoadedPlugin>,
@@ -579,8 +352,9 @@ impl Host {
         let mut replacing = Vec::new();
         let existing = self.plugin(&name);
         if let Some(ex) = &existing {
-            let ex_key = source_key(&ex.source);
-            if ex_key == key || opts.vacated.contains(&ex_key) || !ex_key.exists() {
+            let ex_key = ex.source_key.clone();
+            let same_files = ex_key == key || opts.vacated.contains(&ex_key);
+            if same_files || blocking::run(move || !ex_key.exists()).await? {
                 replacing.push(name.clone());
             }
         }
@@ -592,16 +366,20 @@ impl Host {
         let old = existing.filter(|_| replacing.contains(&name));
         let fresh = old.is_none() && current.is_none();
         if fresh {
-            if let Some(outcome) = self.hold_new(key, &plugin, opts) {
+            if let Some(outcome) = self.hold_new(key, &plugin, opts).await {
                 return Ok(outcome);
             }
         } else if let Some(base) = old.as_ref().or(current.as_ref()) {
             // An upgrade, or the same files under a new name: compared with what served.
             let permissions = CapabilityDiff::between(&base.caps, &plugin.caps);
-            let uncovered = approval::uncovered(&self.inner.policy.approval, &name, &permissions.added);
+            // The policy's directories are canonicalised: on the blocking pool.
+            let (inner, plugin_name, added) = (self.inner.clone(), name.clone(), permissions.added.clone());
+            let covered =
+                blocking::run(move || approval::uncovered(&inner.policy.approval, &plugin_name, &added).is_empty())
+                    .await?;
             if self.inner.reload.options.require_approval
-                && !uncovered.is_empty()
-                && !self.consume_approval(&name, key, &plugin.fingerprint)
+                && !covered
+                && !self.consume_approval(&name, key, &plugin.fingerprint).await
             {
                 let (old_version, new_version) = (base.manifest.version.clone(), plugin.manifest.version.clone());
                 self.hold(&name, Pending { plugin, key: key.to_path_buf(), permissions: permissions.clone() });
@@ -633,83 +411,9 @@ impl Host {
         }
     }
 
-    /// Holds `plugin`, which appeared at run time, for approval, unless this
-    /// load was asked for (first load of the directory, enable), the host does
-    /// not require it, the policy approves all its grants ahead, or the state
-    /// file approves these exact files. Returns the outcome when held.
-    fn hold_new(&self, key: &Path, plugin: &Arc<LoadedPlugin>, opts: &SyncOptions) -> Option<ReloadOutcome> {
-        let name = plugin.name();
-        if opts.initial || opts.enabling.as_deref() == Some(name) || !self.inner.reload.options.require_approval_new {
-            return None;
-        }
-        let permissions = CapabilityDiff::between(&Capabilities::none(), &plugin.caps);
-        if approval::approves_new(&self.inner.policy.approval, name, &permissions.added)
-            || self.consume_approval(name, key, &plugin.fingerprint)
-        {
-            return None;
-        }
-        let version = plugin.manifest.version.clone();
-        self.hold(name, Pending { plugin: plugin.clone(), key: key.to_path_buf(), permissions: permissions.clone() });
-        self.emit(name, PluginEventKind::HeldForApproval { version, source: key.to_path_buf(), permissions });
-        Some(ReloadOutcome::PendingApproval)
-    }
-
-    /// Keeps `pending` waiting for approval (in place of an older one waiting).
-    fn hold(&self, name: &str, pending: Pending) {
-        let previous = self.inner.reload.pending.lock().insert(name.to_string(), pending);
-        if let Some(p) = previous {
-            self.retire(p.plugin);
-        }
-    }
-
-    /// Whether the state file holds an approval of exactly these files
-    /// (`plugbox approve`); if so, it is used up.
-    fn consume_approval(&self, name: &str, key: &Path, fingerprint: &[u8; 32]) -> bool {
-        let Some(path) = self.inner.reload.state_path(Some(key)) else { return false };
-        let wanted = hex::encode(fingerprint);
-        let mut used = false;
-        let result = PluginStates::update(&path, |s| {
-            if s.approved.get(name) == Some(&wanted) {
-                s.approved.remove(name);
-                used = true;
-            }
-        });
-        if let Err(e) = result {
-            tracing::warn!(plugin = name, "cannot update the state file: {e}");
-        }
-        if used {
-            tracing::info!(plugin = name, "approved ahead in `{}`", path.display());
-        }
-        used
-    }
-
-    /// Swaps in an approved upgrade.
-    pub(crate) async fn swap_approved(&self, pending: Pending) -> Result<ReloadOutcome> {
-        let name = pending.plugin.name().to_string();
-        let old = self.plugin(&name);
-        let replacing = if old.is_some() { vec![name.clone()] } else { Vec::new() };
-        match self.install(&pending.plugin, &replacing) {
-            Ok(removed) => {
-                for r in removed {
-                    self.retire(r);
-                }
-                let new_version = pending.plugin.manifest.version.clone();
-                Ok(match old {
-                    Some(old) => ReloadOutcome::Reloaded { old_version: old.manifest.version.clone(), new_version },
-                    None => ReloadOutcome::Loaded { version: new_version },
-                })
-            }
-            Err(e) => {
-                self.record_failure(&pending.key, Some(&name), &pending.plugin.source.component, &e);
-                self.retire(pending.plugin);
-                Err(e)
-            }
-        }
-    }
-
     /// The files at `key` are gone: unload what was loaded from them, forget
     /// failures recorded for them.
-    fn remove_key(&self, key: &Path, current: Option<Arc<LoadedPlugin>>) -> ReloadOutcome {
+    pub(super) fn remove_key(&self, key: &Path, current: Option<Arc<LoadedPlugin>>) -> ReloadOutcome {
         let stale: Vec<String> =
             self.inner.reload.pending.lock().iter().filter(|(_, p)| p.key == key).map(|(n, _)| n.clone()).collect();
         for name in stale {
@@ -728,130 +432,20 @@ impl Host {
             None => ReloadOutcome::Unchanged,
         }
     }
-
-    /// `name` was just disabled: unload it.
-    pub(crate) fn apply_disabled(&self, name: &str) {
-        let key = self.key_of(name);
-        self.retire_by_name(name);
-        if let Some(key) = key {
-            self.remember(name, &key, true);
-        }
-        self.emit(name, PluginEventKind::Disabled);
-    }
-
-    /// `name` was just enabled: load it from its files.
-    pub(crate) async fn apply_enabled(&self, name: &str) -> Result<Option<ReloadOutcome>> {
-        self.emit(name, PluginEventKind::Enabled);
-        let enabling = SyncOptions { enabling: Some(name.to_string()), ..Default::default() };
-        let key = self.key_of(name);
-        if let Some(r) = self.inner.reload.records.lock().get_mut(name) {
-            r.disabled = false;
-        }
-        match key {
-            Some(key) => {
-                let source = source_at_key(&key);
-                self.sync_key(&key, source.as_ref(), &enabling).await.map(Some)
-            }
-            None => {
-                // Never seen under this name: look through the plugin directories.
-                for root in self.inner.reload.roots() {
-                    let report = self.sync_root(&root, None, &enabling).await?;
-                    if let Some((_, o)) = report.changes.into_iter().find(|(n, _)| n == name) {
-                        return Ok(Some(o));
-                    }
-                }
-                Ok(None)
-            }
-        }
-    }
-
-    /// A state file changed on disk (e.g. `plugbox disable` while the host
-    /// runs): apply the difference.
-    pub(crate) async fn apply_state_file(&self, path: &Path) {
-        let states = match PluginStates::load(path) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("ignoring the changed state file: {e}");
-                return;
-            }
-        };
-        let now = states.disabled;
-        let before = self.inner.reload.set_disabled_cache(path, now.clone());
-        for name in now.difference(&before) {
-            self.apply_disabled(name);
-        }
-        for name in before.difference(&now) {
-            if let Err(e) = self.apply_enabled(name).await {
-                tracing::warn!(plugin = %name, "enabled, but cannot load it: {e}");
-            }
-        }
-        // Approvals of upgrades waiting here.
-        for (name, fingerprint) in states.approved {
-            let waiting = self.inner.reload.pending.lock().get(&name).map(|p| (p.key.clone(), p.plugin.fingerprint));
-            let Some((key, fp)) = waiting else { continue };
-            if hex::encode(fp) == fingerprint && self.consume_approval(&name, &key, &fp) {
-                let Some(pending) = self.inner.reload.pending.lock().remove(&name) else { continue };
-                if let Err(e) = self.swap_approved(pending).await {
-                    tracing::warn!(plugin = %name, "approved, but cannot swap it in: {e}");
-                }
-            }
-        }
-    }
 }
 
-impl Host {
-    /// Loads the plugins of `dir` and keeps the host in line with it as files
-    /// change, with [`WatchOptions::default`]. See [`crate::watch`].
-    pub async fn watch(&self, dir: &Path) -> Result<Watcher> {
-        Watcher::start(self, dir, WatchOptions::default()).await
-    }
+/// The plugins under a root by source key, and what could not be understood
+/// (each with its normalised path).
+type Scan = (BTreeMap<PathBuf, PluginSource>, Vec<(PathBuf, DiscoveryProblem)>);
 
-    /// Applies one batch of a watcher: changed state files, then the plugins
-    /// the changed paths concern.
-    async fn apply_watch_batch(&self, batch: Batch, sync: &SyncOptions) {
-        let _guard = self.inner.reload.sync.lock().await;
-        for file in &batch.state_files {
-            self.apply_state_file(file).await;
-        }
-        if batch.touched.as_ref().is_some_and(|t| t.is_empty()) {
-            return;
-        }
-        let root = &batch.root;
-        match self.sync_root(root, batch.touched.as_deref(), sync).await {
-            Ok(report) => {
-                for (name, outcome) in &report.changes {
-                    tracing::debug!(plugin = %name, ?outcome, "watch");
-                }
-                for f in report.failed.iter().filter(|f| matches!(f.error, Error::Manifest(_))) {
-                    tracing::debug!("{f}");
-                }
-            }
-            Err(e) => tracing::warn!(dir = %root.display(), "cannot rescan: {e}"),
-        }
-    }
-}
-
-impl Watcher {
-    /// Starts watching `dir` (recursively), then loads or reloads what is in
-    /// it, so no change made meanwhile is missed. Plugins already loaded from
-    /// `dir` whose files did not change are left alone.
-    pub async fn start(host: &Host, dir: &Path, options: WatchOptions) -> Result<Watcher> {
-        let root = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
-        let (watching, queue) = Watcher::begin(&root, options)?;
-        let initial = host.reload_dir(&root).await?;
-        let sync = crate::watch::sync_options(&options);
-        let state_host = host.clone();
-        let apply_host = host.clone();
-        Ok(Watcher::spawn(
-            root,
-            watching,
-            queue,
-            initial,
-            move |p| state_host.inner.reload.is_state_file(p),
-            move |batch| {
-                let (host, sync) = (apply_host.clone(), sync.clone());
-                async move { host.apply_watch_batch(batch, &sync).await }
-            },
-        ))
-    }
+/// Discovers what is under `root` (on the blocking pool: see [`Scan`]).
+fn scan(root: &Path) -> Result<Scan> {
+    let (sources, problems) = match loader::discover(root) {
+        Ok(found) => found,
+        Err(_) if !root.exists() => (Vec::new(), Vec::new()), // the whole directory went away
+        Err(e) => return Err(e),
+    };
+    let present = sources.into_iter().map(|s| (source_key(&s), s)).collect();
+    let problems = problems.into_iter().map(|p| (normalize(&p.path), p)).collect();
+    Ok((present, problems))
 }

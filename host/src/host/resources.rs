@@ -27,12 +27,11 @@ impl Host {
         self.drop_kv(name).await;
         if let Some(dir) = data_dir {
             let shown = dir.clone();
-            let removed = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+            let removed = crate::blocking::run(move || match std::fs::remove_dir_all(&dir) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
                 _ => Ok(()),
             })
-            .await
-            .map_err(|e| Error::Engine(e.to_string()))?;
+            .await?;
             removed.map_err(|e| Error::io(&shown, e))?;
         }
         tracing::info!(plugin = name, "plugin uninstalled: kv namespace and data directory removed");

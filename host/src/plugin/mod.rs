@@ -138,6 +138,9 @@ pub struct LoadedPlugin {
     pub(crate) name: Arc<str>,
     pub(crate) manifest: Manifest,
     pub(crate) source: PluginSource,
+    /// The normalised path that identifies its files on disk (the hot reload
+    /// source key), computed once at load, off the async workers.
+    pub(crate) source_key: std::path::PathBuf,
     pub(crate) caps: Capabilities,
     pub(crate) limits: ResolvedLimits,
     pub(crate) provider_type: Option<String>,
@@ -160,6 +163,7 @@ pub struct LoadedPlugin {
 pub(crate) struct PluginParts {
     pub manifest: Manifest,
     pub source: PluginSource,
+    pub source_key: std::path::PathBuf,
     pub caps: Capabilities,
     pub limits: ResolvedLimits,
     pub config_json: String,
@@ -203,6 +207,7 @@ impl LoadedPlugin {
             events: p.events,
             manifest: p.manifest,
             source: p.source,
+            source_key: p.source_key,
             caps: p.caps,
             limits: p.limits,
             provider_type: None,

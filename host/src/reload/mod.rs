@@ -50,6 +50,7 @@ pub(crate) use settle::SettleOptions;
 pub use sync::DRAIN_LIMIT;
 pub(crate) use sync::{Discovered, Step, SyncOptions, touches};
 
+use crate::blocking;
 use crate::error::{Error, Result};
 use crate::loader;
 use crate::plugin::{LoadedPlugin, PluginSource, SourceForm};
@@ -245,10 +246,10 @@ impl ReloadState {
         }
     }
 
-    /// Makes `dir` one of the host's plugin directories; returns whether it
-    /// was not one before (its first load: plugins found then are not held).
-    pub(crate) fn add_root(&self, dir: &Path) -> bool {
-        let root = dir.canonicalize().unwrap_or_else(|_| absolute(dir));
+    /// Makes `root` (canonical: the caller resolves it off the async
+    /// workers) one of the host's plugin directories; returns whether it was
+    /// not one before (its first load: plugins found then are not held).
+    pub(crate) fn add_root(&self, root: PathBuf) -> bool {
         let mut roots = self.roots.write();
         if roots.contains(&root) {
             return false;
@@ -281,40 +282,62 @@ impl ReloadState {
     }
 
     /// The disabled names of state file `path` (read once, then cached).
+    /// For synchronous callers; async code uses [`ReloadState::disabled_names`].
     pub(crate) fn disabled_in(&self, path: &Path) -> BTreeSet<String> {
         if let Some(set) = self.disabled.lock().get(path) {
             return set.clone();
         }
-        let set = match PluginStates::load(path) {
-            Ok(s) => s.disabled,
-            Err(e) => {
-                tracing::warn!("ignoring the state file: {e}");
-                BTreeSet::new()
-            }
-        };
+        let set = disabled_of(path, PluginStates::load(path));
         self.disabled.lock().insert(path.to_path_buf(), set.clone());
         set
     }
 
+    /// [`ReloadState::disabled_in`], reading the file on the blocking pool.
+    pub(crate) async fn disabled_names(&self, path: &Path) -> BTreeSet<String> {
+        if let Some(set) = self.disabled.lock().get(path) {
+            return set.clone();
+        }
+        let file = path.to_path_buf();
+        let set = disabled_of(path, blocking::run(move || PluginStates::load(&file)).await.and_then(|loaded| loaded));
+        self.disabled.lock().entry(path.to_path_buf()).or_insert(set).clone()
+    }
+
     /// Replaces the cached disabled names of `path`; returns the old ones.
-    pub(crate) fn set_disabled_cache(&self, path: &Path, names: BTreeSet<String>) -> BTreeSet<String> {
-        let old = self.disabled_in(path);
+    pub(crate) async fn set_disabled_cache(&self, path: &Path, names: BTreeSet<String>) -> BTreeSet<String> {
+        let old = self.disabled_names(path).await;
         self.disabled.lock().insert(path.to_path_buf(), names);
         old
     }
 
-    pub(crate) fn is_disabled(&self, name: &str, key: &Path) -> bool {
-        self.state_path(Some(key)).is_some_and(|p| self.disabled_in(&p).contains(name))
+    pub(crate) async fn is_disabled(&self, name: &str, key: &Path) -> bool {
+        match self.state_path(Some(key)) {
+            Some(p) => self.disabled_names(&p).await.contains(name),
+            None => false,
+        }
     }
 
-    /// Whether `path` is a state file of this host.
-    pub(crate) fn is_state_file(&self, path: &Path) -> bool {
-        match &self.options.state_file {
-            Some(p) => normalize(p) == path,
+    /// Whether `path` is a state file of this host; `configured` is the
+    /// [`HostBuilder::state_file`](crate::HostBuilder::state_file) normalised
+    /// (see [`normalize`]) by the caller, off the async workers.
+    pub(crate) fn is_state_file(&self, path: &Path, configured: Option<&Path>) -> bool {
+        match configured {
+            Some(p) => p == path,
             None => {
                 path.file_name().is_some_and(|n| n == STATE_FILE)
                     && self.roots.read().iter().any(|r| path.parent() == Some(r))
             }
+        }
+    }
+}
+
+/// The disabled names of a state file just read; an unreadable file is
+/// ignored (and said so).
+fn disabled_of(path: &Path, loaded: Result<PluginStates>) -> BTreeSet<String> {
+    match loaded {
+        Ok(s) => s.disabled,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "ignoring the state file: {e}");
+            BTreeSet::new()
         }
     }
 }

@@ -49,8 +49,14 @@ fn files_of(source: &PluginSource) -> Vec<PathBuf> {
     files
 }
 
-/// The current [`Stamp`] of `source`'s files.
-pub(crate) fn stamp(source: &PluginSource) -> Stamp {
+/// The current [`Stamp`] of `source`'s files, taken on the blocking pool.
+pub(crate) async fn stamp(source: &PluginSource) -> Stamp {
+    let source = source.clone();
+    // Only a runtime shutting down fails this: an empty stamp then.
+    crate::blocking::run(move || stamp_now(&source)).await.unwrap_or(Stamp(Vec::new()))
+}
+
+fn stamp_now(source: &PluginSource) -> Stamp {
     Stamp(
         files_of(source)
             .into_iter()
@@ -76,10 +82,10 @@ fn inode(_: &std::fs::Metadata) -> u64 {
 /// `max_wait` passes), and returns it.
 pub(crate) async fn wait_stable(source: &PluginSource, opts: &SettleOptions) -> Stamp {
     let started = Instant::now();
-    let mut last = stamp(source);
+    let mut last = stamp(source).await;
     loop {
         tokio::time::sleep(opts.interval).await;
-        let now = stamp(source);
+        let now = stamp(source).await;
         if now == last {
             return now;
         }
