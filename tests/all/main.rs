@@ -15,6 +15,7 @@ mod pipeline;
 mod reload;
 mod resources;
 mod sandbox;
+mod variants;
 
 use std::path::{Path, PathBuf};
 

@@ -597,7 +597,12 @@ impl Host {
             }
         } else if let Some(base) = old.as_ref().or(current.as_ref()) {
             // An upgrade, or the same files under a new name: compared with what served.
-            let permissions = CapabilityDiff::between(&base.caps, &plugin.caps);
+            let mut permissions = CapabilityDiff::between(&base.caps, &plugin.caps);
+            if base.name() != name {
+                // A new name is a new identity (kv namespace, data directory, policy section).
+                let to = name.clone();
+                permissions.added.insert(0, crate::capability::Grant::Name { from: base.name().to_string(), to });
+            }
             let uncovered = approval::uncovered(&self.inner.policy.approval, &name, &permissions.added);
             if self.inner.reload.options.require_approval
                 && !uncovered.is_empty()
@@ -687,7 +692,10 @@ impl Host {
     pub(crate) async fn swap_approved(&self, pending: Pending) -> Result<ReloadOutcome> {
         let name = pending.plugin.name().to_string();
         let old = self.plugin(&name);
-        let replacing = if old.is_some() { vec![name.clone()] } else { Vec::new() };
+        let mut replacing = if old.is_some() { vec![name.clone()] } else { Vec::new() };
+        if let Some(renamed) = self.loaded_at(&pending.key).filter(|p| p.name() != name) {
+            replacing.push(renamed.name().to_string()); // its files now name it `name`
+        }
         match self.install(&pending.plugin, &replacing) {
             Ok(removed) => {
                 for r in removed {
