@@ -226,7 +226,8 @@ async fn wide_and_deep_extra_are_checked_without_building_them() {
     dir.add(
         "ok",
         plugbox_artifacts::SCRIPTED,
-        &scripted("ok", 50, "modify", "continue").replace("memory: 16MiB", "memory: 64MiB"),
+        &scripted("ok", 50, "modify", "continue")
+            .replace("{ timeout: 100ms, memory: 16MiB }", "{ timeout: 2s, memory: 64MiB }"),
     );
     dir.add("hostile", plugbox_artifacts::HOSTILE_OUTPUT, &hostile("deep-extra", "none", "1MiB", 100_000));
     let wide = hostile("wide-extra", "none", "8MiB", 6 << 20).replace("name: hostile", "name: wide").replace(
