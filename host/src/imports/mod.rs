@@ -379,13 +379,13 @@ mod context_tests {
         assert_eq!(map.get("c"), None, "a refused write changes nothing");
         // Replacing a value frees the old one first.
         map.try_set(&p, "a".into(), "1".into()).unwrap();
-        map.try_set(&p, "c".into(), "12".into()).unwrap();
         map.remove("b");
+        map.try_set(&p, "c".into(), "12".into()).unwrap();
         assert_eq!(map.bytes(), 5);
         // One plugin's entries are capped on their own; another plugin still has room.
         let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
         let map = ContextMap::default();
-        map.set_limits(ContextLimits { max_per_plugin: 2 * cost, ..Default::default() });
+        map.set_limits(ContextLimits { max_per_plugin: 2 * (cost + 1), ..Default::default() });
         map.try_set(&a, "1".into(), String::new()).unwrap();
         map.try_set(&a, "2".into(), String::new()).unwrap();
         let e = map.try_set(&a, "3".into(), String::new()).unwrap_err();
