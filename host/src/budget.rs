@@ -21,6 +21,11 @@
 //!
 //! A provider stream is charged chunk by chunk against one budget per stream,
 //! so its cumulative size is bounded by the provider's `max-output` too.
+//!
+//! What a hook passes on exactly as it was shown (a request's model, `extra`,
+//! a message or tool at the same position; a response's id, model, `extra`, a
+//! choice) costs only its element: the host held it already. A plugin is
+//! charged for what it adds or changes.
 
 use std::fmt::Display;
 
@@ -42,6 +47,37 @@ pub const MAX_TOOL_CALLS: usize = 512;
 pub const MAX_END_CHUNKS: usize = 1_024;
 /// Most chunks one provider stream may produce.
 pub const MAX_STREAM_CHUNKS: usize = 100_000;
+
+/// Deepest nesting of arrays and objects a JSON text a plugin hands back may
+/// have (what `serde_json` accepts when it builds values).
+pub const MAX_JSON_DEPTH: usize = 128;
+
+/// The deepest nesting of arrays and objects in `text` (brackets inside
+/// strings do not count), in one pass that allocates nothing.
+fn json_depth(text: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for b in text.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
 
 /// Remaining output allowance of one hook call.
 #[derive(Debug, Clone)]
@@ -95,20 +131,32 @@ impl OutputBudget {
     }
 
     /// Charges a text that must be valid JSON (a tool answer, `extra`) and
-    /// checks that it is.
-    pub fn json(&mut self, path: &dyn Display, text: &str) -> Result<serde_json::Value, String> {
+    /// checks that it is. The check builds nothing (no value per JSON
+    /// element), so a text of many tiny values costs the host no more than
+    /// its bytes; nesting deeper than 128 levels is refused.
+    pub fn json(&mut self, path: &dyn Display, text: &str) -> Result<(), String> {
         self.text(path, text)?;
-        serde_json::from_str(text).map_err(|e| format!("`{path}` is not valid JSON: {e}"))
+        if json_depth(text) > MAX_JSON_DEPTH {
+            return Err(format!(
+                "`{path}` is not valid JSON: recursion limit exceeded (nested past {MAX_JSON_DEPTH} levels)"
+            ));
+        }
+        serde_json::from_str::<serde::de::IgnoredAny>(text)
+            .map(drop)
+            .map_err(|e| format!("`{path}` is not valid JSON: {e}"))
     }
 
     /// Charges an optional `extra` field, which must be a JSON object.
     pub fn extra(&mut self, path: &dyn Display, extra: Option<&str>) -> Result<(), String> {
         match extra {
             None => Ok(()),
-            Some(text) => match self.json(path, text)? {
-                serde_json::Value::Object(_) => Ok(()),
-                _ => Err(format!("`{path}` must be a JSON object")),
-            },
+            Some(text) => {
+                self.json(path, text)?;
+                match text.trim_start().starts_with('{') {
+                    true => Ok(()),
+                    false => Err(format!("`{path}` must be a JSON object")),
+                }
+            }
         }
     }
 
@@ -143,18 +191,36 @@ impl OutputBudget {
         self.text(&format_args!("{path}.parameters"), &t.parameters)
     }
 
-    /// Charges a whole request (what `modify` hands back), and checks that its
-    /// `extra` is a JSON object.
+    /// Charges a whole request, and checks that its `extra` is a JSON object.
+    #[cfg(test)]
     pub fn request(&mut self, r: &Request) -> Result<(), String> {
-        self.text(&"$.model", &r.model)?;
+        self.request_changes(None, r)
+    }
+
+    /// Charges the request a `modify` hands back against `seen`, the request
+    /// the plugin was shown: a field (the model, `extra`, a message or a tool
+    /// at the same position) passed on exactly as shown costs nothing beyond
+    /// its element, since the host already held it. So a plugin that passes on
+    /// what an earlier plugin filled up to its own `max-output` is not pushed
+    /// past a smaller one. Element counts are always checked.
+    pub fn request_changes(&mut self, seen: Option<&Request>, r: &Request) -> Result<(), String> {
+        if seen.is_none_or(|s| s.model != r.model) {
+            self.text(&"$.model", &r.model)?;
+        }
         self.elements(&"$.messages", r.messages.len(), MAX_MESSAGES)?;
         self.elements(&"$.tools", r.tools.len(), MAX_TOOLS)?;
-        self.extra(&"$.extra", r.extra.as_deref())?;
+        if seen.is_none_or(|s| s.extra != r.extra) {
+            self.extra(&"$.extra", r.extra.as_deref())?;
+        }
         for (i, m) in r.messages.iter().enumerate() {
-            self.message(&format_args!("$.messages[{i}]"), m)?;
+            if seen.and_then(|s| s.messages.get(i)) != Some(m) {
+                self.message(&format_args!("$.messages[{i}]"), m)?;
+            }
         }
         for (i, t) in r.tools.iter().enumerate() {
-            self.tool(&format_args!("$.tools[{i}]"), t)?;
+            if seen.and_then(|s| s.tools.get(i)) != Some(t) {
+                self.tool(&format_args!("$.tools[{i}]"), t)?;
+            }
         }
         Ok(())
     }
@@ -162,11 +228,26 @@ impl OutputBudget {
     /// Charges a whole response (what `respond` or a provider hands back), and
     /// checks that its `extra` is a JSON object.
     pub fn response(&mut self, r: &Response) -> Result<(), String> {
-        self.text(&"$.id", &r.id)?;
-        self.text(&"$.model", &r.model)?;
+        self.response_changes(None, r)
+    }
+
+    /// Charges a response a post hook hands back against `seen`, the response
+    /// it was shown, as [`request_changes`](Self::request_changes) does.
+    pub fn response_changes(&mut self, seen: Option<&Response>, r: &Response) -> Result<(), String> {
+        if seen.is_none_or(|s| s.id != r.id) {
+            self.text(&"$.id", &r.id)?;
+        }
+        if seen.is_none_or(|s| s.model != r.model) {
+            self.text(&"$.model", &r.model)?;
+        }
         self.elements(&"$.choices", r.choices.len(), MAX_CHOICES)?;
-        self.extra(&"$.extra", r.extra.as_deref())?;
+        if seen.is_none_or(|s| s.extra != r.extra) {
+            self.extra(&"$.extra", r.extra.as_deref())?;
+        }
         for (i, c) in r.choices.iter().enumerate() {
+            if seen.and_then(|s| s.choices.get(i)) == Some(c) {
+                continue;
+            }
             self.opt_text(&format_args!("$.choices[{i}].finish_reason"), c.finish_reason.as_deref())?;
             self.message(&format_args!("$.choices[{i}].message"), &c.message)?;
         }
@@ -275,6 +356,36 @@ mod tests {
         assert!(OutputBudget::new(1024).extra(&"$.extra", Some("{")).unwrap_err().contains("not valid JSON"));
         assert!(OutputBudget::new(1024).json(&"$.answer", "not json").unwrap_err().contains("`$.answer`"));
         OutputBudget::new(1024).json(&"$.answer", r#"{"ok":true}"#).unwrap();
+        assert!(OutputBudget::new(1024).extra(&"$.extra", Some(" \"{}\"")).unwrap_err().contains("JSON object"));
+        OutputBudget::new(1024).extra(&"$.extra", Some(" {\"a\":[1,{}]}")).unwrap();
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(10_000), "]".repeat(10_000));
+        let e = OutputBudget::new(1 << 20).extra(&"$.extra", Some(&deep)).unwrap_err();
+        assert!(e.contains("recursion limit"), "{e}");
+        let at_limit = format!("{}{}", "[".repeat(MAX_JSON_DEPTH), "]".repeat(MAX_JSON_DEPTH));
+        OutputBudget::new(1 << 20).json(&"$.answer", &at_limit).unwrap();
+        assert_eq!(json_depth(r#"{"a":"[[[[\"{{"}"#), 1, "brackets in strings do not count");
+        let wide = format!("{{\"a\":[0{}]}}", ",0".repeat(1 << 20));
+        OutputBudget::new(4 << 20).extra(&"$.extra", Some(&wide)).unwrap();
+    }
+
+    #[test]
+    fn what_is_passed_on_unchanged_costs_only_its_element() {
+        let mut seen = req(vec![msg("hello"), msg("world")]);
+        seen.extra = Some(format!("{{\"k\":\"{}\"}}", "x".repeat(4096)));
+        let mut b = OutputBudget::new(1024);
+        b.request_changes(Some(&seen), &seen).unwrap();
+        assert_eq!(b.used(), 2 * ELEMENT_COST, "only the two messages' elements");
+        let mut changed = seen.clone();
+        changed.messages[1].content = "world!".into();
+        let mut b = OutputBudget::new(1024);
+        b.request_changes(Some(&seen), &changed).unwrap();
+        assert_eq!(b.used(), 2 * ELEMENT_COST + 6);
+        changed.extra = Some("{}".into());
+        let mut b = OutputBudget::new(1024);
+        b.request_changes(Some(&seen), &changed).unwrap();
+        assert_eq!(b.used(), 2 * ELEMENT_COST + 6 + 2);
+        let mut b = OutputBudget::new(1024);
+        assert!(b.request(&seen).unwrap_err().contains("`$.extra`"), "charged whole without `seen`");
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod pipeline;
 mod reload;
 mod resources;
 mod sandbox;
+mod variants;
 mod workers;
 
 use std::path::{Path, PathBuf};

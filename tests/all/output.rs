@@ -357,7 +357,12 @@ async fn repeated_attacks_keep_memory_descriptors_and_latency_bounded() {
 async fn context_limits_can_be_set_by_the_embedder() {
     let dir = PluginDir::new();
     dir.add("hostile", plugbox_artifacts::HOSTILE_OUTPUT, &hostile("context", "none", "1KiB"));
-    let limits = plugbox_host::ContextLimits { max_value: 8 << 20, max_total: 8 << 20, ..Default::default() };
+    let limits = plugbox_host::ContextLimits {
+        max_value: 8 << 20,
+        max_total: 8 << 20,
+        max_per_plugin: 8 << 20,
+        ..Default::default()
+    };
     let host = builder().pipeline(PipelineConfig { context_limits: limits, ..Default::default() }).build().unwrap();
     host.load_dir(dir.path()).await.unwrap();
     let ctx = RequestContext::new("m");

@@ -581,12 +581,16 @@ async fn explicit_reload_without_a_watcher() {
     let report = host.reload_dir(dir.path()).await.unwrap();
     assert_eq!(report.names(|o| *o == ReloadOutcome::Unchanged), ["a", "c"]);
     assert!(matches!(host.reload_plugin("c").await.unwrap(), ReloadOutcome::Reloaded { .. }));
-    // The manifest renames a plugin: the new name replaces the old one.
+    // The manifest renames a plugin: a new identity, held until approved;
+    // then the new name replaces the old one.
     let c = dir.path().join("c");
     std::fs::write(c.join("plugin.yaml"), manifest("c2", "1.0.0", "c2", "").replace("priority: 1", "priority: 3"))
         .unwrap();
     let report = host.reload_dir(dir.path()).await.unwrap();
-    assert_eq!(report.names(|o| matches!(o, ReloadOutcome::Loaded { .. })), ["c2"]);
+    assert_eq!(report.names(|o| *o == ReloadOutcome::PendingApproval), ["c"], "reported under the serving name");
+    assert!(host.pending_approvals().iter().any(|(n, p)| n == "c2" && p.permissions.to_string().contains("name `c`")));
+    assert!(host.plugin("c").is_some() && host.plugin("c2").is_none(), "held: the old name serves");
+    assert!(matches!(host.approve("c2").await.unwrap(), ReloadOutcome::Loaded { .. }));
     assert!(host.plugin("c").is_none() && host.plugin("c2").is_some());
     // A broken version is refused and the old one kept.
     std::fs::write(a.join("plugin.wasm"), b"not wasm").unwrap();

@@ -35,6 +35,9 @@ pub fn covers(entry: &ApprovedGrants, grant: &Grant) -> bool {
         Grant::Network { pattern } => entry.network.iter().any(|p| p.to_string() == *pattern),
         Grant::Env { name } => entry.env.iter().any(|e| e == name),
         Grant::DataDir => entry.data_dir,
+        // Taking another name takes that name's kv namespace, data directory
+        // and policy: only the operator, by `approve`, decides that.
+        Grant::Name { .. } => false,
         Grant::Filesystem { host, access, .. } => match access {
             FsAccess::Read => under(&entry.filesystem, host) || under(&entry.filesystem_write, host),
             FsAccess::ReadWrite => under(&entry.filesystem_write, host),

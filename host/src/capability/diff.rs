@@ -43,6 +43,15 @@ pub enum Grant {
         /// The variable's name.
         name: String,
     },
+    /// The plugin's name changed: a name carries a kv namespace, a data
+    /// directory, the policy's section and approvals for that name, so a new
+    /// name is a new identity. Never approved ahead by the policy.
+    Name {
+        /// The name of the version replaced.
+        from: String,
+        /// The name the new version takes.
+        to: String,
+    },
 }
 
 impl fmt::Display for Grant {
@@ -60,6 +69,7 @@ impl fmt::Display for Grant {
             }
             Grant::DataDir => write!(f, "data-dir (read-write)"),
             Grant::Env { name } => write!(f, "env `{name}`"),
+            Grant::Name { from, to } => write!(f, "name `{from}` -> `{to}`"),
         }
     }
 }

@@ -136,6 +136,20 @@ impl LoaderPaths {
         })
     }
 
+    /// Why plugin `plugin` may not be granted `dir` (canonical) at all, read
+    /// or write: it overlaps the data root, which holds every plugin's private
+    /// data directory (a plugin sees its own only at `/plugin-data`).
+    pub fn data_root_refusal(&self, plugin: &str, dir: &Path) -> Option<String> {
+        let root = canonical_lenient(self.data_root.as_ref()?);
+        (dir.starts_with(&root) || root.starts_with(dir)).then(|| {
+            format!(
+                "refused for plugin `{plugin}`: overlaps the data root `{}`, which holds every plugin's private \
+                 data; a plugin sees its own data directory only at `{DATA_DIR_GUEST_PATH}` (rule: private data)",
+                root.display()
+            )
+        })
+    }
+
     /// Creates (0700) and returns the data directory of `plugin` under
     /// `root`, or says why it is refused.
     fn data_dir(&self, plugin: &str, root: &Path) -> std::result::Result<PathBuf, String> {
@@ -146,7 +160,19 @@ impl LoaderPaths {
         let dir = root.join(plugin);
         create_private_dir(root).map_err(|e| format!("cannot create `{}`: {e}", root.display()))?;
         create_private_dir(&dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
-        dir.canonicalize().map_err(|e| format!("`{}`: {e}", dir.display()))
+        // A symbolic link planted in place of the directory would aim the
+        // grant elsewhere: the data directory must be a real directory of the root.
+        let meta = std::fs::symlink_metadata(&dir).map_err(|e| format!("`{}`: {e}", dir.display()))?;
+        let canonical = dir.canonicalize().map_err(|e| format!("`{}`: {e}", dir.display()))?;
+        let canonical_root = root.canonicalize().map_err(|e| format!("`{}`: {e}", root.display()))?;
+        if !meta.is_dir() || canonical.parent() != Some(canonical_root.as_path()) {
+            return Err(format!(
+                "`{}` is not a directory of the data root `{}`; refused for plugin `{plugin}`",
+                dir.display(),
+                canonical_root.display()
+            ));
+        }
+        Ok(canonical)
     }
 }
 
@@ -259,6 +285,10 @@ impl Capabilities {
                 format!("filesystem `{}` -> `{}` ({})", canonical.display(), grant.guest, fs_access(grant.access));
             if grant.guest == DATA_DIR_GUEST_PATH {
                 caps.denied.push(format!("{show}: `{DATA_DIR_GUEST_PATH}` is reserved for the data directory"));
+                continue;
+            }
+            if let Some(refusal) = place.paths.data_root_refusal(name, &canonical) {
+                caps.denied.push(format!("{show}: {refusal}"));
                 continue;
             }
             let in_policy = policy_roots.iter().any(|r| canonical.starts_with(r));

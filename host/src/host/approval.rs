@@ -112,7 +112,10 @@ impl Host {
     pub(crate) async fn swap_approved(&self, pending: Pending) -> Result<ReloadOutcome> {
         let name = pending.plugin.name().to_string();
         let old = self.plugin(&name);
-        let replacing = if old.is_some() { vec![name.clone()] } else { Vec::new() };
+        let mut replacing = if old.is_some() { vec![name.clone()] } else { Vec::new() };
+        if let Some(renamed) = self.loaded_at(&pending.key).filter(|p| p.name() != name) {
+            replacing.push(renamed.name().to_string()); // its files now name it `name`
+        }
         match self.install(&pending.plugin, &replacing) {
             Ok(removed) => {
                 for r in removed {

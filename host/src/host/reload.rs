@@ -371,7 +371,12 @@ impl Host {
             }
         } else if let Some(base) = old.as_ref().or(current.as_ref()) {
             // An upgrade, or the same files under a new name: compared with what served.
-            let permissions = CapabilityDiff::between(&base.caps, &plugin.caps);
+            let mut permissions = CapabilityDiff::between(&base.caps, &plugin.caps);
+            if base.name() != name {
+                // A new name is a new identity (kv namespace, data directory, policy section).
+                let to = name.clone();
+                permissions.added.insert(0, crate::capability::Grant::Name { from: base.name().to_string(), to });
+            }
             // The policy's directories are canonicalised: on the blocking pool.
             let (inner, plugin_name, added) = (self.inner.clone(), name.clone(), permissions.added.clone());
             let covered =

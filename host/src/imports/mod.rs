@@ -26,14 +26,21 @@ use crate::bindings::{context, devices, kv as wit_kv, log, types};
 use kv::{KvError, KvNamespace};
 pub(crate) use stdio::LogWriter;
 
+/// Bytes each context entry is charged on top of its key and value (what the
+/// host spends holding it), so that a flood of empty keys costs something.
+pub const CONTEXT_ENTRY_COST: usize = 64;
+
 /// Caps on what plugins may put into one request's context map (the
 /// `context` import), set host-wide with
 /// [`PipelineConfig::context_limits`](crate::pipeline::PipelineConfig::context_limits).
 ///
 /// A `set` whose key or value is too long, or that would take the map's total
-/// (keys plus values, the embedder's entries included) past `max_total`, is
-/// refused: the plugin's call fails (a trap naming the plugin and the limit)
-/// and the map keeps its previous value. The embedder's own
+/// (keys plus values plus [`CONTEXT_ENTRY_COST`] per entry, the embedder's
+/// entries included) past `max_total`, is refused: the plugin's call fails (a
+/// trap naming the plugin and the limit) and the map keeps its previous
+/// value. A plugin's own entries (the keys it wrote last) may hold at most
+/// `max_per_plugin` of that, so one plugin cannot fill the map and make every
+/// later plugin's writes fail. The embedder's own
 /// [`RequestContext::set`](crate::RequestContext::set) is never refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ContextLimits {
@@ -41,13 +48,17 @@ pub struct ContextLimits {
     pub max_key: usize,
     /// Longest value, in bytes (default 64 KiB).
     pub max_value: usize,
-    /// Most bytes of keys and values one request's map may hold (default 1 MiB).
+    /// Most bytes of keys and values (plus [`CONTEXT_ENTRY_COST`] per entry)
+    /// one request's map may hold (default 1 MiB).
     pub max_total: usize,
+    /// Most bytes (counted the same way) the entries one plugin wrote may
+    /// hold (default 256 KiB).
+    pub max_per_plugin: usize,
 }
 
 impl Default for ContextLimits {
     fn default() -> Self {
-        ContextLimits { max_key: 256, max_value: 64 * 1024, max_total: 1024 * 1024 }
+        ContextLimits { max_key: 256, max_value: 64 * 1024, max_total: 1024 * 1024, max_per_plugin: 256 * 1024 }
     }
 }
 
@@ -56,18 +67,34 @@ struct ContextValues {
     map: HashMap<String, String>,
     bytes: usize,
     limits: ContextLimits,
+    /// The plugin that wrote each key last (the embedder's keys have none).
+    owner: HashMap<String, Arc<str>>,
+    /// What each plugin's keys hold, entry cost included.
+    shares: HashMap<Arc<str>, usize>,
+}
+
+fn entry_cost(key: &str, value: &str) -> usize {
+    key.len() + value.len() + CONTEXT_ENTRY_COST
 }
 
 impl ContextValues {
-    fn insert(&mut self, key: String, value: String) {
+    fn insert(&mut self, key: String, value: String, writer: Option<&Arc<str>>) {
+        self.remove(&key);
         self.bytes += key.len() + value.len();
-        if let Some(old) = self.map.insert(key.clone(), value) {
-            self.bytes -= key.len() + old.len();
+        if let Some(w) = writer {
+            *self.shares.entry(w.clone()).or_default() += entry_cost(&key, &value);
+            self.owner.insert(key.clone(), w.clone());
         }
+        self.map.insert(key, value);
     }
     fn remove(&mut self, key: &str) {
         if let Some(old) = self.map.remove(key) {
             self.bytes -= key.len() + old.len();
+            if let Some(w) = self.owner.remove(key)
+                && let Some(share) = self.shares.get_mut(&w)
+            {
+                *share -= entry_cost(key, &old);
+            }
         }
     }
 }
@@ -83,7 +110,7 @@ impl ContextMap {
     }
     /// Sets a value without limits (the embedder's own writes).
     pub(crate) fn set(&self, key: String, value: String) {
-        self.0.lock().insert(key, value);
+        self.0.lock().insert(key, value, None);
     }
     pub(crate) fn remove(&self, key: &str) {
         self.0.lock().remove(key);
@@ -99,7 +126,7 @@ impl ContextMap {
         self.0.lock().limits = limits;
     }
     /// A plugin's write: refused when it breaks a [`ContextLimits`] cap.
-    pub(crate) fn try_set(&self, plugin: &str, key: String, value: String) -> Result<(), String> {
+    pub(crate) fn try_set(&self, plugin: &Arc<str>, key: String, value: String) -> Result<(), String> {
         let mut values = self.0.lock();
         let limits = values.limits;
         let refuse = |what: String| format!("plugin `{plugin}`: context write refused: {what}");
@@ -118,15 +145,28 @@ impl ContextMap {
                 limits.max_value
             )));
         }
-        let replaced = values.map.get(&key).map_or(0, |old| key.len() + old.len());
-        let total = values.bytes - replaced + key.len() + value.len();
+        let replaced = values.map.get(&key).map(|old| key.len() + old.len());
+        let entries = values.map.len() + usize::from(replaced.is_none());
+        let total = values.bytes - replaced.unwrap_or(0) + key.len() + value.len() + entries * CONTEXT_ENTRY_COST;
         if total > limits.max_total {
             return Err(refuse(format!(
-                "the request context would hold `{total}` bytes, over its limit of {} bytes",
+                "the request context would hold `{total}` bytes ({entries} entries at {CONTEXT_ENTRY_COST} bytes \
+                 each, keys and values), over its limit of {} bytes",
                 limits.max_total
             )));
         }
-        values.insert(key, value);
+        let own_old = match values.owner.get(&key) {
+            Some(w) if w == plugin => replaced.map_or(0, |r| r + CONTEXT_ENTRY_COST),
+            _ => 0,
+        };
+        let share = values.shares.get(plugin).copied().unwrap_or(0) - own_old + entry_cost(&key, &value);
+        if share > limits.max_per_plugin {
+            return Err(refuse(format!(
+                "its entries would hold `{share}` bytes, over the per-plugin context limit of {} bytes",
+                limits.max_per_plugin
+            )));
+        }
+        values.insert(key, value, Some(plugin));
         Ok(())
     }
 }
@@ -316,24 +356,52 @@ mod context_tests {
     #[test]
     fn context_writes_are_capped_by_key_value_and_total() {
         let map = ContextMap::default();
-        map.set_limits(ContextLimits { max_key: 4, max_value: 8, max_total: 20 });
-        let e = map.try_set("p", "12345".into(), "v".into()).unwrap_err();
+        let cost = CONTEXT_ENTRY_COST;
+        map.set_limits(ContextLimits { max_key: 4, max_value: 8, max_total: 20 + 2 * cost, max_per_plugin: 1024 });
+        let p: Arc<str> = Arc::from("p");
+        let e = map.try_set(&p, "12345".into(), "v".into()).unwrap_err();
         assert!(e.contains("plugin `p`") && e.contains("key of `5` bytes") && e.contains("limit of 4 bytes"), "{e}");
-        let e = map.try_set("p", "k".into(), "123456789".into()).unwrap_err();
+        let e = map.try_set(&p, "k".into(), "123456789".into()).unwrap_err();
         assert!(e.contains("value of `9` bytes"), "{e}");
-        map.try_set("p", "a".into(), "12345678".into()).unwrap();
-        map.try_set("p", "b".into(), "12345678".into()).unwrap();
+        map.try_set(&p, "a".into(), "12345678".into()).unwrap();
+        map.try_set(&p, "b".into(), "12345678".into()).unwrap();
         assert_eq!(map.bytes(), 18);
-        let e = map.try_set("p", "c".into(), "12".into()).unwrap_err();
-        assert!(e.contains("`21` bytes") && e.contains("limit of 20 bytes"), "{e}");
+        let e = map.try_set(&p, "c".into(), "12".into()).unwrap_err();
+        assert!(e.contains(&format!("`{}` bytes (3 entries", 21 + 3 * cost)), "{e}");
+        // Two entries fit; a third, even empty, does not.
+        map.remove("b");
+        map.try_set(&p, "c".into(), "12".into()).unwrap();
+        let e = map.try_set(&p, "d".into(), String::new()).unwrap_err();
+        assert!(e.contains("3 entries"), "{e}");
+        map.try_set(&p, "b".into(), "12345678".into()).unwrap_err();
+        map.remove("c");
+        map.try_set(&p, "b".into(), "12345678".into()).unwrap();
         assert_eq!(map.get("c"), None, "a refused write changes nothing");
         // Replacing a value frees the old one first.
-        map.try_set("p", "a".into(), "1".into()).unwrap();
-        map.try_set("p", "c".into(), "12".into()).unwrap();
+        map.try_set(&p, "a".into(), "1".into()).unwrap();
         map.remove("b");
+        map.try_set(&p, "c".into(), "12".into()).unwrap();
         assert_eq!(map.bytes(), 5);
+        // One plugin's entries are capped on their own; another plugin still has room.
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
+        let map = ContextMap::default();
+        map.set_limits(ContextLimits { max_per_plugin: 2 * (cost + 1), ..Default::default() });
+        map.try_set(&a, "1".into(), String::new()).unwrap();
+        map.try_set(&a, "2".into(), String::new()).unwrap();
+        let e = map.try_set(&a, "3".into(), String::new()).unwrap_err();
+        assert!(e.contains("per-plugin context limit") && e.contains("plugin `a`"), "{e}");
+        map.try_set(&a, "2".into(), String::new()).unwrap(); // rewriting its own key fits
+        map.try_set(&b, "3".into(), String::new()).unwrap();
+        map.try_set(&b, "2".into(), String::new()).unwrap(); // taking over `a`'s key frees `a`'s share
+        map.try_set(&a, "4".into(), String::new()).unwrap();
+        map.remove("1");
+        map.try_set(&a, "5".into(), String::new()).unwrap();
+        let map = ContextMap::default();
+        map.set_limits(ContextLimits { max_key: 4, max_value: 8, max_total: 20 + 2 * cost, max_per_plugin: 1024 });
+        map.try_set(&p, "a".into(), "1".into()).unwrap();
+        map.try_set(&p, "c".into(), "12".into()).unwrap();
         // The embedder is not limited, but its bytes count.
         map.set("embedder".into(), "x".repeat(100));
-        assert!(map.try_set("p", "d".into(), String::new()).is_err());
+        assert!(map.try_set(&p, "d".into(), String::new()).is_err());
     }
 }

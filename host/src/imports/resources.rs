@@ -8,7 +8,9 @@
 //!
 //! The data directory has no write hook in `wasmtime-wasi` (48), so its usage
 //! is measured after each call of a plugin that has one (a bounded walk on a
-//! blocking thread). A call that leaves it over quota fails with a named error,
+//! blocking thread). A call that leaves it over quota, or that leaves it
+//! impossible to measure (nested deeper than a path can name, unreadable),
+//! fails with a named error,
 //! its instance is discarded, and later instances get the directory read-only
 //! until usage is back under the quota (the operator removes files, or the
 //! quota is raised). The honest bound: one call can overshoot the quota by
@@ -140,14 +142,15 @@ impl PluginResources {
                     bytesize::ByteSize(dir.quota)
                 )),
                 Ok(Ok(_)) => None,
-                Ok(Err(e)) => {
-                    tracing::warn!(plugin, "cannot measure the data directory `{}`: {e}", dir.path.display());
-                    None
-                }
-                Err(e) => {
-                    tracing::warn!(plugin, "cannot measure the data directory: {e}");
-                    None
-                }
+                // A directory the host cannot measure (nested deeper than a
+                // path can name, unreadable) counts as over its quota: the
+                // quota must not depend on the plugin letting it be measured.
+                Ok(Err(e)) => Some(format!(
+                    "data directory cannot be measured ({e}), so it counts as over its quota of {} \
+                     (`resources.data-dir`)",
+                    bytesize::ByteSize(dir.quota)
+                )),
+                Err(e) => Some(format!("data directory cannot be measured ({e}), so it counts as over its quota")),
             };
             let was = dir.read_only.swap(over.is_some(), Ordering::AcqRel);
             if was != over.is_some() {
@@ -172,17 +175,36 @@ struct Usage {
 
 /// Bytes of the regular files under `dir` (symbolic links are not followed)
 /// and the number of entries, stopping after `max_entries + 1` entries.
+///
+/// An entry that vanishes while it is measured (the plugin removed it) is
+/// skipped; any other error (a path too long to name, a directory that
+/// cannot be read) is returned, and the caller treats the directory as over
+/// its quota.
 fn measure(dir: &Path, max_entries: u64) -> std::io::Result<Usage> {
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
     let mut usage = Usage { bytes: 0, entries: 0 };
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d)? {
-            let entry = entry?;
+        let entries = match std::fs::read_dir(&d) {
+            Ok(entries) => entries,
+            Err(e) if gone(&e) && d != dir => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) if gone(&e) => continue,
+                Err(e) => return Err(e),
+            };
             usage.entries += 1;
             if usage.entries > max_entries {
                 return Ok(usage);
             }
-            let meta = entry.metadata()?;
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                Err(e) if gone(&e) => continue,
+                Err(e) => return Err(e),
+            };
             if meta.is_dir() {
                 stack.push(entry.path());
             } else if meta.is_file() {

@@ -19,8 +19,9 @@
 //! the chunks a stream ends with; a tool call's arguments, and the call a tool
 //! hook rewrites or answers.
 //!
-//! - `none`: sees message text removed (content, author name and tool-call
-//!   arguments are empty; roles, counts, tool names and ids stay) in requests,
+//! - `none`: sees message text removed (content, author name, tool-call
+//!   arguments, and tool definitions' descriptions and parameter schemas are
+//!   empty; roles, counts, tool names and ids stay) in requests,
 //!   responses, chunks, tool calls and, for a provider, the prompt. It may
 //!   change no message data.
 //! - `read`: sees everything; it may change no message data either.
@@ -68,6 +69,10 @@ pub(crate) fn request_view(req: &Request, access: MessageAccess) -> Cow<'_, Requ
         MessageAccess::None => {
             let mut r = req.clone();
             r.messages = req.messages.iter().map(blank_message).collect();
+            for t in &mut r.tools {
+                t.description.clear();
+                t.parameters.clear();
+            }
             Cow::Owned(r)
         }
         MessageAccess::Read | MessageAccess::Write => Cow::Borrowed(req),
@@ -154,14 +159,14 @@ pub(crate) fn accept_request(
     access: MessageAccess,
     budget: &mut OutputBudget,
 ) -> Result<Request, String> {
-    budget.request(&modified)?;
+    let seen = request_view(original, access);
+    budget.request_changes(Some(&seen), &modified)?;
     if modified.messages.is_empty() {
         return Err("modified request has no messages (`$.messages` is empty)".into());
     }
     if access == MessageAccess::Write {
         return Ok(modified);
     }
-    let seen = request_view(original, access);
     if let Some(path) = first_message_change("$.messages", &seen.messages, &modified.messages) {
         return Err(needs_write("a change to message data", &path));
     }
@@ -169,6 +174,7 @@ pub(crate) fn accept_request(
         return Err(needs_write("a change to message data", "$.tools"));
     }
     modified.messages = original.messages.clone();
+    modified.tools = original.tools.clone();
     Ok(modified)
 }
 
@@ -184,17 +190,17 @@ pub(crate) fn accept_response(
     access: MessageAccess,
     budget: &mut OutputBudget,
 ) -> Result<Response, String> {
-    budget.response(&resp)?;
+    let shown = replacing.map(|old| response_view(old, access));
+    budget.response_changes(shown.as_deref(), &resp)?;
     if resp.choices.is_empty() {
         return Err("response has no choices (`$.choices` is empty)".into());
     }
     if access == MessageAccess::Write {
         return Ok(resp);
     }
-    let Some(old) = replacing else {
+    let (Some(old), Some(seen)) = (replacing, shown) else {
         return Err(needs_write("answering with a response", "$.choices"));
     };
-    let seen = response_view(old, access);
     if seen.choices.len() != resp.choices.len() {
         return Err(needs_write(
             "a change to message data",
@@ -373,6 +379,14 @@ mod tests {
         assert!(r.messages.iter().all(|m| m.content.is_empty() && m.name.as_deref() == Some("")));
         assert_eq!(r.messages[1].tool_calls[0].arguments, "");
         assert_eq!(r.messages[1].tool_calls[0].name, "f", "tool names stay");
+        let mut with_tools = req();
+        with_tools.tools =
+            vec![ToolDefinition { name: "bill".into(), description: "internal".into(), parameters: "{}".into() }];
+        let seen = request_view(&with_tools, MessageAccess::None).into_owned();
+        assert_eq!((seen.tools[0].name.as_str(), seen.tools[0].description.as_str()), ("bill", ""));
+        assert_eq!(seen.tools[0].parameters, "");
+        let back = accept_request(&with_tools, seen, MessageAccess::None, &mut budget()).unwrap();
+        assert_eq!(back.tools, with_tools.tools, "the real definitions are passed on");
         assert!(response_view(&resp(), MessageAccess::None).choices[0].message.content.is_empty());
         let c = chunk_view(&chunk(), MessageAccess::None).into_owned();
         assert_eq!(c.content.as_deref(), Some(""));

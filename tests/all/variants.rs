@@ -1,0 +1,296 @@
+//! Variants of the attacks the other adversarial tests try, written the way a
+//! hostile plugin author would try them next: the same classes (escalation,
+//! message access, output budget, host resources) through a door next to the
+//! one already tested. Real compiled plugins (`sandbox-probe`,
+//! `resource-hog`, `hostile-output`), real files; each test checks that a
+//! well-behaved plugin keeps serving and that the host stayed bounded.
+
+use std::time::{Duration, Instant};
+
+use plugbox_host::{Host, HostBuilder, Policy, ReloadOutcome, RequestContext, ToolDefinition};
+
+use crate::bounds::{Bounds, MIB, assert_fast};
+use crate::*;
+
+/// `sandbox-probe` as plugin `name` asking for `permissions`, attempting `ops`.
+fn probe(name: &str, version: &str, permissions: &str, ops: &[&str]) -> String {
+    let ops: Vec<String> = ops.iter().map(|o| format!("{o:?}")).collect();
+    format!(
+        "name: {name}\nversion: {version}\nhooks: [pre-request]\npriority: 1\non-error: fail-open\n\
+         limits: {{ timeout: 2s }}\npermissions: {permissions}\n\
+         config:\n  ops: {{ type: array, default: [{}] }}\n",
+        ops.join(", ")
+    )
+}
+
+/// `resource-hog` as plugin `hog` with `permissions`, running `ops`.
+fn hog(permissions: &str, ops: &[&str]) -> String {
+    let ops: Vec<String> = ops.iter().map(|o| format!("{o:?}")).collect();
+    format!(
+        "name: hog\nversion: 0.1.0\nhooks: [pre-request]\non-error: fail-open\n\
+         limits: {{ timeout: 5s, instances: 1 }}\npermissions: {permissions}\n\
+         config:\n  ops: {{ type: array, default: [{}] }}\n",
+        ops.join(", ")
+    )
+}
+
+/// The `hostile-output` fixture as plugin `hostile` doing `attack`.
+fn hostile(attack: &str, messages: &str, max_output: &str, size: usize) -> String {
+    let fixture = std::fs::read_to_string(plugbox_artifacts::fixture("hostile-output").unwrap().manifest).unwrap();
+    fixture
+        .replace("name: hostile-output", "name: hostile")
+        .replace("messages: none", &format!("messages: {messages}"))
+        .replace("max-output: 1KiB", &format!("max-output: {max_output}"))
+        .replace("attack: { type: string, default: none", &format!("attack: {{ type: string, default: {attack}"))
+        .replace("size: { type: integer, default: 4194304", &format!("size: {{ type: integer, default: {size}"))
+}
+
+/// The healthy plugin every test keeps an eye on: appends ` [ok]` to the prompt.
+fn with_ok(dir: &PluginDir) {
+    dir.add("ok", plugbox_artifacts::SCRIPTED, &scripted("ok", 50, "modify", "continue"));
+}
+
+/// One request; checks `ok` served it; returns the context (the plugins' outcomes).
+async fn serve_one(host: &Host) -> RequestContext {
+    let ctx = RequestContext::new("m");
+    let started = Instant::now();
+    let resp = host.run_request(&ctx, request("hi"), echo).await.unwrap();
+    assert_fast("a request", started.elapsed(), Duration::from_secs(10));
+    assert!(text(&resp).starts_with("echo: hi") && text(&resp).contains("[ok]"), "`ok` must keep serving: {resp:?}");
+    ctx
+}
+
+fn outcome(ctx: &RequestContext, op: &str) -> String {
+    ctx.get(op).unwrap_or_else(|| panic!("op `{op}` did not run: {:?}", ctx.trace()))
+}
+
+fn denied(host: &Host, plugin: &str) -> String {
+    host.plugin(plugin).unwrap_or_else(|| panic!("`{plugin}` not loaded")).capabilities().denied.join("\n")
+}
+
+async fn load(builder: HostBuilder, dir: &PluginDir) -> Host {
+    let host = builder.build().unwrap();
+    let report = host.load_dir(dir.path()).await.unwrap();
+    assert!(report.failed.is_empty(), "load failures: {:?}", report.failed);
+    host
+}
+
+// ---- escalation ------------------------------------------------------------
+
+/// A policy root that holds the data root would let one plugin write (and
+/// read) another plugin's private data directory: no grant may overlap the
+/// data root, read-only or read-write; each plugin sees its own data only at
+/// `/plugin-data`.
+#[tokio::test]
+async fn a_grant_over_the_data_root_cannot_reach_another_plugins_data() {
+    let before = Bounds::now();
+    let outer = tempfile::tempdir().unwrap();
+    let data_root = outer.path().join("data");
+    std::fs::create_dir_all(data_root.join("victim")).unwrap();
+    let dir = PluginDir::new();
+    with_ok(&dir);
+    dir.add(
+        "victim",
+        plugbox_artifacts::SANDBOX_PROBE,
+        &probe("victim", "0.1.0", "[write_files]", &["write:/plugin-data/secret.txt"]),
+    );
+    let grants = format!(
+        "{{ filesystem: [{{ host: {:?}, guest: /v, access: read-write }}, {{ host: {:?}, guest: /o, access: read }}] }}",
+        data_root.join("victim"),
+        outer.path()
+    );
+    let ops = ["write:/v/secret.txt", "read:/o/data/victim/secret.txt", "list:/o"];
+    dir.add("thief", plugbox_artifacts::SANDBOX_PROBE, &probe("thief", "0.1.0", &grants, &ops));
+    let policy = Policy { filesystem_roots: vec![outer.path().to_path_buf()], ..Default::default() };
+    let host = load(builder().policy(policy).data_root(&data_root), &dir).await;
+
+    serve_one(&host).await; // `victim` writes its secret (after `thief`, by name)
+    assert_eq!(std::fs::read_to_string(data_root.join("victim/secret.txt")).unwrap(), "written by sandbox-probe");
+    let ctx = serve_one(&host).await;
+    for op in &ops {
+        assert!(outcome(&ctx, op).starts_with("err:"), "{op}: {}", outcome(&ctx, op));
+    }
+    let d = denied(&host, "thief");
+    let root = data_root.canonicalize().unwrap();
+    for guest in ["/v", "/o"] {
+        assert!(
+            d.lines()
+                .any(|l| l.contains(&format!("-> `{guest}`"))
+                    && l.contains(&format!("the data root `{}`", root.display()))),
+            "{guest}: {d}"
+        );
+    }
+    assert!(host.plugin("thief").unwrap().capabilities().preopens.is_empty());
+    before.assert_within(64, 256 * MIB);
+}
+
+/// A plugin whose new version names itself after another plugin (one that is
+/// not loaded right now) would take over that plugin's kv namespace, data
+/// directory, policy section and approvals: an upgrade that changes the name
+/// is held for the operator, whatever else it gains.
+#[tokio::test]
+async fn an_upgrade_that_renames_itself_after_another_plugin_is_held() {
+    let before = Bounds::now();
+    let dir = PluginDir::new();
+    with_ok(&dir);
+    dir.add("victim", plugbox_artifacts::SANDBOX_PROBE, &probe("victim", "0.1.0", "{ kv: true }", &["kv-set:secret"]));
+    let evil =
+        dir.add("evil", plugbox_artifacts::SANDBOX_PROBE, &probe("evil", "0.1.0", "{ kv: true }", &["kv-get:secret"]));
+    let host = load(builder(), &dir).await;
+    serve_one(&host).await;
+    assert_eq!(outcome(&serve_one(&host).await, "kv-get:secret"), "ok:absent", "its own namespace");
+    host.unload("victim").await.unwrap(); // the namespace stays, for when it comes back
+
+    std::fs::write(evil.join("plugin.yaml"), probe("victim", "0.2.0", "{ kv: true }", &["kv-get:secret"])).unwrap();
+    assert_eq!(host.reload_plugin("evil").await.unwrap(), ReloadOutcome::PendingApproval);
+    assert_eq!(outcome(&serve_one(&host).await, "kv-get:secret"), "ok:absent", "the old version serves");
+    assert!(host.plugin("victim").is_none());
+    let pending = host.status("victim").unwrap().pending.unwrap();
+    assert!(pending.permissions.to_string().contains("name `evil` -> `victim`"), "{}", pending.permissions);
+
+    // Approved by the operator: it serves under the new name, in place of `evil`.
+    assert!(matches!(
+        host.approve("victim").await.unwrap(),
+        ReloadOutcome::Reloaded { .. } | ReloadOutcome::Loaded { .. }
+    ));
+    assert!(host.plugin("evil").is_none(), "the renamed files no longer serve as `evil`");
+    assert_eq!(outcome(&serve_one(&host).await, "kv-get:secret"), "ok:x");
+    before.assert_within(64, 256 * MIB);
+}
+
+// ---- message access --------------------------------------------------------
+
+/// Tool definitions are message data: a `none` plugin sees their names but
+/// not their descriptions or parameter schemas, and gets them back intact.
+#[tokio::test]
+async fn a_plugin_without_message_access_does_not_read_tool_definitions() {
+    for (messages, expect) in [("none", ""), ("read", "internal: call the billing API{\"k\":1}")] {
+        let dir = PluginDir::new();
+        with_ok(&dir);
+        dir.add("hostile", plugbox_artifacts::HOSTILE_OUTPUT, &hostile("none", messages, "1KiB", 0));
+        let host = load(builder(), &dir).await;
+        let mut req = request("hi");
+        let tool = ToolDefinition {
+            name: "bill".into(),
+            description: "internal: call the billing API".into(),
+            parameters: "{\"k\":1}".into(),
+        };
+        req.tools = vec![tool.clone()];
+        let ctx = RequestContext::new("m");
+        let seen_by_provider = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let seen = seen_by_provider.clone();
+        let resp = host
+            .run_request(&ctx, req, move |r: plugbox_host::Request| {
+                *seen.lock() = r.tools.clone();
+                echo(r)
+            })
+            .await
+            .unwrap();
+        assert_eq!(text(&resp), "echo: hi [ok]");
+        assert_eq!(ctx.get("seen-tools").as_deref(), Some(expect), "{messages}");
+        assert_eq!(*seen_by_provider.lock(), vec![tool], "{messages}: the provider gets the real definitions");
+    }
+}
+
+// ---- output budget ---------------------------------------------------------
+
+/// Many tiny context entries cost the host far more than their bytes: every
+/// entry is charged on top of its key and value, so a flood of empty keys
+/// stops after a few thousand.
+#[tokio::test]
+async fn a_flood_of_empty_context_keys_is_refused_early() {
+    let before = Bounds::now();
+    let dir = PluginDir::new();
+    with_ok(&dir);
+    dir.add("hostile", plugbox_artifacts::HOSTILE_OUTPUT, &hostile("context-keys", "none", "1KiB", 500_000));
+    let host = load(builder(), &dir).await;
+    for _ in 0..3 {
+        let ctx = serve_one(&host).await;
+        let action = ctx.trace().into_iter().find(|t| t.plugin == "hostile").unwrap().action;
+        assert!(action.starts_with("failed-open:") && action.contains("context write refused"), "{action}");
+        let entries = ctx.values().len();
+        assert!(entries < 20_000, "{entries} entries");
+        assert!(ctx.context_bytes() < MIB as usize);
+    }
+    before.assert_within(64, 128 * MIB);
+}
+
+/// `extra` must be a JSON object: it is checked without building it, so a
+/// wide one made of tiny values costs the host no more than its bytes, and a
+/// deep one is refused. A plugin is charged for what it changes, not for what
+/// it passes on: the plugin after one that filled `extra` up to its own
+/// budget is not pushed past a smaller one.
+#[tokio::test]
+async fn wide_and_deep_extra_are_checked_without_building_them() {
+    let dir = PluginDir::new();
+    dir.add(
+        "ok",
+        plugbox_artifacts::SCRIPTED,
+        &scripted("ok", 50, "modify", "continue")
+            .replace("{ timeout: 100ms, memory: 16MiB }", "{ timeout: 2s, memory: 64MiB }"),
+    );
+    dir.add("hostile", plugbox_artifacts::HOSTILE_OUTPUT, &hostile("deep-extra", "none", "1MiB", 100_000));
+    let wide = hostile("wide-extra", "none", "8MiB", 6 << 20).replace("name: hostile", "name: wide").replace(
+        "hooks: [pre-request, post-response, on-chunk, on-stream-end, on-tool-call, provider]",
+        "hooks: [pre-request]",
+    );
+    dir.add("wide", plugbox_artifacts::HOSTILE_OUTPUT, &wide);
+    let host = load(builder(), &dir).await;
+    for _ in 0..3 {
+        let ctx = RequestContext::new("m");
+        let started = Instant::now();
+        let extra = std::sync::Arc::new(parking_lot::Mutex::new(0usize));
+        let seen = extra.clone();
+        let resp = host
+            .run_request(&ctx, request("hi"), move |r: plugbox_host::Request| {
+                *seen.lock() = r.extra.as_ref().map_or(0, |e| e.len());
+                echo(r)
+            })
+            .await
+            .unwrap();
+        assert_fast("a wide and a deep extra", started.elapsed(), Duration::from_secs(10));
+        let trace = ctx.trace();
+        let action = |p: &str| trace.iter().find(|t| t.plugin == p).unwrap().action.clone();
+        assert!(action("hostile").contains("`$.extra` is not valid JSON"), "{}", action("hostile"));
+        assert_eq!(action("wide"), "modify");
+        assert_eq!(action("ok"), "modify", "`ok` (max-output 4 MiB) passes the 6 MiB extra on: {trace:?}");
+        assert_eq!(text(&resp), "echo: hi [ok]");
+        assert!(*extra.lock() >= 6 << 20, "the wide extra is valid and passes on");
+    }
+}
+
+// ---- host resources --------------------------------------------------------
+
+/// A data directory nested deeper than a path can name cannot be measured:
+/// it counts as over its quota (the call fails, the directory turns
+/// read-only), so nesting is no way around the disk quota.
+#[tokio::test]
+async fn a_data_directory_too_deep_to_measure_is_over_its_quota() {
+    let before = Bounds::now();
+    let flood = "disk-flood:/plugin-data:4194304:65536";
+    let dir = PluginDir::new();
+    with_ok(&dir);
+    dir.add("hog", plugbox_artifacts::RESOURCE_HOG, &hog("[write_files]", &["mkdir-deep:30", flood]));
+    let data_root = tempfile::tempdir().unwrap();
+    let policy: Policy = serde_norway::from_str("resources:\n  data-dir: 1MiB\n").unwrap();
+    let host = load(builder().policy(policy).data_root(data_root.path()), &dir).await;
+
+    let ctx = serve_one(&host).await;
+    assert_eq!(outcome(&ctx, "mkdir-deep:30"), "ok:made 30");
+    let stats = host.plugin("hog").unwrap().stats();
+    assert_eq!(stats.errors, 1, "the call that left an unmeasurable directory fails: {stats:?}");
+    for _ in 0..3 {
+        let out = outcome(&serve_one(&host).await, flood);
+        assert!(out.starts_with("err:wrote 0: "), "read-only from now on: {out}");
+    }
+    let written: u64 = std::fs::read_dir(data_root.path().join("hog"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum();
+    assert_eq!(written, 4 << 20, "nothing written after the first call");
+    host.uninstall("hog").await.unwrap();
+    assert!(!data_root.path().join("hog").exists(), "uninstall removes even a deep directory");
+    before.assert_within(64, 256 * MIB);
+}
