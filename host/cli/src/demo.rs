@@ -204,7 +204,9 @@ pub async fn run(builder: HostBuilder, plugins: Option<&Path>) -> Result<ExitCod
     println!("   restart, fails open, and the request is still served");
     let flaky = flaky_plugin(&dir)?;
     wait_event(&mut events, "flaky", |k| matches!(k, PluginEventKind::HeldForApproval { .. })).await?;
+    println!("    operator: plugbox approve flaky");
     host.approve("flaky").await?;
+    wait_event(&mut events, "flaky", |k| matches!(k, PluginEventKind::Loaded { .. })).await?;
     send(&host, "carol", "Does one bad plugin break the gateway?").await?;
     println!("5. its plugin.yaml is fixed in place (version 0.0.2: pre-request now modifies the prompt, so it");
     println!("   asks for `messages: write`): the new version is validated, then swapped in atomically, and");
@@ -213,7 +215,9 @@ pub async fn run(builder: HostBuilder, plugins: Option<&Path>) -> Result<ExitCod
     std::fs::write(&tmp, flaky_manifest("0.0.2", "modify", "write"))?;
     std::fs::rename(&tmp, flaky.join("plugin.yaml"))?;
     wait_event(&mut events, "flaky", |k| matches!(k, PluginEventKind::ApprovalRequired { .. })).await?;
+    println!("    operator: plugbox approve flaky");
     host.approve("flaky").await?;
+    wait_event(&mut events, "flaky", |k| matches!(k, PluginEventKind::Reloaded { .. })).await?;
     send(&host, "carol", "Fixed without a restart?").await?;
     println!(
         "6. its directory is deleted: it is unloaded (WebAssembly plugins can be unloaded; Go .so plugins cannot)"
