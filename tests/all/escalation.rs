@@ -7,49 +7,16 @@
 //! another plugin keeps serving and that the host stayed bounded.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use plugbox_host::{Host, HostBuilder, PluginEventKind, PluginState, Policy, ReloadOutcome, RequestContext};
+use plugbox_host::{HostBuilder, PluginEventKind, PluginState, Policy, ReloadOutcome, RequestContext};
 use tokio::sync::broadcast::Receiver;
 
-use crate::bounds::{Bounds, MIB, assert_fast};
+use crate::bounds::{Bounds, MIB};
+use crate::hostile::*;
 use crate::*;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// `sandbox-probe` as plugin `name` asking for `permissions`, attempting `ops`.
-fn probe(name: &str, version: &str, permissions: &str, ops: &[&str]) -> String {
-    let ops: Vec<String> = ops.iter().map(|o| format!("{o:?}")).collect();
-    format!(
-        "name: {name}\nversion: {version}\nhooks: [pre-request]\npriority: 1\non-error: fail-open\n\
-         limits: {{ timeout: 2s }}\npermissions: {permissions}\n\
-         config:\n  ops: {{ type: array, default: [{}] }}\n",
-        ops.join(", ")
-    )
-}
-
-/// The healthy plugin every test keeps an eye on: appends ` [ok]` to the prompt.
-fn with_ok(dir: &PluginDir) {
-    dir.add("ok", plugbox_artifacts::SCRIPTED, &scripted("ok", 50, "modify", "continue"));
-}
-
-/// One request; checks `ok` served it; returns the context (the probes' outcomes).
-async fn serve_one(host: &Host) -> RequestContext {
-    let ctx = RequestContext::new("m");
-    let started = Instant::now();
-    let resp = host.run_request(&ctx, request("hi"), echo).await.unwrap();
-    assert_fast("a request", started.elapsed(), Duration::from_secs(5));
-    assert!(text(&resp).starts_with("echo: hi") && text(&resp).contains("[ok]"), "`ok` must keep serving: {resp:?}");
-    ctx
-}
-
-fn outcome(ctx: &RequestContext, op: &str) -> String {
-    ctx.get(op).unwrap_or_else(|| panic!("op `{op}` did not run: {:?}", ctx.values()))
-}
-
-fn denied(host: &Host, plugin: &str) -> String {
-    host.plugin(plugin).unwrap_or_else(|| panic!("`{plugin}` not loaded")).capabilities().denied.join("\n")
-}
 
 fn builder() -> HostBuilder {
     crate::builder()

@@ -8,6 +8,7 @@ mod devices;
 mod devices_adversarial;
 mod escalation;
 mod examples;
+mod hostile;
 mod interfaces;
 mod limits;
 mod loader;

@@ -10,18 +10,8 @@ use std::time::{Duration, Instant};
 use plugbox_host::{Host, HostBuilder, Policy, ReloadOutcome, RequestContext, ToolDefinition};
 
 use crate::bounds::{Bounds, MIB, assert_fast};
+use crate::hostile::*;
 use crate::*;
-
-/// `sandbox-probe` as plugin `name` asking for `permissions`, attempting `ops`.
-fn probe(name: &str, version: &str, permissions: &str, ops: &[&str]) -> String {
-    let ops: Vec<String> = ops.iter().map(|o| format!("{o:?}")).collect();
-    format!(
-        "name: {name}\nversion: {version}\nhooks: [pre-request]\npriority: 1\non-error: fail-open\n\
-         limits: {{ timeout: 2s }}\npermissions: {permissions}\n\
-         config:\n  ops: {{ type: array, default: [{}] }}\n",
-        ops.join(", ")
-    )
-}
 
 /// `resource-hog` as plugin `hog` with `permissions`, running `ops`.
 fn hog(permissions: &str, ops: &[&str]) -> String {
@@ -43,29 +33,6 @@ fn hostile(attack: &str, messages: &str, max_output: &str, size: usize) -> Strin
         .replace("max-output: 1KiB", &format!("max-output: {max_output}"))
         .replace("attack: { type: string, default: none", &format!("attack: {{ type: string, default: {attack}"))
         .replace("size: { type: integer, default: 4194304", &format!("size: {{ type: integer, default: {size}"))
-}
-
-/// The healthy plugin every test keeps an eye on: appends ` [ok]` to the prompt.
-fn with_ok(dir: &PluginDir) {
-    dir.add("ok", plugbox_artifacts::SCRIPTED, &scripted("ok", 50, "modify", "continue"));
-}
-
-/// One request; checks `ok` served it; returns the context (the plugins' outcomes).
-async fn serve_one(host: &Host) -> RequestContext {
-    let ctx = RequestContext::new("m");
-    let started = Instant::now();
-    let resp = host.run_request(&ctx, request("hi"), echo).await.unwrap();
-    assert_fast("a request", started.elapsed(), Duration::from_secs(10));
-    assert!(text(&resp).starts_with("echo: hi") && text(&resp).contains("[ok]"), "`ok` must keep serving: {resp:?}");
-    ctx
-}
-
-fn outcome(ctx: &RequestContext, op: &str) -> String {
-    ctx.get(op).unwrap_or_else(|| panic!("op `{op}` did not run: {:?}", ctx.trace()))
-}
-
-fn denied(host: &Host, plugin: &str) -> String {
-    host.plugin(plugin).unwrap_or_else(|| panic!("`{plugin}` not loaded")).capabilities().denied.join("\n")
 }
 
 async fn load(builder: HostBuilder, dir: &PluginDir) -> Host {
