@@ -261,3 +261,57 @@ async fn a_data_directory_too_deep_to_measure_is_over_its_quota() {
     assert!(!data_root.path().join("hog").exists(), "uninstall removes even a deep directory");
     before.assert_within(64, 256 * MIB);
 }
+
+// ---- deadlines under churn ---------------------------------------------------
+
+/// Hot reload swaps in versions whose `init` spins for 1.5 s, again and
+/// again, on a current-thread runtime (one async worker for everything). The
+/// instance a new version gets at load is made on a blocking thread, so the
+/// reload never holds the request path: requests through `ok` and through the
+/// version still serving answer within their own deadlines meanwhile, and each
+/// version serves until the next one is swapped in.
+#[tokio::test]
+async fn a_spinning_init_under_hot_reload_churn_does_not_hold_requests() {
+    let before = Bounds::now();
+    let host = builder().build().unwrap();
+    let dir = PluginDir::new();
+    with_ok(&dir);
+    dir.add("churn", plugbox_artifacts::SLOW_INIT, &crate::deadlines::slow("churn", "50ms", 2, &[]));
+    let report = host.load_dir(dir.path()).await.unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+
+    for round in 1..=3 {
+        let manifest = crate::deadlines::slow("churn", "50ms", 2, &[("init_ms", "1500")])
+            .replace("version: 0.1.0", &format!("version: 0.1.{round}"));
+        std::fs::write(dir.path().join("churn/plugin.yaml"), manifest).unwrap();
+        let reload = {
+            let (host, path) = (host.clone(), dir.path().to_path_buf());
+            tokio::spawn(async move { host.reload_dir(&path).await })
+        };
+        let started = Instant::now();
+        let mut served = 0;
+        while !reload.is_finished() {
+            // Timed around the pause too: a worker held by the reload shows up
+            // as a late wake-up as much as a slow request.
+            let t = Instant::now();
+            serve_one(&host).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert_fast(
+                "a request while a version with a spinning init loads",
+                t.elapsed(),
+                Duration::from_millis(500),
+            );
+            served += 1;
+        }
+        let changes = reload.await.unwrap().unwrap();
+        assert_eq!(changes.names(|o| matches!(o, ReloadOutcome::Reloaded { .. })), ["churn"], "round {round}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(1400),
+            "the new version's init ran: {:?}",
+            started.elapsed()
+        );
+        assert!(served >= 5, "round {round}: requests were served while the version loaded ({served})");
+        assert_eq!(host.plugin("churn").unwrap().manifest().version.to_string(), format!("0.1.{round}"));
+    }
+    before.assert_within(64, 256 * MIB);
+}

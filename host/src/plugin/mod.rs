@@ -316,9 +316,10 @@ impl LoadedPlugin {
     }
 
     /// Creates, instantiates and initialises a fresh instance within [`INIT_TIMEOUT`]
-    /// (at load: proves the plugin initialises).
+    /// (at load: proves the plugin initialises), on a blocking thread.
     pub(crate) async fn instantiate(&self) -> Result<Live, PluginFailure> {
-        self.factory.instantiate(INIT_TIMEOUT, self.pool.reserve()).await.map_err(|kind| self.failure("init", kind))
+        let alive = self.pool.reserve();
+        self.factory.instantiate_off_workers(INIT_TIMEOUT, alive).await.map_err(|kind| self.failure("init", kind))
     }
 
     /// Creates, instantiates and initialises a fresh instance, then drops it:
