@@ -7,7 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use plugbox_host::{Host, HostBuilder, Policy, ReloadOutcome, RequestContext, ToolDefinition};
+use plugbox_host::{
+    BreakerConfig, BreakerState, Host, HostBuilder, Policy, ReloadOutcome, RequestContext, ToolDefinition,
+};
 
 use crate::bounds::{Bounds, MIB, assert_fast};
 use crate::hostile::*;
@@ -312,6 +314,66 @@ async fn a_spinning_init_under_hot_reload_churn_does_not_hold_requests() {
         );
         assert!(served >= 5, "round {round}: requests were served while the version loaded ({served})");
         assert_eq!(host.plugin("churn").unwrap().manifest().version.to_string(), format!("0.1.{round}"));
+    }
+    before.assert_within(64, 256 * MIB);
+}
+
+/// 64 calls fail at once (each sleeps 50 ms, then traps): the breaker trips
+/// once, with its first back-off (before: each later group of five failures
+/// tripped it again and doubled the back-off, up to its maximum); every call
+/// is counted once in the stats. When the back-off ends, 64 calls at once let
+/// exactly one probe run; its failure opens the breaker for twice as long.
+#[tokio::test]
+async fn concurrent_failures_trip_the_breaker_once_and_half_open_lets_one_probe_through() {
+    let before = Bounds::now();
+    let backoff = Duration::from_millis(800);
+    let breaker = BreakerConfig { threshold: 5, backoff, max_backoff: Duration::from_secs(60) };
+    let host = builder().circuit_breaker(breaker).build().unwrap();
+    let dir = PluginDir::new();
+    with_ok(&dir);
+    let manifest = crate::deadlines::slow("flaky", "2s", 32, &[("pre", "sleep-trap")]);
+    dir.add("flaky", plugbox_artifacts::SLOW_INIT, &manifest);
+    let report = host.load_dir(dir.path()).await.unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let mut events = host.subscribe();
+
+    let burst = |host: Host| async move {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..64 {
+            let host = host.clone();
+            set.spawn(async move { serve_one(&host).await });
+        }
+        while let Some(r) = set.join_next().await {
+            r.unwrap();
+        }
+    };
+    burst(host.clone()).await;
+    let flaky = host.plugin("flaky").unwrap();
+    let stats = flaky.stats();
+    assert_eq!((stats.calls, stats.traps), (64, 64), "each call counted once: {stats:?}");
+    match stats.breaker {
+        BreakerState::Open { remaining_ms } => {
+            assert!(remaining_ms <= backoff.as_millis() as u64, "tripped once, first back-off: {remaining_ms} ms")
+        }
+        other => panic!("the breaker must be open: {other:?}"),
+    }
+    let mut trips = 0;
+    while let Ok(e) = events.try_recv() {
+        trips += matches!(e.kind, plugbox_host::PluginEventKind::Quarantined { .. }) as u32;
+    }
+    assert_eq!(trips, 1, "one quarantine event");
+
+    tokio::time::sleep(backoff + Duration::from_millis(100)).await;
+    assert_eq!(flaky.stats().breaker, BreakerState::HalfOpen);
+    burst(host.clone()).await;
+    let stats = flaky.stats();
+    assert_eq!((stats.calls, stats.traps), (65, 65), "exactly one probe ran: {stats:?}");
+    match stats.breaker {
+        BreakerState::Open { remaining_ms } => assert!(
+            remaining_ms > backoff.as_millis() as u64 && remaining_ms <= 2 * backoff.as_millis() as u64,
+            "the failed probe doubles the back-off: {remaining_ms} ms"
+        ),
+        other => panic!("the breaker must be open again: {other:?}"),
     }
     before.assert_within(64, 256 * MIB);
 }
