@@ -377,3 +377,41 @@ async fn concurrent_failures_trip_the_breaker_once_and_half_open_lets_one_probe_
     }
     before.assert_within(64, 256 * MIB);
 }
+
+// ---- kv, host-wide -------------------------------------------------------------
+
+/// Eight plugins fill their kv quota (4 MiB each) in the same requests. Each
+/// quota holds, but together they would make the in-memory store hold 32 MiB
+/// (and with quotas raised by the policy, the number of plugins times the
+/// raised quota): the store has one host-wide limit (here 8 MiB), and the
+/// writes past it are refused naming it, while `ok` keeps serving.
+#[tokio::test]
+async fn many_plugins_filling_their_kv_quota_stay_within_the_host_wide_limit() {
+    let before = Bounds::now();
+    let dir = PluginDir::new();
+    with_ok(&dir);
+    let flood = "kv-flood:4194304:65536";
+    for i in 0..8 {
+        let manifest = hog("{ kv: true }", &[flood]).replace("name: hog", &format!("name: hog{i}"));
+        dir.add(&format!("hog{i}"), plugbox_artifacts::RESOURCE_HOG, &manifest);
+    }
+    let host = load(builder().kv_memory_limit(8 * MIB), &dir).await;
+    for _ in 0..3 {
+        let ctx = serve_one(&host).await;
+        let out = outcome(&ctx, flood);
+        assert!(
+            out.contains("host-wide limit of 8388608 bytes"),
+            "the last hog is refused by the host-wide limit: {out}"
+        );
+    }
+    let mut total = 0;
+    for i in 0..8 {
+        total += host.kv().usage(&format!("hog{i}")).await.unwrap().bytes;
+    }
+    assert!(total <= 8 * MIB && total > 6 * MIB, "the store holds up to its limit: {total}");
+    host.uninstall("hog0").await.unwrap();
+    let ctx = serve_one(&host).await;
+    assert!(outcome(&ctx, flood).starts_with("err:stored"), "{}", outcome(&ctx, flood));
+    assert!(host.kv().usage("hog1").await.unwrap().bytes > 0);
+    before.assert_within(64, 256 * MIB);
+}
