@@ -415,3 +415,87 @@ async fn many_plugins_filling_their_kv_quota_stay_within_the_host_wide_limit() {
     assert!(host.kv().usage("hog1").await.unwrap().bytes > 0);
     before.assert_within(64, 256 * MIB);
 }
+
+// ---- outgoing HTTP ---------------------------------------------------------------
+
+/// A loopback server that answers every request with `head` and then a body
+/// of `len` bytes dripped one byte every 100 ms; counts connections closed
+/// by the client before the body ended.
+async fn drip_server(head_extra: String, len: usize) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let cut = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = cut.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let (head_extra, cut) = (head_extra.clone(), counter.clone());
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n{head_extra}\r\n");
+                if sock.write_all(head.as_bytes()).await.is_err() {
+                    cut.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    return;
+                }
+                for _ in 0..len {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if sock.write_all(b"x").await.is_err() {
+                        cut.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, cut)
+}
+
+/// A response that drips one byte every 100 ms: the hook reading its body
+/// ends at its own deadline (300 ms), every time, so the request's permits
+/// come back with the instance (ten calls in a row time out rather than run
+/// into the plugin's limit of 8 requests at once) and the server sees each
+/// connection closed; `ok` keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dripping_response_cannot_hold_a_hook_past_its_deadline() {
+    let before = Bounds::now();
+    let (port, cut) = drip_server(String::new(), 1000).await;
+    let op = format!("http-get:http://127.0.0.1:{port}/drip");
+    let permissions = format!("{{ network: [\"127.0.0.1:{port}\"] }}");
+    let dir = PluginDir::new();
+    with_ok(&dir);
+    let manifest = hog(&permissions, &[&op]).replace("timeout: 5s", "timeout: 300ms");
+    dir.add("hog", plugbox_artifacts::RESOURCE_HOG, &manifest);
+    let no_breaker = BreakerConfig { threshold: 0, ..Default::default() };
+    let host = load(builder().circuit_breaker(no_breaker), &dir).await;
+    for _ in 0..10 {
+        let started = Instant::now();
+        let ctx = RequestContext::new("m");
+        let resp = host.run_request(&ctx, request("hi"), echo).await.unwrap();
+        assert!(text(&resp).contains("[ok]"), "`ok` keeps serving: {resp:?}");
+        assert_fast("a request whose hook reads a dripping body", started.elapsed(), Duration::from_millis(1500));
+    }
+    let stats = host.plugin("hog").unwrap().stats();
+    assert_eq!(stats.timeouts, 10, "each call ended at its deadline: {stats:?}");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(cut.load(std::sync::atomic::Ordering::SeqCst), 10, "every connection was closed by the host");
+    before.assert_within(64, 64 * MIB);
+}
+
+/// Response headers of 4 MiB: refused by the HTTP client (the guest gets an
+/// error), not collected; the hook returns and `ok` keeps serving.
+#[tokio::test]
+async fn huge_response_headers_are_refused() {
+    let before = Bounds::now();
+    let big = format!("x-big: {}\r\n", "h".repeat(4 << 20));
+    let (port, _) = drip_server(big, 0).await;
+    let op = format!("http-get:http://127.0.0.1:{port}/headers");
+    let permissions = format!("{{ network: [\"127.0.0.1:{port}\"] }}");
+    let dir = PluginDir::new();
+    with_ok(&dir);
+    dir.add("hog", plugbox_artifacts::RESOURCE_HOG, &hog(&permissions, &[&op]));
+    let host = load(builder(), &dir).await;
+    let out = outcome(&serve_one(&host).await, &op);
+    assert!(out.starts_with("err:"), "{out}");
+    before.assert_within(64, 64 * MIB);
+}
