@@ -86,7 +86,9 @@ pub use error::{Error, Result};
 pub use events::{PluginEvent, PluginEventKind};
 pub use failure::{FailureKind, PluginFailure};
 pub use host::{Host, HostBuilder, LoadFailure, LoadReport};
-pub use imports::kv::{KvError, KvFuture, KvQuota, KvStore, KvUsage, MemoryKv};
+pub use imports::kv::{
+    DEFAULT_MEMORY_KV_LIMIT, KvError, KvFuture, KvQuota, KvStore, KvUsage, MEMORY_KV_ENTRY_COST, MemoryKv,
+};
 pub use imports::resources::ResourceLimits;
 pub use imports::{HttpLimits, LogLimits};
 pub use manifest::{Hook, Manifest};

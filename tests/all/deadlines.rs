@@ -13,7 +13,7 @@ use crate::bounds::{Bounds, MIB, assert_fast};
 use crate::*;
 
 /// Manifest of the `slow-init` fixture as plugin `name`.
-fn slow(name: &str, timeout: &str, instances: u32, config: &[(&str, &str)]) -> String {
+pub(crate) fn slow(name: &str, timeout: &str, instances: u32, config: &[(&str, &str)]) -> String {
     let value = |key: &str, default: &str| {
         config.iter().find(|(k, _)| *k == key).map(|(_, v)| v.to_string()).unwrap_or_else(|| default.to_string())
     };

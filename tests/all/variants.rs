@@ -7,7 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use plugbox_host::{Host, HostBuilder, Policy, ReloadOutcome, RequestContext, ToolDefinition};
+use plugbox_host::{
+    BreakerConfig, BreakerState, Host, HostBuilder, Policy, ReloadOutcome, RequestContext, ToolDefinition,
+};
 
 use crate::bounds::{Bounds, MIB, assert_fast};
 use crate::hostile::*;
@@ -260,4 +262,240 @@ async fn a_data_directory_too_deep_to_measure_is_over_its_quota() {
     host.uninstall("hog").await.unwrap();
     assert!(!data_root.path().join("hog").exists(), "uninstall removes even a deep directory");
     before.assert_within(64, 256 * MIB);
+}
+
+// ---- deadlines under churn ---------------------------------------------------
+
+/// Hot reload swaps in versions whose `init` spins for 1.5 s, again and
+/// again, on a current-thread runtime (one async worker for everything). The
+/// instance a new version gets at load is made on a blocking thread, so the
+/// reload never holds the request path: requests through `ok` and through the
+/// version still serving answer within their own deadlines meanwhile, and each
+/// version serves until the next one is swapped in.
+#[tokio::test]
+async fn a_spinning_init_under_hot_reload_churn_does_not_hold_requests() {
+    let before = Bounds::now();
+    let host = builder().build().unwrap();
+    let dir = PluginDir::new();
+    with_ok(&dir);
+    dir.add("churn", plugbox_artifacts::SLOW_INIT, &crate::deadlines::slow("churn", "50ms", 2, &[]));
+    let report = host.load_dir(dir.path()).await.unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+
+    for round in 1..=3 {
+        let manifest = crate::deadlines::slow("churn", "50ms", 2, &[("init_ms", "1500")])
+            .replace("version: 0.1.0", &format!("version: 0.1.{round}"));
+        std::fs::write(dir.path().join("churn/plugin.yaml"), manifest).unwrap();
+        let reload = {
+            let (host, path) = (host.clone(), dir.path().to_path_buf());
+            tokio::spawn(async move { host.reload_dir(&path).await })
+        };
+        let started = Instant::now();
+        let mut served = 0;
+        while !reload.is_finished() {
+            // Timed around the pause too: a worker held by the reload shows up
+            // as a late wake-up as much as a slow request.
+            let t = Instant::now();
+            serve_one(&host).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert_fast(
+                "a request while a version with a spinning init loads",
+                t.elapsed(),
+                Duration::from_millis(500),
+            );
+            served += 1;
+        }
+        let changes = reload.await.unwrap().unwrap();
+        assert_eq!(changes.names(|o| matches!(o, ReloadOutcome::Reloaded { .. })), ["churn"], "round {round}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(1400),
+            "the new version's init ran: {:?}",
+            started.elapsed()
+        );
+        assert!(served >= 5, "round {round}: requests were served while the version loaded ({served})");
+        assert_eq!(host.plugin("churn").unwrap().manifest().version.to_string(), format!("0.1.{round}"));
+    }
+    before.assert_within(64, 256 * MIB);
+}
+
+/// 64 calls fail at once (each sleeps 50 ms, then traps): the breaker trips
+/// once, with its first back-off (before: each later group of five failures
+/// tripped it again and doubled the back-off, up to its maximum); every call
+/// is counted once in the stats. When the back-off ends, 64 calls at once let
+/// exactly one probe run; its failure opens the breaker for twice as long.
+#[tokio::test]
+async fn concurrent_failures_trip_the_breaker_once_and_half_open_lets_one_probe_through() {
+    let before = Bounds::now();
+    let backoff = Duration::from_millis(800);
+    let breaker = BreakerConfig { threshold: 5, backoff, max_backoff: Duration::from_secs(60) };
+    let host = builder().circuit_breaker(breaker).build().unwrap();
+    let dir = PluginDir::new();
+    with_ok(&dir);
+    let manifest = crate::deadlines::slow("flaky", "2s", 32, &[("pre", "sleep-trap")]);
+    dir.add("flaky", plugbox_artifacts::SLOW_INIT, &manifest);
+    let report = host.load_dir(dir.path()).await.unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let mut events = host.subscribe();
+
+    let burst = |host: Host| async move {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..64 {
+            let host = host.clone();
+            set.spawn(async move { serve_one(&host).await });
+        }
+        while let Some(r) = set.join_next().await {
+            r.unwrap();
+        }
+    };
+    burst(host.clone()).await;
+    let flaky = host.plugin("flaky").unwrap();
+    let stats = flaky.stats();
+    assert_eq!((stats.calls, stats.traps), (64, 64), "each call counted once: {stats:?}");
+    match stats.breaker {
+        BreakerState::Open { remaining_ms } => {
+            assert!(remaining_ms <= backoff.as_millis() as u64, "tripped once, first back-off: {remaining_ms} ms")
+        }
+        other => panic!("the breaker must be open: {other:?}"),
+    }
+    let mut trips = 0;
+    while let Ok(e) = events.try_recv() {
+        trips += matches!(e.kind, plugbox_host::PluginEventKind::Quarantined { .. }) as u32;
+    }
+    assert_eq!(trips, 1, "one quarantine event");
+
+    tokio::time::sleep(backoff + Duration::from_millis(100)).await;
+    assert_eq!(flaky.stats().breaker, BreakerState::HalfOpen);
+    burst(host.clone()).await;
+    let stats = flaky.stats();
+    assert_eq!((stats.calls, stats.traps), (65, 65), "exactly one probe ran: {stats:?}");
+    match stats.breaker {
+        BreakerState::Open { remaining_ms } => assert!(
+            remaining_ms > backoff.as_millis() as u64 && remaining_ms <= 2 * backoff.as_millis() as u64,
+            "the failed probe doubles the back-off: {remaining_ms} ms"
+        ),
+        other => panic!("the breaker must be open again: {other:?}"),
+    }
+    before.assert_within(64, 256 * MIB);
+}
+
+// ---- kv, host-wide -------------------------------------------------------------
+
+/// Eight plugins fill their kv quota (4 MiB each) in the same requests. Each
+/// quota holds, but together they would make the in-memory store hold 32 MiB
+/// (and with quotas raised by the policy, the number of plugins times the
+/// raised quota): the store has one host-wide limit (here 8 MiB), and the
+/// writes past it are refused naming it, while `ok` keeps serving.
+#[tokio::test]
+async fn many_plugins_filling_their_kv_quota_stay_within_the_host_wide_limit() {
+    let before = Bounds::now();
+    let dir = PluginDir::new();
+    with_ok(&dir);
+    let flood = "kv-flood:4194304:65536";
+    for i in 0..8 {
+        let manifest = hog("{ kv: true }", &[flood]).replace("name: hog", &format!("name: hog{i}"));
+        dir.add(&format!("hog{i}"), plugbox_artifacts::RESOURCE_HOG, &manifest);
+    }
+    let host = load(builder().kv_memory_limit(8 * MIB), &dir).await;
+    for _ in 0..3 {
+        let ctx = serve_one(&host).await;
+        let out = outcome(&ctx, flood);
+        assert!(
+            out.contains("host-wide limit of 8388608 bytes"),
+            "the last hog is refused by the host-wide limit: {out}"
+        );
+    }
+    let mut total = 0;
+    for i in 0..8 {
+        total += host.kv().usage(&format!("hog{i}")).await.unwrap().bytes;
+    }
+    assert!(total <= 8 * MIB && total > 6 * MIB, "the store holds up to its limit: {total}");
+    host.uninstall("hog0").await.unwrap();
+    let ctx = serve_one(&host).await;
+    assert!(outcome(&ctx, flood).starts_with("err:stored"), "{}", outcome(&ctx, flood));
+    assert!(host.kv().usage("hog1").await.unwrap().bytes > 0);
+    before.assert_within(64, 256 * MIB);
+}
+
+// ---- outgoing HTTP ---------------------------------------------------------------
+
+/// A loopback server that answers every request with `head` and then a body
+/// of `len` bytes dripped one byte every 100 ms; counts connections closed
+/// by the client before the body ended.
+async fn drip_server(head_extra: String, len: usize) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let cut = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = cut.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let (head_extra, cut) = (head_extra.clone(), counter.clone());
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n{head_extra}\r\n");
+                if sock.write_all(head.as_bytes()).await.is_err() {
+                    cut.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    return;
+                }
+                for _ in 0..len {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if sock.write_all(b"x").await.is_err() {
+                        cut.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, cut)
+}
+
+/// A response that drips one byte every 100 ms: the hook reading its body
+/// ends at its own deadline (300 ms), every time, so the request's permits
+/// come back with the instance (ten calls in a row time out rather than run
+/// into the plugin's limit of 8 requests at once) and the server sees each
+/// connection closed; `ok` keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dripping_response_cannot_hold_a_hook_past_its_deadline() {
+    let before = Bounds::now();
+    let (port, cut) = drip_server(String::new(), 1000).await;
+    let op = format!("http-get:http://127.0.0.1:{port}/drip");
+    let permissions = format!("{{ network: [\"127.0.0.1:{port}\"] }}");
+    let dir = PluginDir::new();
+    with_ok(&dir);
+    let manifest = hog(&permissions, &[&op]).replace("timeout: 5s", "timeout: 300ms");
+    dir.add("hog", plugbox_artifacts::RESOURCE_HOG, &manifest);
+    let no_breaker = BreakerConfig { threshold: 0, ..Default::default() };
+    let host = load(builder().circuit_breaker(no_breaker), &dir).await;
+    for _ in 0..10 {
+        let started = Instant::now();
+        let ctx = RequestContext::new("m");
+        let resp = host.run_request(&ctx, request("hi"), echo).await.unwrap();
+        assert!(text(&resp).contains("[ok]"), "`ok` keeps serving: {resp:?}");
+        assert_fast("a request whose hook reads a dripping body", started.elapsed(), Duration::from_millis(1500));
+    }
+    let stats = host.plugin("hog").unwrap().stats();
+    assert_eq!(stats.timeouts, 10, "each call ended at its deadline: {stats:?}");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(cut.load(std::sync::atomic::Ordering::SeqCst), 10, "every connection was closed by the host");
+    before.assert_within(64, 64 * MIB);
+}
+
+/// Response headers of 4 MiB: refused by the HTTP client (the guest gets an
+/// error), not collected; the hook returns and `ok` keeps serving.
+#[tokio::test]
+async fn huge_response_headers_are_refused() {
+    let before = Bounds::now();
+    let big = format!("x-big: {}\r\n", "h".repeat(4 << 20));
+    let (port, _) = drip_server(big, 0).await;
+    let op = format!("http-get:http://127.0.0.1:{port}/headers");
+    let permissions = format!("{{ network: [\"127.0.0.1:{port}\"] }}");
+    let dir = PluginDir::new();
+    with_ok(&dir);
+    dir.add("hog", plugbox_artifacts::RESOURCE_HOG, &hog(&permissions, &[&op]));
+    let host = load(builder(), &dir).await;
+    let out = outcome(&serve_one(&host).await, &op);
+    assert!(out.starts_with("err:"), "{out}");
+    before.assert_within(64, 64 * MIB);
 }

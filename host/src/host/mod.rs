@@ -109,6 +109,14 @@ impl HostBuilder {
         self.kv = kv;
         self
     }
+    /// Uses a fresh in-memory kv store whose namespaces together hold at most
+    /// `bytes` (keys, values and 64 bytes per entry; default 256 MiB, see
+    /// [`MemoryKv`]), in place of any store set before. Each plugin's own
+    /// quota (`resources.kv` in the policy) still applies within it.
+    pub fn kv_memory_limit(mut self, bytes: u64) -> Self {
+        self.kv = Arc::new(MemoryKv::with_limit(bytes));
+        self
+    }
     /// When a failing plugin is quarantined, and for how long.
     pub fn circuit_breaker(mut self, config: BreakerConfig) -> Self {
         self.breaker = config;

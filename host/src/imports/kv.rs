@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -181,39 +182,101 @@ fn entry_bytes(key: &str, value: &[u8]) -> u64 {
     (key.len() + value.len()) as u64
 }
 
-/// In-memory [`KvStore`]: one map per namespace, expired entries dropped lazily
-/// and swept when a namespace grows or a write would pass the quota.
-#[derive(Default)]
-pub struct MemoryKv {
-    namespaces: Mutex<HashMap<String, Arc<Mutex<Namespace>>>>,
+/// What the in-memory store counts against its host-wide limit for one
+/// entry besides its key and value: the map slot and the two allocations.
+pub const MEMORY_KV_ENTRY_COST: u64 = 64;
+
+/// The default host-wide limit of [`MemoryKv`]: 256 MiB.
+pub const DEFAULT_MEMORY_KV_LIMIT: u64 = 256 << 20;
+
+fn entry_cost(key: &str, value_len: usize) -> u64 {
+    (key.len() + value_len) as u64 + MEMORY_KV_ENTRY_COST
 }
 
-#[derive(Default)]
+/// The bytes all namespaces of one [`MemoryKv`] hold, and the most they may.
+#[derive(Debug)]
+struct HostBudget {
+    used: AtomicU64,
+    limit: u64,
+}
+
+impl HostBudget {
+    /// Takes `n` bytes if the total stays within the limit.
+    fn try_charge(&self, n: u64) -> Result<(), u64> {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|total| *total <= self.limit)
+            })
+            .map(drop)
+            .map_err(|used| used.saturating_add(n))
+    }
+
+    fn release(&self, n: u64) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+/// In-memory [`KvStore`]: one map per namespace, expired entries dropped lazily
+/// and swept when a namespace grows or a write would pass the quota.
+///
+/// Besides each namespace's [`KvQuota`], the store has a host-wide limit on
+/// what all namespaces hold together ([`DEFAULT_MEMORY_KV_LIMIT`], 256 MiB;
+/// [`MemoryKv::with_limit`], `HostBuilder::kv_memory_limit`), counting each
+/// entry's key and value plus [`MEMORY_KV_ENTRY_COST`]: per-plugin quotas
+/// alone let the store grow with the number of plugins loaded. A write past
+/// it fails like a quota refusal, naming the limit.
+pub struct MemoryKv {
+    namespaces: Mutex<HashMap<String, Arc<Mutex<Namespace>>>>,
+    budget: Arc<HostBudget>,
+}
+
+impl Default for MemoryKv {
+    fn default() -> Self {
+        MemoryKv::with_limit(DEFAULT_MEMORY_KV_LIMIT)
+    }
+}
+
 struct Namespace {
     entries: HashMap<String, Entry>,
     /// Key plus value bytes of `entries`.
     bytes: u64,
     /// Size at which the next full sweep of expired entries happens.
     sweep_at: usize,
+    /// The store's host-wide budget: holds this namespace's cost (bytes plus
+    /// [`MEMORY_KV_ENTRY_COST`] per entry) at all times.
+    budget: Arc<HostBudget>,
 }
 
 impl Namespace {
+    fn new(budget: Arc<HostBudget>) -> Self {
+        Namespace { entries: HashMap::new(), bytes: 0, sweep_at: 0, budget }
+    }
+
+    /// What this namespace holds against the host-wide budget.
+    fn cost(&self) -> u64 {
+        self.bytes + MEMORY_KV_ENTRY_COST * self.entries.len() as u64
+    }
+
     fn remove(&mut self, key: &str) -> Option<Entry> {
         let e = self.entries.remove(key)?;
         self.bytes -= entry_bytes(key, &e.value);
+        self.budget.release(entry_cost(key, e.value.len()));
         Some(e)
     }
 
     fn sweep(&mut self, now: Instant) {
         let mut freed = 0;
+        let mut swept = 0;
         self.entries.retain(|k, e| {
             let keep = e.live(now);
             if !keep {
                 freed += entry_bytes(k, &e.value);
+                swept += 1;
             }
             keep
         });
         self.bytes -= freed;
+        self.budget.release(freed + swept * MEMORY_KV_ENTRY_COST);
         self.sweep_at = (self.entries.len() * 2).max(1024);
     }
 
@@ -232,16 +295,40 @@ impl Namespace {
         }
     }
 
-    /// Checks the quota's totals for a write of `len` bytes to `key`, sweeping
-    /// expired entries once before refusing.
+    /// What a write of `len` bytes to `key` adds to the host-wide budget.
+    fn growth(&self, key: &str, len: usize) -> u64 {
+        let old = self.entries.get(key).map_or(0, |e| entry_cost(key, e.value.len()));
+        entry_cost(key, len).saturating_sub(old)
+    }
+
+    /// Checks the quota's totals for a write of `len` bytes to `key`, and
+    /// takes its growth from the host-wide budget, sweeping expired entries
+    /// once before refusing. On `Ok` the write must follow through [`put`](Self::put).
     fn admit(&mut self, key: &str, len: usize, quota: &KvQuota, now: Instant) -> Result<(), KvError> {
         let (bytes, keys) = self.usage_with(key, len);
-        if quota.check_totals(bytes, keys).is_ok() {
+        if quota.check_totals(bytes, keys).is_ok() && self.budget.try_charge(self.growth(key, len)).is_ok() {
             return Ok(());
         }
         self.sweep(now);
         let (bytes, keys) = self.usage_with(key, len);
-        quota.check_totals(bytes, keys)
+        quota.check_totals(bytes, keys)?;
+        self.budget.try_charge(self.growth(key, len)).map_err(|total| {
+            KvError::QuotaExceeded(format!(
+                "kv quota: the host's in-memory kv store would hold `{total}` bytes, over its host-wide limit of {} bytes",
+                self.budget.limit
+            ))
+        })
+    }
+
+    /// Stores `value` at `key` after [`admit`](Self::admit) took its growth;
+    /// gives back what a smaller value frees.
+    fn put(&mut self, key: &str, value: Vec<u8>, expires: Option<Instant>) {
+        let new_cost = entry_cost(key, value.len());
+        self.bytes += entry_bytes(key, &value);
+        if let Some(old) = self.entries.insert(key.to_string(), Entry { value, expires }) {
+            self.bytes -= entry_bytes(key, &old.value);
+            self.budget.release(entry_cost(key, old.value.len()).saturating_sub(new_cost));
+        }
     }
 
     fn insert(
@@ -256,21 +343,34 @@ impl Namespace {
             self.sweep(now);
         }
         self.admit(key, value.len(), quota, now)?;
-        self.remove(key);
-        self.bytes += entry_bytes(key, &value);
-        self.entries.insert(key.to_string(), Entry { value, expires: ttl.map(|t| now + t) });
+        self.put(key, value, ttl.map(|t| now + t));
         Ok(())
     }
 }
 
 impl MemoryKv {
-    /// An empty store.
+    /// An empty store with the default host-wide limit ([`DEFAULT_MEMORY_KV_LIMIT`]).
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// An empty store whose namespaces together hold at most `bytes` (keys,
+    /// values and [`MEMORY_KV_ENTRY_COST`] per entry).
+    pub fn with_limit(bytes: u64) -> Self {
+        MemoryKv {
+            namespaces: Mutex::default(),
+            budget: Arc::new(HostBudget { used: AtomicU64::new(0), limit: bytes }),
+        }
+    }
+
+    /// What all namespaces hold now against the host-wide limit.
+    pub fn host_usage(&self) -> u64 {
+        self.budget.used.load(Ordering::Acquire)
+    }
+
     fn ns(&self, ns: &str) -> Arc<Mutex<Namespace>> {
-        self.namespaces.lock().entry(ns.to_string()).or_default().clone()
+        let mut map = self.namespaces.lock();
+        map.entry(ns.to_string()).or_insert_with(|| Arc::new(Mutex::new(Namespace::new(self.budget.clone())))).clone()
     }
 
     fn get_now(&self, ns: &str, key: &str) -> Option<Vec<u8>> {
@@ -305,11 +405,8 @@ impl MemoryKv {
         match current {
             Some(_) => {
                 ns.admit(key, bytes.len(), quota, now)?;
-                let old = ns.entries.get_mut(key).expect("live entry");
-                let old_len = old.value.len() as u64;
-                old.value = bytes;
-                let new_len = old.value.len() as u64;
-                ns.bytes = ns.bytes - old_len + new_len;
+                let expires = ns.entries.get(key).expect("live entry").expires;
+                ns.put(key, bytes, expires);
             }
             None => ns.insert(key, bytes, ttl, quota, now)?,
         }
@@ -414,7 +511,12 @@ impl KvStore for MemoryKv {
     }
 
     fn drop_namespace<'a>(&'a self, ns: &'a str) -> KvFuture<'a, ()> {
-        self.namespaces.lock().remove(ns);
+        if let Some(n) = self.namespaces.lock().remove(ns) {
+            let mut n = n.lock();
+            n.budget.release(n.cost());
+            n.entries.clear();
+            n.bytes = 0;
+        }
         ready(Ok(()))
     }
 }
@@ -510,5 +612,48 @@ mod tests {
         block(kv.drop_namespace("a")).unwrap();
         assert_eq!(block(kv.usage("a")).unwrap(), KvUsage::default());
         assert!(block(kv.keys("a")).unwrap().is_empty());
+    }
+
+    /// Namespaces together stay within the host-wide limit; what one frees
+    /// (delete, expiry, a smaller value, a dropped namespace) is given back.
+    #[test]
+    fn the_host_wide_limit_bounds_all_namespaces_together() {
+        let cost = entry_cost("k0", 1000);
+        let kv = MemoryKv::with_limit(3 * cost);
+        for ns in ["a", "b", "c"] {
+            block(kv.set(ns, "k0", vec![0; 1000], None, Q)).unwrap();
+        }
+        let err = block(kv.set("d", "k0", vec![0; 1000], None, Q)).unwrap_err();
+        assert!(err.to_string().contains("host-wide limit of"), "{err}");
+        assert_eq!(kv.host_usage(), 3 * cost);
+        block(kv.set("a", "k0", vec![0; 10], None, Q)).unwrap();
+        block(kv.delete("b", "k0")).unwrap();
+        block(kv.drop_namespace("c")).unwrap();
+        assert_eq!(kv.host_usage(), entry_cost("k0", 10));
+        block(kv.set("d", "k0", vec![0; 1000], Some(Duration::from_millis(1)), Q)).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        // The expired entry is swept to make room.
+        block(kv.set("e", "k0", vec![0; 1000], None, Q)).unwrap();
+        block(kv.set("e", "k1", vec![0; 1000], None, Q)).unwrap_err();
+    }
+
+    /// Set/expire churn with fresh keys: nothing grows past the live keys.
+    #[test]
+    fn ttl_churn_does_not_grow_the_store() {
+        let kv = MemoryKv::new();
+        let quota = KvQuota { keys: 100, ..Q };
+        for round in 0..50 {
+            for i in 0..100 {
+                block(kv.set("a", &format!("r{round}-{i}"), vec![0; 100], Some(Duration::from_millis(1)), quota))
+                    .unwrap();
+            }
+            block(kv.increment("a", "n", 1, Some(Duration::from_millis(1)), quota)).unwrap_or_default();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let usage = block(kv.usage("a")).unwrap();
+        assert!(usage.keys <= 101, "{usage:?}");
+        assert!(kv.host_usage() <= 101 * entry_cost("r49-99", 100), "{}", kv.host_usage());
+        let ns = kv.ns("a");
+        assert!(ns.lock().entries.capacity() < 1024, "the map stays small");
     }
 }

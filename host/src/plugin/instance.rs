@@ -220,6 +220,24 @@ impl Factory {
         }
     }
 
+    /// [`instantiate`](Self::instantiate) on a blocking thread, for the
+    /// budgets longer than a hook's (the init timeout: at load, on reload, when
+    /// warming the pool). Guest code that spins in `init` holds that thread,
+    /// never an async worker, so loading or hot-reloading a plugin whose
+    /// `init` takes seconds cannot stall the requests served meanwhile.
+    pub(crate) async fn instantiate_off_workers(
+        self: &Arc<Self>,
+        budget: Duration,
+        alive: AliveToken,
+    ) -> Result<Live, FailureKind> {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return self.instantiate(budget, alive).await;
+        };
+        let factory = self.clone();
+        let job = tokio::task::spawn_blocking(move || handle.block_on(factory.instantiate(budget, alive)));
+        job.await.unwrap_or_else(|e| Err(FailureKind::Error(format!("init thread failed: {e}"))))
+    }
+
     /// Sets the wall-clock deadline (epochs) and the fuel budget of the next call.
     pub(crate) fn arm(&self, store: &mut Store<StoreState>, budget: Duration) {
         if self.exec.epochs {

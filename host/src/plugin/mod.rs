@@ -272,8 +272,8 @@ impl LoadedPlugin {
 
     /// Records a failure the caller detected in a hook's answer (an error it
     /// returned, an output the host refused); feeds the circuit breaker.
-    pub(crate) fn record_failure(&self, f: &PluginFailure) {
-        if let Some(backoff) = self.breaker.failed() {
+    fn record_failure(&self, ticket: crate::breaker::Ticket<'_>, f: &PluginFailure) {
+        if let Some(backoff) = ticket.failed() {
             let reason = format!("quarantined for {backoff:?} after repeated failures (last: {})", f.kind);
             tracing::error!(plugin = %self.name, "{reason}");
             let kind = crate::events::PluginEventKind::Quarantined { reason };
@@ -316,9 +316,10 @@ impl LoadedPlugin {
     }
 
     /// Creates, instantiates and initialises a fresh instance within [`INIT_TIMEOUT`]
-    /// (at load: proves the plugin initialises).
+    /// (at load: proves the plugin initialises), on a blocking thread.
     pub(crate) async fn instantiate(&self) -> Result<Live, PluginFailure> {
-        self.factory.instantiate(INIT_TIMEOUT, self.pool.reserve()).await.map_err(|kind| self.failure("init", kind))
+        let alive = self.pool.reserve();
+        self.factory.instantiate_off_workers(INIT_TIMEOUT, alive).await.map_err(|kind| self.failure("init", kind))
     }
 
     /// Creates, instantiates and initialises a fresh instance, then drops it:
@@ -398,17 +399,18 @@ impl LoadedPlugin {
         Box::pin(
             async move {
                 let started = Instant::now();
-                if let Err(left) = self.breaker.admit() {
-                    return Err(self.failure(I::HOOK, FailureKind::Quarantined(left)));
-                }
+                let ticket = match self.breaker.admit() {
+                    Ok(ticket) => ticket,
+                    Err(left) => return Err(self.failure(I::HOOK, FailureKind::Quarantined(left))),
+                };
                 self.stats.calls.fetch_add(1, Ordering::Relaxed);
                 let result = self
                     .call_inner(context, timeout, invoke, started)
                     .await
                     .and_then(|out| check(out).map_err(|kind| self.failure(I::HOOK, kind)));
                 match &result {
-                    Ok(_) => self.breaker.succeeded(),
-                    Err(f) => self.record_failure(f),
+                    Ok(_) => ticket.succeeded(),
+                    Err(f) => self.record_failure(ticket, f),
                 }
                 self.stats.busy_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 if let Err(f) = &result {
