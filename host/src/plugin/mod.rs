@@ -322,10 +322,13 @@ impl LoadedPlugin {
         self.factory.instantiate_off_workers(INIT_TIMEOUT, alive).await.map_err(|kind| self.failure("init", kind))
     }
 
-    /// Creates, instantiates and initialises a fresh instance, then drops it:
-    /// what a call costs when no warm instance is available (diagnostics, benches).
+    /// Creates, instantiates and initialises a fresh instance on the calling
+    /// task, then drops it: what a call pays when no warm instance is
+    /// available (diagnostics, benches). Instances made at load and by the
+    /// background warmer are made the same way on a blocking thread instead.
     pub async fn instantiate_fresh(&self) -> Result<(), PluginFailure> {
-        self.instantiate().await.map(drop)
+        let alive = self.pool.reserve();
+        self.factory.instantiate(INIT_TIMEOUT, alive).await.map(drop).map_err(|kind| self.failure("init", kind))
     }
 
     /// Puts a healthy instance back into the pool (used at load); dropped
