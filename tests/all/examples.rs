@@ -185,14 +185,7 @@ async fn stream_and_tool_hooks_run_in_order() {
     })])
     .await;
     let ctx = RequestContext::new("m");
-    let chunk = plugbox_host::StreamChunk {
-        index: 0,
-        role: None,
-        content: Some("abc".into()),
-        tool_calls: vec![],
-        finish_reason: None,
-        usage: None,
-    };
+    let chunk = chunk("abc");
     let out = host.on_chunk(&ctx, chunk).await.unwrap().unwrap();
     assert_eq!(out.content.as_deref(), Some("ABC"));
     let call = plugbox_host::ToolCall { id: "1".into(), name: "rm".into(), arguments: "{}".into() };

@@ -116,6 +116,18 @@ pub fn user(text: &str) -> Message {
     Message { role: Role::User, content: text.into(), name: None, tool_calls: vec![], tool_call_id: None }
 }
 
+/// A content chunk carrying `text` (index 0, nothing else set).
+pub fn chunk(text: &str) -> plugbox_host::StreamChunk {
+    plugbox_host::StreamChunk {
+        index: 0,
+        role: None,
+        content: Some(text.into()),
+        tool_calls: vec![],
+        finish_reason: None,
+        usage: None,
+    }
+}
+
 pub fn request(text: &str) -> Request {
     Request {
         model: "test-model".into(),

@@ -7,9 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use plugbox_host::{
-    FailureKind, Host, PipelineConfig, RequestContext, RequestError, StreamChunk, ToolCall, ToolDecision,
-};
+use plugbox_host::{FailureKind, Host, PipelineConfig, RequestContext, RequestError, ToolCall, ToolDecision};
 
 use crate::bounds::{Bounds, MIB, assert_fast};
 use crate::*;
@@ -179,17 +177,6 @@ async fn an_oversized_post_response_is_refused() {
     // `provider-type` at load.
     let stats = host.plugin("hostile").unwrap().stats();
     assert_eq!((stats.calls, stats.errors), (ROUNDS * 2 + 1, ROUNDS), "{stats:?}");
-}
-
-fn chunk(text: &str) -> StreamChunk {
-    StreamChunk {
-        index: 0,
-        role: None,
-        content: Some(text.into()),
-        tool_calls: vec![],
-        finish_reason: None,
-        usage: None,
-    }
 }
 
 /// `ROUNDS` chunks through a stream host doing `attack`: each refused with

@@ -242,14 +242,7 @@ async fn a_request_keeps_its_plugins_across_changes() {
     let ctx = ctx();
     host.run_request(&ctx, request("hi"), echo).await.unwrap();
     host.unload("a").await.unwrap();
-    let chunk = plugbox_host::StreamChunk {
-        index: 0,
-        role: None,
-        content: Some("x".into()),
-        tool_calls: vec![],
-        finish_reason: None,
-        usage: None,
-    };
+    let chunk = chunk("x");
     host.on_chunk(&ctx, chunk.clone()).await.unwrap();
     assert_eq!(ctx.get("chunk-trace").as_deref(), Some("chunk:a"), "the running request still sees `a`");
     let fresh = RequestContext::new("m");
@@ -274,14 +267,7 @@ async fn the_pipeline_runs_on_any_chain_without_the_host_facade() {
     let resp = pipeline.run_request(&RequestContext::new("m"), &[], request("hi"), echo).await.unwrap();
     assert_eq!(text(&resp), "echo: hi");
     // Stream hooks on an explicit chain.
-    let chunk = plugbox_host::StreamChunk {
-        index: 0,
-        role: None,
-        content: Some("x".into()),
-        tool_calls: vec![],
-        finish_reason: None,
-        usage: None,
-    };
+    let chunk = chunk("x");
     let streamed = RequestContext::new("m");
     pipeline.on_chunk(&streamed, &chain, chunk).await.unwrap();
     assert_eq!(streamed.get("chunk-trace").as_deref(), Some("chunk:b"));

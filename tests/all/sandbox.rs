@@ -346,14 +346,7 @@ async fn loops_in_every_hook_kind_time_out() {
         .collect();
     assert_eq!(post.len(), 2, "{post:?}");
     assert!(post[1].starts_with("post-response failed-open: timed out"), "{post:?}");
-    let chunk = plugbox_host::StreamChunk {
-        index: 0,
-        role: None,
-        content: Some("x".into()),
-        tool_calls: vec![],
-        finish_reason: None,
-        usage: None,
-    };
+    let chunk = chunk("x");
     assert!(host.on_chunk(&ctx, chunk).await.unwrap().is_some(), "fail-open: the chunk goes on");
     let call = plugbox_host::ToolCall { id: "1".into(), name: "t".into(), arguments: "{}".into() };
     assert!(matches!(host.on_tool_call(&ctx, call).await.unwrap(), plugbox_host::ToolDecision::Run(_)));
