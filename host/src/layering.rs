@@ -18,6 +18,7 @@
 /// and (within a layer) only those listed in [`SAME_LAYER`].
 const LAYERS: &[(&str, u8)] = &[
     ("manifest", 0),
+    ("openai", 0),
     ("bindings", 0),
     ("failure", 0),
     ("breaker", 0),

@@ -71,6 +71,7 @@ mod layering;
 pub mod loader;
 pub mod manifest;
 pub mod models;
+pub mod openai;
 mod pipeline;
 mod plugin;
 mod policy;
