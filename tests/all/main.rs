@@ -1,6 +1,7 @@
 //! plugbox's integration tests: one test binary (STYLE 14), real compiled
 //! plugins from `plugbox-artifacts` (built for wasm32-wasip2 by its build script).
 
+mod access;
 mod bounds;
 mod cli;
 mod deadlines;
@@ -19,6 +20,7 @@ mod reload;
 mod resources;
 mod sandbox;
 mod variants;
+mod streaming;
 mod workers;
 
 use std::path::{Path, PathBuf};
