@@ -66,7 +66,6 @@ async fn garbage_outputs_are_refused() {
     for (mode, expect) in [
         ("huge", "max-output"),
         ("bad-json", "not valid JSON"),
-        ("empty-messages", "has no messages"),
     ] {
         let manifest = bomb_manifest(
             "garbage",
@@ -81,6 +80,22 @@ async fn garbage_outputs_are_refused() {
         assert!(action.contains(expect), "mode {mode}: got `{action}`");
         assert_still_serving(&host).await;
     }
+}
+
+#[tokio::test]
+async fn a_request_cannot_be_left_without_messages() {
+    let manifest = bomb_manifest(
+        "garbage",
+        "pre-request, post-response",
+        "config:\n  mode: { type: string, default: empty-messages }\n",
+    );
+    let (host, _d) = host_with("garbage", plugbox_artifacts::GARBAGE, manifest).await;
+    let ctx = RequestContext::new("m");
+    let resp = host.run_request(&ctx, request("hi"), echo).await.unwrap();
+    assert_eq!(text(&resp), "echo: hi [ok]");
+    let error = ctx.get("garbage.error").unwrap_or_default();
+    assert!(error.contains("Invalid") && error.contains("cannot be left empty"), "the guest saw: {error}");
+    assert!(!failure_of(&ctx, "garbage").starts_with("failed"), "an invalid edit is not a failure: {:?}", ctx.trace());
 }
 
 #[tokio::test]

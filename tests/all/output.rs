@@ -145,7 +145,7 @@ async fn oversized_request_edits_are_refused_and_the_chain_goes_on() {
         ("huge-model", "max-output of 1024 bytes"),
         ("huge-param", "max-output of 1024 bytes"),
         ("insert-loop", "max-output of 1024 bytes"),
-        ("many-messages", "`$.messages`"),
+        ("many-messages", "max-output of 1024 bytes"),
         ("error", "`$.err`"),
         ("fail", "`$.fail.message`"),
         ("respond-huge", "max-output of 1024 bytes"),
@@ -171,7 +171,6 @@ async fn read_and_none_plugins_cannot_edit_message_data() {
             ("insert", "`$.messages[0]`"),
             ("insert-json", "`$.messages[1]`"),
             ("remove", "`$.messages[0]`"),
-            ("set-tools", "`$.tools`"),
             ("respond", "messages: write"),
         ] {
             refused_request(attack, messages, expect).await;
@@ -185,7 +184,7 @@ async fn read_and_none_plugins_cannot_edit_message_data() {
 
 #[tokio::test]
 async fn invalid_values_are_refused_without_failing_the_call() {
-    for attack in ["param-invalid", "param-type"] {
+    for (attack, path) in [("param-invalid", "temperature"), ("param-type", "temperature"), ("set-tools", "`$.tools`")] {
         let (host, _d) = request_host(attack, "write").await;
         let ctx = RequestContext::new("m").with_caller("alice");
         let seen = std::sync::Arc::new(parking_lot::Mutex::new(None));
@@ -200,7 +199,7 @@ async fn invalid_values_are_refused_without_failing_the_call() {
         assert_eq!(text(&resp), "echo: mail [EMAIL]");
         assert_eq!(*seen.lock(), Some(0.7), "{attack}: the parameter is unchanged");
         let error = ctx.get("error").unwrap_or_default();
-        assert!(error.starts_with("invalid:") && error.contains("temperature"), "{attack}: {error}");
+        assert!(error.starts_with("invalid:") && error.contains(path), "{attack}: {error}");
         assert!(!hostile_action(&ctx, "pre-request").starts_with("failed"), "{attack}: {:?}", ctx.trace());
         assert_eq!(host.plugin("hostile").unwrap().stats().errors, 0, "{attack}: not a failure");
     }
