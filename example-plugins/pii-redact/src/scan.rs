@@ -298,7 +298,7 @@ fn luhn(digits: &[u8]) -> bool {
             if k % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Whether text ending like `text` may still be the first part of something

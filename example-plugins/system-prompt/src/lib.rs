@@ -94,10 +94,7 @@ mod tests {
     fn inserts_first() {
         let req = request(&[(Role::User, "hi")]);
         assert_eq!(plugin("first").pre_request(&req).unwrap(), PreAction::Continue);
-        assert_eq!(
-            roles_and_texts(&req),
-            vec![(Role::System, "be brief".to_string()), (Role::User, "hi".to_string())]
-        );
+        assert_eq!(roles_and_texts(&req), vec![(Role::System, "be brief".to_string()), (Role::User, "hi".to_string())]);
     }
 
     #[test]
