@@ -5,7 +5,7 @@
 //! what it returns, and an edit (`&self`: the host value is interior-mutable)
 //! is checked by the host against the plugin's `messages` permission
 //! ([`Access`](crate::Access)) when it is made. Off wasm each is an in-memory
-//! stand-in built with a builder ([`Request::builder`] …) that applies the same
+//! stand-in built with a builder (`Request::builder` …) that applies the same
 //! rules, so a plugin's unit tests see the edits the host would refuse.
 //!
 //! Indices are `usize`; JSON paths in [`AccessError`]s follow the OpenAI body
