@@ -19,7 +19,7 @@ use crate::bindings::plugbox::plugin::types::AccessError as WitAccessError;
 /// choices' text, refusal, reasoning and tool calls.
 ///
 /// On wasm the host enforces it; off wasm the stand-in values
-/// ([`Request::builder`](crate::Request::builder) …) apply the same rules, so
+/// (`Request::builder` …) apply the same rules, so
 /// a unit test sees the edits the host would refuse.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Access {

@@ -113,11 +113,11 @@
 //!
 //! When compiled for any target other than `wasm32`, [`Request`] and the other
 //! handles are in-memory stand-ins built with builders
-//! ([`Request::builder`], [`Response::builder`], [`Chunk::builder`],
-//! [`StreamEnd::new`], [`ToolCallRef::new`]) that apply the host's permission
+//! (`Request::builder`, `Response::builder`, `Chunk::builder`,
+//! `StreamEnd::new`, `ToolCallRef::new`) that apply the host's permission
 //! rules, and the import wrappers talk to an in-process stand-in: logs go to
 //! stderr and are recorded, `context` and `kv` are thread-local maps.
-//! [`testing`] resets and inspects them, and [`testing::run_stream`] plays a
+//! `testing` resets and inspects them, and `testing::run_stream` plays a
 //! stream through a plugin's `on_chunk` / `on_stream_end` as the host does
 //! (drops, holds and merges included).
 

@@ -5,7 +5,7 @@
 //! what it returns, and an edit (`&self`: the host value is interior-mutable)
 //! is checked by the host against the plugin's `messages` permission
 //! ([`Access`](crate::Access)) when it is made. Off wasm each is an in-memory
-//! stand-in built with a builder ([`Request::builder`] …) that applies the same
+//! stand-in built with a builder (`Request::builder` …) that applies the same
 //! rules, so a plugin's unit tests see the edits the host would refuse.
 //!
 //! Indices are `usize`; JSON paths in [`AccessError`]s follow the OpenAI body
@@ -470,5 +470,99 @@ impl ToolCallRef {
     /// Rename the function. Needs `write`.
     pub fn set_name(&self, name: &str) -> Res<()> {
         self.0.set_name(name).map_err(Into::into)
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::{Access, Completion, CompletionToolCall};
+
+    fn denied(r: Res<impl std::fmt::Debug>) -> String {
+        match r {
+            Err(AccessError::Denied(why)) => why,
+            other => panic!("expected denied, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn none_reads_shape_but_not_text() {
+        let req = Request::builder("gpt-4o")
+            .system("s")
+            .user("secret")
+            .tool(json!({"type": "function", "function": {"name": "f"}}))
+            .param("temperature", 0.5)
+            .access(Access::None)
+            .build();
+        assert_eq!((req.message_count(), req.tool_count()), (2, 1));
+        assert_eq!(req.messages().collect::<Vec<_>>(), vec![(0, Role::System), (1, Role::User)]);
+        assert_eq!(req.last_user_index(), Some(1));
+        assert!(denied(req.text(1)).contains("`$.messages[1].content` needs `messages: read`"));
+        denied(req.message_json(0));
+        denied(req.tools_json());
+        denied(req.to_json());
+        denied(req.insert_message(0, Role::System, "x"));
+        // The model and parameters are not message data.
+        req.set_model("small").unwrap();
+        req.set_param("temperature", &0.1).unwrap();
+        assert_eq!(req.param::<f64>("temperature").unwrap(), Some(0.1));
+        assert_eq!(req.snapshot()["model"], "small");
+    }
+
+    #[test]
+    fn write_edits_and_errors_are_typed() {
+        let req = Request::builder("m")
+            .message_json(json!({"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {"url": "u"}}, {"type": "text", "text": "b"}]}))
+            .access(Access::Write)
+            .max_output(40)
+            .build();
+        assert_eq!(req.text(0).unwrap().as_deref(), Some("ab"));
+        req.insert_message(0, Role::System, "be brief").unwrap();
+        assert_eq!(req.role(0).unwrap(), Role::System);
+        assert_eq!(req.text(5), Err(AccessError::OutOfRange));
+        assert_eq!(req.insert_message(9, Role::User, "x"), Err(AccessError::OutOfRange));
+        assert_eq!(req.set_text(1, &"x".repeat(41)), Err(AccessError::TooLarge));
+        assert!(matches!(req.insert_message_json(0, "nope"), Err(AccessError::Invalid(_))));
+        assert!(matches!(req.param::<String>("messages"), Err(AccessError::Invalid(_))));
+        req.remove_message(0).unwrap();
+        assert_eq!(req.message_count(), 1);
+        req.set_editable(false);
+        assert!(denied(req.set_model("x")).contains("read-only"));
+    }
+
+    #[test]
+    fn responses_chunks_and_tool_calls() {
+        let done = Completion::tool_calls("c", "m", vec![CompletionToolCall::new("call_1", "f", "{}")]);
+        let resp = Response::builder_from(&done).access(Access::Read).build();
+        assert_eq!(resp.tool_calls(0).unwrap()[0].name, "f");
+        assert_eq!(resp.finish_reason(0).unwrap().as_deref(), Some("tool_calls"));
+        assert!(denied(resp.set_text(0, "x")).contains("needs `messages: write`"));
+        let failed = Response::failed(LlmError::timeout("slow")).build();
+        assert!(failed.is_error());
+        assert_eq!(failed.choice_count(), 0);
+
+        let chunk = Chunk::builder()
+            .role(Role::Assistant)
+            .reasoning("hmm")
+            .tool_call(CompletionToolCall::start(0, "call_1", "f"))
+            .access(Access::None)
+            .build();
+        assert_eq!(chunk.role(0).unwrap(), Some(Role::Assistant));
+        denied(chunk.reasoning(0));
+        denied(chunk.tool_calls(0));
+        let chunk = Chunk::builder().tool_call(CompletionToolCall::start(0, "call_1", "f")).build();
+        let pieces = chunk.tool_calls(0).unwrap();
+        assert_eq!((pieces[0].id.as_deref(), pieces[0].name.as_deref()), (Some("call_1"), Some("f")));
+
+        let end = StreamEnd::new(None, Access::Read);
+        denied(end.append_text("x"));
+        let call = ToolCallRef::new("1", "f", "{}", Access::None);
+        assert_eq!(call.name(), "f");
+        denied(call.arguments());
+        let call = ToolCallRef::new("1", "f", "{}", Access::Write);
+        assert!(matches!(call.set_arguments("{"), Err(AccessError::Invalid(_))));
+        assert_eq!(call.arguments_as::<serde_json::Value>().unwrap(), json!({}));
     }
 }

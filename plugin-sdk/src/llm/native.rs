@@ -65,27 +65,11 @@ impl Guard {
 }
 
 pub(crate) fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::System => "system",
-        Role::Developer => "developer",
-        Role::User => "user",
-        Role::Assistant => "assistant",
-        Role::Tool => "tool",
-        Role::Function => "function",
-        Role::Other => "other",
-    }
+    role.as_str()
 }
 
 pub(crate) fn parse_role(name: &str) -> Role {
-    match name {
-        "system" => Role::System,
-        "developer" => Role::Developer,
-        "user" => Role::User,
-        "assistant" => Role::Assistant,
-        "tool" => Role::Tool,
-        "function" => Role::Function,
-        _ => Role::Other,
-    }
+    Role::parse(name)
 }
 
 /// The text of a `content` value: a string, or its text parts joined.
