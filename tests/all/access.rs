@@ -19,12 +19,14 @@ fn plugin(name: &str, pre: &str, post: &str, on_error: &str, messages: &str, rea
         .replace("read: { type: boolean, default: true }", &format!("read: {{ type: boolean, default: {read} }}"))
 }
 
+type Provided = std::pin::Pin<Box<dyn Future<Output = plugbox_host::Outcome> + Send>>;
+
 /// A provider that keeps the request it got and answers like [`echo`].
-fn capture() -> (Arc<Mutex<Option<ChatRequest>>>, impl Fn(ChatRequest) -> std::pin::Pin<Box<dyn Future<Output = plugbox_host::Outcome> + Send>> + Clone) {
+fn capture() -> (Arc<Mutex<Option<ChatRequest>>>, impl Fn(Arc<ChatRequest>) -> Provided + Clone) {
     let seen = Arc::new(Mutex::new(None));
     let keep = seen.clone();
-    let provider = move |req: ChatRequest| -> std::pin::Pin<Box<dyn Future<Output = plugbox_host::Outcome> + Send>> {
-        *keep.lock() = Some(req.clone());
+    let provider = move |req: Arc<ChatRequest>| -> Provided {
+        *keep.lock() = Some((*req).clone());
         Box::pin(echo(req))
     };
     (seen, provider)
@@ -80,7 +82,7 @@ async fn read_cannot_edit_message_data_and_the_call_fails() {
         let (host, _d) = scripted_host(&[("r", plugin("r", pre, "continue", "fail-closed", "read", true))]).await;
         match host.run_request(&RequestContext::new("m"), request("hi"), echo).await {
             Err(RequestError::Plugin(f)) => {
-                assert_eq!((f.plugin.as_str(), f.hook.as_str()), ("r", "pre-request"));
+                assert_eq!((f.plugin.as_str(), f.hook), ("r", "pre-request"));
                 assert!(matches!(&f.kind, FailureKind::InvalidOutput(m) if m.contains(path)), "{pre}: {f}");
             }
             other => panic!("{pre}: expected the plugin's failure, got {other:?}"),

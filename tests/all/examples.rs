@@ -25,7 +25,7 @@ async fn examples(names: &[&str], config: &[(&str, serde_json::Value)]) -> (Host
 }
 
 /// A provider that reports what it received.
-async fn capture(req: ChatRequest) -> plugbox_host::Outcome {
+async fn capture(req: std::sync::Arc<ChatRequest>) -> plugbox_host::Outcome {
     let all: Vec<String> = req.messages.iter().map(|m| format!("{}:{}", m.role, message_text(m))).collect();
     Ok(response(&all.join("|")))
 }

@@ -24,6 +24,7 @@ mod streaming;
 mod workers;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use plugbox_host::{ChatChunk, ChatMessage, ChatRequest, ChatResponse, Host, HostBuilder, LlmError, Outcome};
 
@@ -140,13 +141,13 @@ pub fn message_text(message: &ChatMessage) -> String {
 }
 
 /// A native provider: answers `echo: <last message>`.
-pub async fn echo(req: ChatRequest) -> Outcome {
+pub async fn echo(req: Arc<ChatRequest>) -> Outcome {
     let text = req.messages.last().map(message_text).unwrap_or_default();
     Ok(response(&format!("echo: {text}")))
 }
 
 /// A native provider that fails.
-pub async fn failing(_req: ChatRequest) -> Outcome {
+pub async fn failing(_req: Arc<ChatRequest>) -> Outcome {
     Err(LlmError {
         kind: plugbox_host::ErrorKind::Provider,
         message: "upstream down".into(),

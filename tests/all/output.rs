@@ -190,7 +190,7 @@ async fn invalid_values_are_refused_without_failing_the_call() {
         let seen = std::sync::Arc::new(parking_lot::Mutex::new(None));
         let s = seen.clone();
         let resp = host
-            .run_request(&ctx, request("mail bob@example.org").with_temperature(0.7), move |r: plugbox_host::ChatRequest| {
+            .run_request(&ctx, request("mail bob@example.org").with_temperature(0.7), move |r: std::sync::Arc<plugbox_host::ChatRequest>| {
                 *s.lock() = r.temperature();
                 echo(r)
             })

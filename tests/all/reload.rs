@@ -199,7 +199,7 @@ async fn a_running_request_finishes_on_the_version_it_started_with() {
     let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
     let h = host.clone();
     let request = tokio::spawn(async move {
-        let provider = |req: plugbox_host::ChatRequest| async move {
+        let provider = |req: std::sync::Arc<plugbox_host::ChatRequest>| async move {
             started_tx.send(()).unwrap();
             release_rx.await.unwrap();
             echo(req).await

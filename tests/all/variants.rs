@@ -145,7 +145,7 @@ async fn a_plugin_without_message_access_does_not_read_tool_definitions() {
         let seen_by_provider = std::sync::Arc::new(parking_lot::Mutex::new(None));
         let seen = seen_by_provider.clone();
         let resp = host
-            .run_request(&ctx, req, move |r: plugbox_host::ChatRequest| {
+            .run_request(&ctx, req, move |r: std::sync::Arc<plugbox_host::ChatRequest>| {
                 *seen.lock() = r.tools.clone();
                 echo(r)
             })
@@ -218,7 +218,7 @@ async fn wide_and_deep_params_are_checked_without_building_them() {
         let param = std::sync::Arc::new(parking_lot::Mutex::new(0usize));
         let seen = param.clone();
         let resp = host
-            .run_request(&ctx, request("hi"), move |r: plugbox_host::ChatRequest| {
+            .run_request(&ctx, request("hi"), move |r: std::sync::Arc<plugbox_host::ChatRequest>| {
                 *seen.lock() = r.extra.get("a").map_or(0, |a| a.to_string().len());
                 echo(r)
             })
