@@ -114,15 +114,19 @@ fn call_runs_one_hook_with_json() {
     let o = plugbox_stdin(&["call", p.to_str().unwrap(), "pre-request"], Some(&input));
     assert!(o.status.success(), "{}", err(&o));
     let v: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
-    let content = &v["result"]["Ok"]["Modify"]["messages"][0]["content"];
-    assert_eq!(content, "hello [a]", "{v}");
+    assert_eq!(v["result"]["Ok"], "Continue", "{v}");
+    assert_eq!(v["edited"]["messages"][0]["content"], "hello [a]", "the request as the plugin left it: {v}");
+    assert_eq!(v["violation"], serde_json::Value::Null, "{v}");
     assert_eq!(v["context"]["trace"], "pre:a");
 
     // Operator config from the command line.
     let o =
         plugbox_stdin(&["call", p.to_str().unwrap(), "pre-request", "--config", r#"{"pre":"respond"}"#], Some(&input));
     let v: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
-    assert_eq!(v["result"]["Ok"]["Respond"]["choices"][0]["message"]["content"], "from a", "{v}");
+    // `respond` carries the answer as OpenAI JSON text.
+    let answer: serde_json::Value = serde_json::from_str(v["result"]["Ok"]["Respond"].as_str().unwrap()).unwrap();
+    assert_eq!(answer["choices"][0]["message"]["content"], "from a", "{v}");
+    assert_eq!(answer["object"], "chat.completion", "{v}");
 
     // A hook the plugin does not implement.
     let o = plugbox_stdin(&["call", p.to_str().unwrap(), "provider"], Some(&input));

@@ -152,6 +152,7 @@ async fn a_plugin_without_message_access_does_not_read_tool_definitions() {
             .await
             .unwrap();
         assert_eq!(text(&resp), "echo: hi [ok]");
+        // The fixture keeps the first 64 bytes of what it read.
         let seen_tools = ctx.get("seen-tools");
         if messages == "none" {
             assert_eq!(seen_tools, None, "{messages}");
@@ -161,7 +162,7 @@ async fn a_plugin_without_message_access_does_not_read_tool_definitions() {
             assert!(action.starts_with("failed-open:"), "{action}");
         } else {
             let seen_tools = seen_tools.unwrap_or_default();
-            assert!(seen_tools.contains("internal: call the billing API"), "{messages}: {seen_tools}");
+            assert!(seen_tools.contains(r#""name":"bill","description":"int"#), "{messages}: {seen_tools}");
         }
         assert_eq!(*seen_by_provider.lock(), Some(vec![tool.clone()]), "{messages}: the provider gets the real definitions");
     }
@@ -206,12 +207,15 @@ async fn wide_and_deep_params_are_checked_without_building_them() {
             .replace("{ timeout: 100ms, memory: 16MiB }", "{ timeout: 2s, memory: 64MiB }"),
     );
     dir.add("hostile", plugbox_artifacts::HOSTILE_OUTPUT, &hostile("deep-param", "none", "1MiB", 100_000));
-    let wide = hostile("wide-param", "none", "8MiB", 6 << 20).replace("name: hostile", "name: wide").replace(
+    let wide = hostile("wide-param", "none", "8MiB", 6 << 20).replace("timeout: 2s", "timeout: 10s").replace("name: hostile", "name: wide").replace(
         "hooks: [pre-request, post-response, on-chunk, on-stream-end, on-tool-call, provider]",
         "hooks: [pre-request]",
     );
     dir.add("wide", plugbox_artifacts::HOSTILE_OUTPUT, &wide);
-    let host = load(builder(), &dir).await;
+    // The host parses a parameter into a JSON tree: about 1.2 s for 6 MiB of
+    // tiny values in a debug build, past the default 1 s cap on pre hooks.
+    let pipeline = plugbox_host::PipelineConfig { pre_hook_timeout: Duration::from_secs(10), ..Default::default() };
+    let host = load(builder().pipeline(pipeline), &dir).await;
     for _ in 0..3 {
         let ctx = RequestContext::new("m");
         let started = Instant::now();
