@@ -62,7 +62,9 @@ async fn reading_message_text_needs_read() {
 
 #[tokio::test]
 async fn read_cannot_edit_message_data_and_the_call_fails() {
-    for (pre, path) in [("modify", "`$.messages[0].content`"), ("insert", "`$.messages[0]`"), ("remove", "`$.messages[0]`")] {
+    for (pre, path) in
+        [("modify", "`$.messages[0].content`"), ("insert", "`$.messages[0]`"), ("remove", "`$.messages[0]`")]
+    {
         // fail-open: the request goes on as it was, byte for byte.
         let (host, _d) = scripted_host(&[("r", plugin("r", pre, "continue", "fail-open", "read", true))]).await;
         let ctx = RequestContext::new("m");
@@ -92,11 +94,8 @@ async fn read_cannot_edit_message_data_and_the_call_fails() {
 
 #[tokio::test]
 async fn write_edits_apply() {
-    let cases = [
-        ("modify", vec!["user:hi [w]"]),
-        ("insert", vec!["system:[w]", "user:hi"]),
-        ("remove", vec!["user:hi"]),
-    ];
+    let cases =
+        [("modify", vec!["user:hi [w]"]), ("insert", vec!["system:[w]", "user:hi"]), ("remove", vec!["user:hi"])];
     for (pre, expect) in cases {
         let (host, _d) = scripted_host(&[("w", plugin("w", pre, "continue", "fail-open", "write", true))]).await;
         let ctx = RequestContext::new("m");
@@ -119,7 +118,10 @@ async fn model_and_parameter_edits_are_open_to_every_level() {
     for messages in ["none", "read", "write"] {
         let (host, _d) = scripted_host(&[
             ("a", plugin("a", "model", "continue", "fail-closed", messages, false)),
-            ("b", plugin("b", "param", "continue", "fail-closed", messages, false).replace("priority: 1", "priority: 2")),
+            (
+                "b",
+                plugin("b", "param", "continue", "fail-closed", messages, false).replace("priority: 1", "priority: 2"),
+            ),
         ])
         .await;
         let (seen, provider) = capture();

@@ -63,10 +63,7 @@ async fn deep_recursion_overflows_the_stack_safely() {
 
 #[tokio::test]
 async fn garbage_outputs_are_refused() {
-    for (mode, expect) in [
-        ("huge", "max-output"),
-        ("bad-json", "is not a valid chat.completion"),
-    ] {
+    for (mode, expect) in [("huge", "max-output"), ("bad-json", "is not a valid chat.completion")] {
         let manifest = bomb_manifest(
             "garbage",
             "pre-request, post-response",
@@ -100,14 +97,18 @@ async fn a_request_cannot_be_left_without_messages() {
 
 #[tokio::test]
 async fn garbage_answers_from_post_hooks_are_refused() {
-    for (mode, expect) in
-        [("no-choices", "has no choices"), ("bad-json-response", "is not a valid chat.completion"), ("huge-response", "max-output")]
-    {
+    for (mode, expect) in [
+        ("no-choices", "has no choices"),
+        ("bad-json-response", "is not a valid chat.completion"),
+        ("huge-response", "max-output"),
+    ] {
         let manifest = bomb_manifest(
             "garbage",
             "pre-request, post-response",
             // 6 MiB: past the default max-output (4 MiB), within the memory limit.
-            &format!("config:\n  mode: {{ type: string, default: {mode} }}\n  size_mib: {{ type: integer, default: 6 }}\n"),
+            &format!(
+                "config:\n  mode: {{ type: string, default: {mode} }}\n  size_mib: {{ type: integer, default: 6 }}\n"
+            ),
         );
         let (host, _d) = host_with("garbage", plugbox_artifacts::GARBAGE, manifest).await;
         let ctx = RequestContext::new("m");

@@ -19,8 +19,8 @@ mod pipeline;
 mod reload;
 mod resources;
 mod sandbox;
-mod variants;
 mod streaming;
+mod variants;
 mod workers;
 
 use std::path::{Path, PathBuf};

@@ -123,8 +123,14 @@ async fn refused_request(attack: &str, messages: &str, expect: &str) {
         let action = hostile_action(&ctx, "pre-request");
         assert!(action.starts_with("failed-open:") && action.contains(expect), "{attack}: {action}");
         let trace = ctx.trace();
-        assert!(trace.iter().any(|t| t.plugin == "rate-limit" && !t.action.starts_with("failed")), "{attack}: {trace:?}");
-        assert!(trace.iter().any(|t| t.plugin == "pii-redact" && !t.action.starts_with("failed")), "{attack}: {trace:?}");
+        assert!(
+            trace.iter().any(|t| t.plugin == "rate-limit" && !t.action.starts_with("failed")),
+            "{attack}: {trace:?}"
+        );
+        assert!(
+            trace.iter().any(|t| t.plugin == "pii-redact" && !t.action.starts_with("failed")),
+            "{attack}: {trace:?}"
+        );
     }
     // Its post hook is skipped after its pre hook failed: one call per request.
     counted_once(&host, ROUNDS, attack == "context");
@@ -184,16 +190,21 @@ async fn read_and_none_plugins_cannot_edit_message_data() {
 
 #[tokio::test]
 async fn invalid_values_are_refused_without_failing_the_call() {
-    for (attack, path) in [("param-invalid", "temperature"), ("param-type", "temperature"), ("set-tools", "`$.tools`")] {
+    for (attack, path) in [("param-invalid", "temperature"), ("param-type", "temperature"), ("set-tools", "`$.tools`")]
+    {
         let (host, _d) = request_host(attack, "write").await;
         let ctx = RequestContext::new("m").with_caller("alice");
         let seen = std::sync::Arc::new(parking_lot::Mutex::new(None));
         let s = seen.clone();
         let resp = host
-            .run_request(&ctx, request("mail bob@example.org").with_temperature(0.7), move |r: std::sync::Arc<plugbox_host::ChatRequest>| {
-                *s.lock() = r.temperature();
-                echo(r)
-            })
+            .run_request(
+                &ctx,
+                request("mail bob@example.org").with_temperature(0.7),
+                move |r: std::sync::Arc<plugbox_host::ChatRequest>| {
+                    *s.lock() = r.temperature();
+                    echo(r)
+                },
+            )
             .await
             .unwrap();
         assert_eq!(text(&resp), "echo: mail [EMAIL]");
@@ -309,7 +320,11 @@ async fn tool_answers_are_charged_json_and_edits_need_write() {
             }
             let action = hostile_action(&ctx, "on-tool-call");
             assert!(action.starts_with("failed-open:") && action.contains(expect), "{attack}: {action}");
-            assert_eq!(ctx.get("args:guard").as_deref(), Some("{\"path\":\"/etc\"}"), "{attack}: the guard saw the real call");
+            assert_eq!(
+                ctx.get("args:guard").as_deref(),
+                Some("{\"path\":\"/etc\"}"),
+                "{attack}: the guard saw the real call"
+            );
         }
         counted_once(&host, ROUNDS, false);
     }
@@ -338,9 +353,11 @@ async fn provider_host_with(
 ) -> (Host, PluginDir) {
     // Only the provider: its one instance is checked out for a stream's
     // whole life, so its own stream hooks would wait for it.
-    let manifest = hostile(attack, messages, max_output)
-        .replace("timeout: 2s", &format!("timeout: {timeout}"))
-        .replace("hooks: [pre-request, post-response, on-chunk, on-stream-end, on-tool-call, provider]", "hooks: [provider]");
+    let manifest =
+        hostile(attack, messages, max_output).replace("timeout: 2s", &format!("timeout: {timeout}")).replace(
+            "hooks: [pre-request, post-response, on-chunk, on-stream-end, on-tool-call, provider]",
+            "hooks: [provider]",
+        );
     load_with(builder, &[("hostile", plugbox_artifacts::HOSTILE_OUTPUT, manifest)]).await
 }
 

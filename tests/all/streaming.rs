@@ -29,7 +29,10 @@ async fn stream_host_with(
         .unwrap()
         .replace("name: hostile-output", "name: hostile")
         .replace("messages: none", "messages: read")
-        .replace("hooks: [pre-request, post-response, on-chunk, on-stream-end, on-tool-call, provider]", "hooks: [provider]")
+        .replace(
+            "hooks: [pre-request, post-response, on-chunk, on-stream-end, on-tool-call, provider]",
+            "hooks: [provider]",
+        )
         .replace("attack: { type: string, default: none", &format!("attack: {{ type: string, default: {attack}"));
     let dir = PluginDir::new();
     dir.add("hostile", plugbox_artifacts::HOSTILE_OUTPUT, &provider);
@@ -99,9 +102,12 @@ async fn the_usage_chunk_and_stream_end_usage_come_through() {
 #[tokio::test]
 async fn the_byte_cap_cuts_off_a_runaway_stream_and_the_host_keeps_serving() {
     let config = plugbox_host::PipelineConfig { stream_max_bytes: 4096, ..Default::default() };
-    let (host, _d) =
-        stream_host_with(builder().pipeline(config), "stream-endless", &[("ok", scripted("ok", 5, "modify", "continue"))])
-            .await;
+    let (host, _d) = stream_host_with(
+        builder().pipeline(config),
+        "stream-endless",
+        &[("ok", scripted("ok", 5, "modify", "continue"))],
+    )
+    .await;
     let started = Instant::now();
     let ctx = RequestContext::new("m");
     let items: Vec<_> = host.stream(&ctx, "hostile", request("x")).collect().await;
@@ -147,11 +153,8 @@ async fn the_total_deadline_cuts_off_a_slow_endless_stream() {
 
 #[tokio::test]
 async fn held_text_is_merged_and_flushed_through_the_holder() {
-    let (host, _d) = stream_host(
-        "none",
-        &[("h", streamer("h", 1, "hold", "none")), ("u", streamer("u", 2, "upper", "none"))],
-    )
-    .await;
+    let (host, _d) =
+        stream_host("none", &[("h", streamer("h", 1, "hold", "none")), ("u", streamer("u", 2, "upper", "none"))]).await;
     let ctx = RequestContext::new("m");
     let chunks: Vec<_> = host.stream(&ctx, "hostile", request("one two three")).collect().await;
     let chunks: Vec<ChatChunk> = chunks.into_iter().map(Result::unwrap).collect();
@@ -172,7 +175,8 @@ async fn holding_past_max_held_is_a_failure() {
     // fail-open: the holder is skipped once it holds too much; the stream goes on.
     let first = first.unwrap();
     assert!(!delta(&first).is_empty());
-    let failed: Vec<_> = ctx.trace().into_iter().filter(|t| t.plugin == "h" && t.action.starts_with("failed")).collect();
+    let failed: Vec<_> =
+        ctx.trace().into_iter().filter(|t| t.plugin == "h" && t.action.starts_with("failed")).collect();
     assert!(failed.iter().any(|t| t.action.contains("max-held")), "{:?}", ctx.trace());
     assert!(host.plugin("h").unwrap().stats().errors >= 1);
 }
@@ -181,7 +185,11 @@ async fn holding_past_max_held_is_a_failure() {
 async fn a_redactor_that_holds_redacts_a_card_number_split_across_chunks() {
     let dir = PluginDir::new();
     let a = plugbox_artifacts::EXAMPLES.iter().find(|a| a.name == "pii-redact").unwrap();
-    dir.add("pii-redact", a.wasm, &std::fs::read_to_string(a.manifest).unwrap().replace("timeout: 50ms", "timeout: 2s"));
+    dir.add(
+        "pii-redact",
+        a.wasm,
+        &std::fs::read_to_string(a.manifest).unwrap().replace("timeout: 50ms", "timeout: 2s"),
+    );
     let host = host();
     host.load_dir(dir.path()).await.unwrap();
     let ctx = RequestContext::new("m");
@@ -213,7 +221,8 @@ async fn tool_calls_are_allowed_denied_answered_and_edited() {
     assert!(matches!(&decision, ToolDecision::Run(c) if *c == call()), "{decision:?}");
     assert_eq!(ctx.get("args:t").as_deref(), Some(r#"{"path":"/etc"}"#));
 
-    let (host, _d) = scripted_host(&[("t", tool("t", "deny", "none").replace("default: true", "default: false"))]).await;
+    let (host, _d) =
+        scripted_host(&[("t", tool("t", "deny", "none").replace("default: true", "default: false"))]).await;
     match decide(host).await.0 {
         ToolDecision::Denied { plugin, reason } => assert_eq!((plugin.as_str(), reason.as_str()), ("t", "denied by t")),
         other => panic!("expected a denial, got {other:?}"),

@@ -7,9 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use plugbox_host::{
-    BreakerConfig, BreakerState, Host, HostBuilder, Policy, ReloadOutcome, RequestContext,
-};
+use plugbox_host::{BreakerConfig, BreakerState, Host, HostBuilder, Policy, ReloadOutcome, RequestContext};
 
 use crate::bounds::{Bounds, MIB, assert_fast};
 use crate::hostile::*;
@@ -164,7 +162,11 @@ async fn a_plugin_without_message_access_does_not_read_tool_definitions() {
             let seen_tools = seen_tools.unwrap_or_default();
             assert!(seen_tools.contains(r#""name":"bill","description":"int"#), "{messages}: {seen_tools}");
         }
-        assert_eq!(*seen_by_provider.lock(), Some(vec![tool.clone()]), "{messages}: the provider gets the real definitions");
+        assert_eq!(
+            *seen_by_provider.lock(),
+            Some(vec![tool.clone()]),
+            "{messages}: the provider gets the real definitions"
+        );
     }
 }
 
@@ -207,10 +209,13 @@ async fn wide_and_deep_params_are_checked_without_building_them() {
             .replace("{ timeout: 100ms, memory: 16MiB }", "{ timeout: 2s, memory: 64MiB }"),
     );
     dir.add("hostile", plugbox_artifacts::HOSTILE_OUTPUT, &hostile("deep-param", "none", "1MiB", 100_000));
-    let wide = hostile("wide-param", "none", "8MiB", 6 << 20).replace("timeout: 2s", "timeout: 10s").replace("name: hostile", "name: wide").replace(
-        "hooks: [pre-request, post-response, on-chunk, on-stream-end, on-tool-call, provider]",
-        "hooks: [pre-request]",
-    );
+    let wide = hostile("wide-param", "none", "8MiB", 6 << 20)
+        .replace("timeout: 2s", "timeout: 10s")
+        .replace("name: hostile", "name: wide")
+        .replace(
+            "hooks: [pre-request, post-response, on-chunk, on-stream-end, on-tool-call, provider]",
+            "hooks: [pre-request]",
+        );
     dir.add("wide", plugbox_artifacts::HOSTILE_OUTPUT, &wide);
     // The host parses a parameter into a JSON tree: about 1.2 s for 6 MiB of
     // tiny values in a debug build, past the default 1 s cap on pre hooks.
@@ -235,7 +240,10 @@ async fn wide_and_deep_params_are_checked_without_building_them() {
         assert!(error.starts_with("invalid:"), "the deep parameter is refused as invalid: {error}");
         assert!(!action("hostile").starts_with("failed"), "an invalid value is not a failure: {trace:?}");
         assert!(!action("wide").starts_with("failed"), "{trace:?}");
-        assert!(!action("ok").starts_with("failed"), "`ok` (max-output 4 MiB) passes the 6 MiB parameter on: {trace:?}");
+        assert!(
+            !action("ok").starts_with("failed"),
+            "`ok` (max-output 4 MiB) passes the 6 MiB parameter on: {trace:?}"
+        );
         assert_eq!(text(&resp), "echo: hi [ok]");
         assert!(*param.lock() >= 6 << 20, "the wide parameter is valid and passes on");
     }
