@@ -20,9 +20,11 @@ fn plugin(name: &str, pre: &str, post: &str, on_error: &str, messages: &str, rea
 }
 
 type Provided = std::pin::Pin<Box<dyn Future<Output = plugbox_host::Outcome> + Send>>;
+/// The last request a [`capture`] provider got.
+type Captured = Arc<Mutex<Option<ChatRequest>>>;
 
 /// A provider that keeps the request it got and answers like [`echo`].
-fn capture() -> (Arc<Mutex<Option<ChatRequest>>>, impl Fn(Arc<ChatRequest>) -> Provided + Clone) {
+fn capture() -> (Captured, impl Fn(Arc<ChatRequest>) -> Provided + Clone) {
     let seen = Arc::new(Mutex::new(None));
     let keep = seen.clone();
     let provider = move |req: Arc<ChatRequest>| -> Provided {

@@ -134,7 +134,7 @@ async fn the_total_deadline_cuts_off_a_slow_endless_stream() {
             Ok(_) => {
                 chunks += 1;
                 // A client that reads slowly: the deadline covers the stream, not one pull.
-                if chunks % 64 == 0 {
+                if chunks.is_multiple_of(64) {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
