@@ -134,7 +134,6 @@ impl OutputBudget {
     pub fn llm_error(&mut self, path: &dyn Display, e: &LlmError) -> Result<(), String> {
         self.text(&format_args!("{path}.message"), &e.message)
     }
-
 }
 
 #[cfg(test)]

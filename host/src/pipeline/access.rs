@@ -58,7 +58,11 @@ pub(crate) fn accept_response_json(path: &str, body: &str, budget: &mut OutputBu
 }
 
 /// Parses one chunk of a provider's stream, charged to the stream's budget.
-pub(crate) fn accept_chunk_json(path: &dyn std::fmt::Display, body: &str, budget: &mut OutputBudget) -> Result<ChatChunk, String> {
+pub(crate) fn accept_chunk_json(
+    path: &dyn std::fmt::Display,
+    body: &str,
+    budget: &mut OutputBudget,
+) -> Result<ChatChunk, String> {
     budget.text(path, body)?;
     ChatChunk::from_json(body).map_err(|e| format!("`{path}` is not a valid chat.completion.chunk: {e}"))
 }
@@ -109,7 +113,11 @@ pub(crate) fn accept_deny(reason: String, budget: &mut OutputBudget) -> Result<S
 }
 
 /// Checks a tool hook's `answer`: `write`, charged, valid JSON.
-pub(crate) fn accept_answer(result: String, access: MessageAccess, budget: &mut OutputBudget) -> Result<String, String> {
+pub(crate) fn accept_answer(
+    result: String,
+    access: MessageAccess,
+    budget: &mut OutputBudget,
+) -> Result<String, String> {
     if access != MessageAccess::Write {
         return Err(needs_write("answering a tool call", "$.answer"));
     }

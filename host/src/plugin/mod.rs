@@ -528,7 +528,11 @@ impl LoadedPlugin {
     /// (a provider stream, whose guest resource lives in that instance). The
     /// instance and its permit stay with the session until it is closed or
     /// dropped; `timeout` bounds getting them.
-    pub(crate) async fn session(self: &Arc<Self>, hook: &'static str, timeout: Duration) -> Result<Session, PluginFailure> {
+    pub(crate) async fn session(
+        self: &Arc<Self>,
+        hook: &'static str,
+        timeout: Duration,
+    ) -> Result<Session, PluginFailure> {
         let started = Instant::now();
         let call = self.pool.call_started();
         let (permit, live) = self.checkout(hook, timeout, started).await?;
