@@ -113,4 +113,4 @@ pub use bindings::types::{
 };
 
 /// The version of the `plugbox:plugin` WIT package this host implements.
-pub const WIT_VERSION: semver::Version = semver::Version::new(0, 1, 0);
+pub const WIT_VERSION: semver::Version = semver::Version::new(0, 2, 0);
