@@ -397,7 +397,7 @@ impl RequestEntry {
 
     pub(crate) fn tools_json(&self, rules: &mut CallRules) -> Result<String, AccessError> {
         rules.read(&"$.tools")?;
-        Ok(self.data.get().tools.as_ref().map_or_else(|| "[]".to_string(), json))
+        Ok(json(self.data.get().tools()))
     }
 
     fn own_methods(name: &str) -> Result<(), AccessError> {
@@ -604,7 +604,7 @@ impl ChunkEntry {
     }
 
     pub(crate) fn role(&self, index: u32) -> Result<Option<wit::Role>, AccessError> {
-        Ok(self.choice(index)?.delta.role.as_ref().map(wit_role))
+        Ok(self.choice(index)?.delta.role().map(wit_role))
     }
 
     pub(crate) fn finish_reason(&self, index: u32) -> Result<Option<String>, AccessError> {
@@ -768,7 +768,7 @@ impl llm::HostRequest for StoreState {
         Ok(self.table.get_mut(&r)?.remove_message(&mut self.llm, index))
     }
     fn tool_count(&mut self, r: Resource<RequestEntry>) -> wasmtime::Result<u32> {
-        Ok(len32(self.table.get(&r)?.data.get().tools.as_ref().map_or(0, Vec::len)))
+        Ok(len32(self.table.get(&r)?.data.get().tools().len()))
     }
     fn tools_json(&mut self, r: Resource<RequestEntry>) -> wasmtime::Result<Result<String, AccessError>> {
         Ok(self.table.get(&r)?.tools_json(&mut self.llm))
