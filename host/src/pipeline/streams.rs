@@ -641,7 +641,7 @@ mod tests {
             index: 0,
             function: Some(FunctionDelta { arguments: Some("{}".into()), ..Default::default() }),
             ..Default::default()
-        }]);
+        }].into());
         next.choices.push(ChunkChoice {
             index: 1,
             delta: Delta { content: Some(Nullable::Value("second".into())), ..Default::default() },
