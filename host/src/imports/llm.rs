@@ -237,10 +237,50 @@ fn parse_param(name: &str, value: Option<&str>) -> Result<Option<serde_json::Val
         .transpose()
 }
 
+/// Calls `$with!(...)` with the request's typed optional fields (all but
+/// `model`, `messages` and `tools`).
+macro_rules! request_fields {
+    ($with:ident) => {
+        $with!(
+            tool_choice,
+            parallel_tool_calls,
+            stream,
+            stream_options,
+            temperature,
+            top_p,
+            n,
+            max_tokens,
+            max_completion_tokens,
+            stop,
+            presence_penalty,
+            frequency_penalty,
+            logit_bias,
+            logprobs,
+            top_logprobs,
+            seed,
+            response_format,
+            reasoning_effort,
+            verbosity,
+            modalities,
+            audio,
+            prediction,
+            web_search_options,
+            metadata,
+            store,
+            service_tier,
+            user,
+            safety_identifier,
+            prompt_cache_key,
+            functions,
+            function_call
+        )
+    };
+}
+
 /// One top-level field of a request, other than `messages` and `tools`, as
 /// JSON, without serialising the messages.
 fn request_param(r: &ChatRequest, name: &str) -> Option<String> {
-    macro_rules! typed {
+    macro_rules! read {
         ($($field:ident),*) => {
             match name {
                 "model" => Some(json(&r.model)),
@@ -249,39 +289,18 @@ fn request_param(r: &ChatRequest, name: &str) -> Option<String> {
             }
         };
     }
-    typed!(
-        tool_choice,
-        parallel_tool_calls,
-        stream,
-        stream_options,
-        temperature,
-        top_p,
-        n,
-        max_tokens,
-        max_completion_tokens,
-        stop,
-        presence_penalty,
-        frequency_penalty,
-        logit_bias,
-        logprobs,
-        top_logprobs,
-        seed,
-        response_format,
-        reasoning_effort,
-        verbosity,
-        modalities,
-        audio,
-        prediction,
-        web_search_options,
-        metadata,
-        store,
-        service_tier,
-        user,
-        safety_identifier,
-        prompt_cache_key,
-        functions,
-        function_call
-    )
+    request_fields!(read)
+}
+
+/// Whether `name` is a field the request type models (set through its
+/// typed field, checked against its type) rather than one kept in `extra`.
+fn is_typed_request_field(name: &str) -> bool {
+    macro_rules! typed {
+        ($($field:ident),*) => {
+            matches!(name, "model" | "messages" | "tools" $(| stringify!($field))*)
+        };
+    }
+    request_fields!(typed)
 }
 
 /// One top-level field of a response, other than `choices`, as JSON.
@@ -433,6 +452,14 @@ impl RequestEntry {
         rules.charge(&path, name.len() + value.as_ref().map_or(0, String::len))?;
         let value = parse_param(name, value.as_deref())?;
         let r = self.data.edit();
+        if !is_typed_request_field(name) {
+            // Kept verbatim in `extra`: no conversion, whatever its size.
+            match value {
+                Some(v) => r.extra.insert(name.to_string(), v),
+                None => r.extra.shift_remove(name),
+            };
+            return Ok(());
+        }
         // Set on the body without its messages and tools (which the
         // parameter cannot touch), so that their size does not matter.
         let messages = std::mem::take(&mut r.messages);
@@ -529,6 +556,13 @@ impl ResponseEntry {
         rules.charge(&path, name.len() + value.as_ref().map_or(0, String::len))?;
         let value = parse_param(name, value.as_deref())?;
         let r = self.data.edit();
+        if !matches!(name, "id" | "object" | "created" | "model" | "usage" | "system_fingerprint" | "service_tier") {
+            match value {
+                Some(v) => r.extra.insert(name.to_string(), v),
+                None => r.extra.shift_remove(name),
+            };
+            return Ok(());
+        }
         let choices = std::mem::take(&mut r.choices);
         let set = r.set_param(name, value);
         r.choices = choices;

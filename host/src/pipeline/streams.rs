@@ -637,11 +637,14 @@ mod tests {
         held.id = "c1".into();
         let mut next = ChatChunk::text("example.com");
         next.choices[0].finish_reason = Some(Nullable::Value("stop".into()));
-        next.choices[0].delta.tool_calls = Some(vec![ToolCallDelta {
-            index: 0,
-            function: Some(FunctionDelta { arguments: Some("{}".into()), ..Default::default() }),
-            ..Default::default()
-        }].into());
+        next.choices[0].delta.tool_calls = Some(
+            vec![ToolCallDelta {
+                index: 0,
+                function: Some(FunctionDelta { arguments: Some("{}".into()), ..Default::default() }),
+                ..Default::default()
+            }]
+            .into(),
+        );
         next.choices.push(ChunkChoice {
             index: 1,
             delta: Delta { content: Some(Nullable::Value("second".into())), ..Default::default() },
