@@ -81,6 +81,11 @@ impl OutputBudget {
         OutputBudget { limit, used: 0 }
     }
 
+    /// The limit, in bytes.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
     /// Bytes charged so far (what the unit tests check).
     #[cfg(test)]
     pub fn used(&self) -> u64 {

@@ -377,6 +377,8 @@ enum Source {
         request: Option<Arc<ChatRequest>>,
         session: Option<Session>,
         stream: Option<ResourceAny>,
+        /// The provider's `max-output`, for all its chunks together.
+        output: OutputBudget,
     },
     /// Chunks from elsewhere (an OpenAI-compatible upstream).
     Upstream(ChunkStream),
@@ -400,6 +402,11 @@ struct Driver {
     /// An error to yield first (the stream could not start).
     failed: Option<RequestError>,
     done: bool,
+}
+
+/// Why a stream was cut off at chunk `n`.
+fn stream_cap(limit: u64, n: usize) -> String {
+    format!("the stream is cut off at `$.stream[{n}]`: its chunks pass the stream byte cap of {limit} bytes")
 }
 
 fn llm_error(kind: ErrorKind, message: String) -> RequestError {
@@ -451,11 +458,13 @@ impl Driver {
                     let bytes = chunk.text_len() as u64 + ELEMENT_COST;
                     budget
                         .charge(&format_args!("$.stream[{n}]"), bytes)
-                        .map_err(|e| llm_error(ErrorKind::Provider, format!("the stream is cut off: {e}")))?;
+                        .map_err(|_| llm_error(ErrorKind::Provider, stream_cap(budget.limit(), n)))?;
                     Ok(Some(chunk))
                 }
             },
-            Source::Plugin { plugin, request, session, stream } => {
+            Source::Plugin { plugin, request, session, stream, output } => {
+                // Each call: the plugin's own deadline, within what is left of the stream's.
+                let remaining = remaining.min(plugin.limits.timeout);
                 if session.is_none() {
                     *session = Some(plugin.session("start-stream", remaining).await.map_err(RequestError::Plugin)?);
                 }
@@ -481,18 +490,24 @@ impl Driver {
                     *stream = Some(finish_provider(ctx, plugin, started, result)?);
                 }
                 let resource = stream.expect("started above");
-                let remaining = self.deadline.saturating_duration_since(tokio::time::Instant::now());
-                if remaining.is_zero() {
+                let left = self.deadline.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() {
                     return Err(self.past_deadline());
                 }
+                let remaining = left.min(plugin.limits.timeout);
                 let max_output = plugin.limits.max_output;
                 let next = s
                     .call_checked(Some(ctx.map()), remaining, invoke::NextChunk { stream: resource }, |answer| {
                         match answer {
                             Ok(Some(body)) => {
                                 let path = format_args!("$.stream[{n}]");
-                                OutputBudget::new(max_output).text(&path, &body).map_err(FailureKind::InvalidOutput)?;
-                                access::accept_chunk_json(&path, &body, budget).map(|c| Ok(Some(c)))
+                                output
+                                    .text(&path, &body)
+                                    .and_then(|()| budget.text(&path, &body).map_err(|_| stream_cap(budget.limit(), n)))
+                                    .and_then(|()| {
+                                        access::accept_chunk_json(&path, &body, &mut OutputBudget::new(u64::MAX))
+                                    })
+                                    .map(|c| Ok(Some(c)))
                             }
                             Ok(None) => Ok(Ok(None)),
                             Err(e) => access::accept_error(e, &mut OutputBudget::new(max_output)).map(Err),
@@ -599,7 +614,8 @@ pub(crate) fn chunk_stream(
 ) -> ChunkStream {
     let (source, failed) = match from {
         StreamFrom::Plugin(plugin, request) => {
-            (Source::Plugin { plugin, request: Some(request), session: None, stream: None }, None)
+            let output = OutputBudget::new(plugin.limits.max_output);
+            (Source::Plugin { plugin, request: Some(request), session: None, stream: None, output }, None)
         }
         StreamFrom::Upstream(s) => (Source::Upstream(s), None),
         StreamFrom::Error(e) => (Source::Done, Some(e)),
@@ -703,7 +719,7 @@ mod tests {
         let items: Vec<_> = host.filter_stream(&ctx, futures_util::stream::iter(chunks(10))).collect().await;
         assert_eq!(items.len(), 4, "three chunks fit, then the error");
         let Err(RequestError::Llm(e)) = &items[3] else { panic!("{:?}", items[3]) };
-        assert!(e.message.contains("`$.stream[3]`") && e.message.contains("max-output of 72 bytes"), "{}", e.message);
+        assert!(e.message.contains("`$.stream[3]`") && e.message.contains("byte cap of 72 bytes"), "{}", e.message);
 
         let config = PipelineConfig { stream_timeout: Duration::from_millis(50), ..Default::default() };
         let host = HostBuilder::new().pipeline(config).build().unwrap();
