@@ -135,8 +135,9 @@ impl Host {
     /// The stream is bounded in time by [`PipelineConfig::stream_timeout`]
     /// (its total deadline) and, per call, by the provider's `limits.timeout`
     /// (each `start-stream` and `next` gets that, within what is left of the
-    /// total); in bytes by the provider's `max-output` (its chunks' JSON
-    /// together) and [`PipelineConfig::stream_max_bytes`]. An error ends it;
+    /// total); in bytes by the provider's `max-output` (per chunk, as for any
+    /// call) and [`PipelineConfig::stream_max_bytes`] (all chunks' JSON
+    /// together). An error ends it;
     /// past a provider limit it is the provider's failure (timeout, invalid
     /// output).
     ///

@@ -377,8 +377,6 @@ enum Source {
         request: Option<Arc<ChatRequest>>,
         session: Option<Session>,
         stream: Option<ResourceAny>,
-        /// The provider's `max-output`, for all its chunks together.
-        output: OutputBudget,
     },
     /// Chunks from elsewhere (an OpenAI-compatible upstream).
     Upstream(ChunkStream),
@@ -462,7 +460,7 @@ impl Driver {
                     Ok(Some(chunk))
                 }
             },
-            Source::Plugin { plugin, request, session, stream, output } => {
+            Source::Plugin { plugin, request, session, stream } => {
                 // Each call: the plugin's own deadline, within what is left of the stream's.
                 let remaining = remaining.min(plugin.limits.timeout);
                 if session.is_none() {
@@ -501,7 +499,7 @@ impl Driver {
                         match answer {
                             Ok(Some(body)) => {
                                 let path = format_args!("$.stream[{n}]");
-                                output
+                                OutputBudget::new(max_output)
                                     .text(&path, &body)
                                     .and_then(|()| budget.text(&path, &body).map_err(|_| stream_cap(budget.limit(), n)))
                                     .and_then(|()| {
@@ -518,6 +516,10 @@ impl Driver {
                 match next {
                     Ok(Ok(chunk)) => Ok(chunk),
                     Ok(Err(e)) => Err(RequestError::Llm(e)),
+                    // Cut off by the stream's deadline rather than the plugin's own.
+                    Err(f) if matches!(f.kind, FailureKind::Timeout(_)) && left < plugin.limits.timeout => {
+                        Err(self.past_deadline())
+                    }
                     Err(f) => Err(RequestError::Plugin(f)),
                 }
             }
@@ -614,8 +616,7 @@ pub(crate) fn chunk_stream(
 ) -> ChunkStream {
     let (source, failed) = match from {
         StreamFrom::Plugin(plugin, request) => {
-            let output = OutputBudget::new(plugin.limits.max_output);
-            (Source::Plugin { plugin, request: Some(request), session: None, stream: None, output }, None)
+            (Source::Plugin { plugin, request: Some(request), session: None, stream: None }, None)
         }
         StreamFrom::Upstream(s) => (Source::Upstream(s), None),
         StreamFrom::Error(e) => (Source::Done, Some(e)),
