@@ -375,7 +375,7 @@ enum Source {
         plugin: Arc<LoadedPlugin>,
         /// The request, until the stream is started.
         request: Option<Arc<ChatRequest>>,
-        session: Option<Session>,
+        session: Option<Box<Session>>,
         stream: Option<ResourceAny>,
     },
     /// Chunks from elsewhere (an OpenAI-compatible upstream).
@@ -383,6 +383,11 @@ enum Source {
     /// Nothing more (finished, or failed before it started).
     Done,
 }
+
+/// The next item of a [`ChunkStream`], being worked out.
+type Step<'a> = Pin<Box<dyn Future<Output = Option<Result<ChatChunk, RequestError>>> + Send + 'a>>;
+/// The next chunk of a source, being fetched.
+type Pull<'a> = Pin<Box<dyn Future<Output = Result<Option<ChatChunk>, RequestError>> + Send + 'a>>;
 
 /// The state of one [`ChunkStream`].
 struct Driver {
@@ -426,7 +431,7 @@ impl Driver {
     }
 
     /// The next chunk from the source, before the hooks; `None` at its end.
-    fn pull(&mut self) -> Pin<Box<dyn Future<Output = Result<Option<ChatChunk>, RequestError>> + Send + '_>> {
+    fn pull(&mut self) -> Pull<'_> {
         Box::pin(self.pull_inner())
     }
 
@@ -464,7 +469,8 @@ impl Driver {
                 // Each call: the plugin's own deadline, within what is left of the stream's.
                 let remaining = remaining.min(plugin.limits.timeout);
                 if session.is_none() {
-                    *session = Some(plugin.session("start-stream", remaining).await.map_err(RequestError::Plugin)?);
+                    *session =
+                        Some(Box::new(plugin.session("start-stream", remaining).await.map_err(RequestError::Plugin)?));
                 }
                 let s = session.as_mut().expect("checked out above");
                 if stream.is_none() {
@@ -542,7 +548,7 @@ impl Driver {
     }
 
     /// The next item of the stream.
-    fn step(&mut self) -> Pin<Box<dyn Future<Output = Option<Result<ChatChunk, RequestError>>> + Send + '_>> {
+    fn step(&mut self) -> Step<'_> {
         Box::pin(self.step_inner())
     }
 
