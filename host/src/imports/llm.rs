@@ -492,9 +492,11 @@ impl ResponseEntry {
         ResponseEntry { data: Draft::new(base), error: None, editable }
     }
 
-    /// An entry over an error outcome (no choices).
+    /// An entry over an error outcome: no choices; edits to its other
+    /// fields are allowed and discarded (the outcome stays the error unless
+    /// the hook answers with `respond`).
     pub(crate) fn failed(error: LlmError, empty: Arc<ChatResponse>) -> Self {
-        ResponseEntry { data: Draft::new(empty), error: Some(error), editable: false }
+        ResponseEntry { data: Draft::new(empty), error: Some(error), editable: true }
     }
 
     fn choice(&self, index: u32) -> Result<&crate::openai::Choice, AccessError> {
