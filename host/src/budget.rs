@@ -81,6 +81,11 @@ impl OutputBudget {
         OutputBudget { limit, used: 0 }
     }
 
+    /// The limit, in bytes.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
     /// Bytes charged so far (what the unit tests check).
     #[cfg(test)]
     pub fn used(&self) -> u64 {
@@ -134,7 +139,6 @@ impl OutputBudget {
     pub fn llm_error(&mut self, path: &dyn Display, e: &LlmError) -> Result<(), String> {
         self.text(&format_args!("{path}.message"), &e.message)
     }
-
 }
 
 #[cfg(test)]

@@ -300,6 +300,62 @@ pub(crate) fn first_line(e: &wasmtime::Error) -> String {
     text.lines().next().unwrap_or_default().to_string()
 }
 
+/// The WIT package whose version a plugin is checked against.
+const API_PACKAGE: &str = "plugbox:plugin";
+
+/// Whether a component built against `plugbox:plugin@built` runs on a host
+/// implementing `host`: the Cargo rule (the same major version, and the same
+/// minor version while the major is 0). Patch versions never matter: a
+/// `0.2.9` plugin loads on a `0.2.0` host and the other way round, and
+/// component-model linking matches `0.2.x` names the same way.
+pub(crate) fn api_compatible(built: &semver::Version, host: &semver::Version) -> bool {
+    built.major == host.major && (host.major != 0 || built.minor == host.minor)
+}
+
+/// The `plugbox:plugin` versions a component imports or exports
+/// (`plugbox:plugin/log@0.2.0` gives `0.2.0`), each once, in the order found.
+pub(crate) fn api_versions(engine: &Engine, component: &Component) -> Vec<semver::Version> {
+    let ty = component.component_type();
+    let names = ty.imports(engine).map(|(name, _)| name).chain(ty.exports(engine).map(|(name, _)| name));
+    let mut versions: Vec<semver::Version> = Vec::new();
+    for name in names {
+        let Some((package, version)) = name.split_once('@') else { continue };
+        if package.split_once('/').is_none_or(|(p, _)| p != API_PACKAGE) {
+            continue;
+        }
+        if let Ok(v) = semver::Version::parse(version)
+            && !versions.contains(&v)
+        {
+            versions.push(v);
+        }
+    }
+    versions
+}
+
+/// Refuses a component built against a `plugbox:plugin` version this host
+/// cannot run (see [`api_compatible`]), with a message naming both versions
+/// and how to rebuild. A component that names no `plugbox:plugin` interface
+/// passes here (the hooks it declares are then found missing).
+pub(crate) fn check_api_version(engine: &Engine, plugin: &str, component: &Component) -> Result<()> {
+    let host = crate::WIT_VERSION;
+    match api_versions(engine, component).into_iter().find(|v| !api_compatible(v, &host)) {
+        None => Ok(()),
+        Some(built) => {
+            Err(Error::Component { plugin: plugin.to_string(), message: api_mismatch_message(&built, &host) })
+        }
+    }
+}
+
+/// What a plugin built for `built` is told on a host implementing `host`.
+pub(crate) fn api_mismatch_message(built: &semver::Version, host: &semver::Version) -> String {
+    let sdk = if host.major == 0 { format!("{}.{}", host.major, host.minor) } else { host.major.to_string() };
+    let action = if built < host { "rebuild it" } else { "it needs a newer host, or rebuild it" };
+    format!(
+        "built for {API_PACKAGE}@{built}, but this host implements {API_PACKAGE}@{host}: {action} with \
+         plugbox-sdk {sdk} (`cargo build --release --target wasm32-wasip2`)"
+    )
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
@@ -393,5 +449,36 @@ mod tests {
         assert_eq!(entries.len(), 1, "one entry, no temporary file left: {entries:?}");
         assert_eq!(mode(&entries[0]), 0o600);
         assert!(cache.load(&engine, &bytes).is_some());
+    }
+
+    #[test]
+    fn api_versions_are_compatible_by_the_cargo_rule() {
+        let v = |s: &str| semver::Version::parse(s).unwrap();
+        assert!(api_compatible(&v("0.2.0"), &v("0.2.0")));
+        assert!(api_compatible(&v("0.2.99"), &v("0.2.0")));
+        assert!(api_compatible(&v("0.2.0"), &v("0.2.7")));
+        assert!(!api_compatible(&v("0.1.0"), &v("0.2.0")));
+        assert!(!api_compatible(&v("0.3.0"), &v("0.2.0")));
+        assert!(api_compatible(&v("1.4.0"), &v("1.0.0")));
+        assert!(!api_compatible(&v("1.0.0"), &v("2.0.0")));
+    }
+
+    #[test]
+    fn the_mismatch_message_names_both_versions_and_how_to_rebuild() {
+        let v = |s: &str| semver::Version::parse(s).unwrap();
+        assert_eq!(
+            api_mismatch_message(&v("0.1.0"), &v("0.2.0")),
+            "built for plugbox:plugin@0.1.0, but this host implements plugbox:plugin@0.2.0: rebuild it with \
+             plugbox-sdk 0.2 (`cargo build --release --target wasm32-wasip2`)"
+        );
+        assert!(api_mismatch_message(&v("0.3.1"), &v("0.2.0")).contains("it needs a newer host, or rebuild it"));
+    }
+
+    #[test]
+    fn a_component_without_plugbox_interfaces_passes_the_version_check() {
+        let engine = engine();
+        let component = Component::new(&engine, wasm_encoder::Component::new().finish()).unwrap();
+        assert!(api_versions(&engine, &component).is_empty());
+        check_api_version(&engine, "empty", &component).unwrap();
     }
 }

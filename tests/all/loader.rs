@@ -173,11 +173,12 @@ pub fn manifest_of(name: &str) -> String {
 
 #[tokio::test]
 async fn plugins_built_against_other_compatible_wit_versions_load() {
-    // api-0-1-0 is frozen at the WIT as it was at 0.1.0 (it keeps proving that
-    // old plugins load as the host moves to 0.1.y); api-0-1-99 was built
-    // against a later 0.1 patch. Both link their imports and exports by semver.
+    // api-0-2-0 and api-0-2-99 were built without the SDK against vendored
+    // copies of the WIT at 0.2.0 and at a later 0.2 patch. Both link their
+    // imports (the `llm` resources included) and exports by semver on this
+    // 0.2.0 host, and would on any 0.2.y host.
     let dir = PluginDir::new();
-    for (name, wasm) in [("api-0-1-0", plugbox_artifacts::API_0_1_0), ("api-0-1-99", plugbox_artifacts::API_0_1_99)] {
+    for (name, wasm) in [("api-0-2-0", plugbox_artifacts::API_0_2_0), ("api-0-2-99", plugbox_artifacts::API_0_2_99)] {
         dir.add(
             name,
             wasm,
@@ -191,6 +192,44 @@ async fn plugins_built_against_other_compatible_wit_versions_load() {
     host.run_request(&ctx, request("hi"), echo).await.unwrap();
     let by_plugin: Vec<(String, String)> = ctx.trace().into_iter().map(|t| (t.plugin, t.action)).collect();
     assert_eq!(by_plugin.iter().filter(|(_, a)| a == "continue").count(), 4, "{by_plugin:?}");
-    // The later of the two pre hooks wrote last.
-    assert_eq!(ctx.get("api-version").as_deref(), Some("0.1.99"));
+    // The later of the two pre hooks wrote last; both read the model through the request resource.
+    assert_eq!(ctx.get("api-version").as_deref(), Some("0.2.99"));
+    assert_eq!(ctx.get("api-model-0.2.0").as_deref(), Some("m"));
+    assert_eq!(ctx.get("api-model-0.2.99").as_deref(), Some("m"));
+}
+
+#[tokio::test]
+async fn plugins_built_for_0_1_are_refused_naming_both_versions_and_how_to_rebuild() {
+    // api-0-1-0 is frozen at the WIT as it was at 0.1.0. With a manifest that
+    // does not say `api` (so the manifest check passes), the component's own
+    // interface versions are what refuses it.
+    let dir = PluginDir::new();
+    dir.add("old", plugbox_artifacts::API_0_1_0, "name: old\nversion: 0.1.0\nhooks: [pre-request, post-response]\n");
+    let host = host();
+    let err = host.load_plugin(&dir.path().join("old")).await.err().expect("a 0.1 plugin is refused").to_string();
+    assert_eq!(
+        err,
+        "plugin `old`: built for plugbox:plugin@0.1.0, but this host implements plugbox:plugin@0.2.0: \
+         rebuild it with plugbox-sdk 0.2 (`cargo build --release --target wasm32-wasip2`)"
+    );
+    // In a directory it is reported and the others still load.
+    dir.add("new", plugbox_artifacts::API_0_2_0, "name: new\nversion: 0.1.0\nhooks: [pre-request]\n");
+    let report = host.load_dir(dir.path()).await.unwrap();
+    assert_eq!(report.failed.len(), 1, "{:?}", report.failed);
+    assert!(report.failed[0].to_string().contains("built for plugbox:plugin@0.1.0"), "{}", report.failed[0]);
+    assert!(host.plugin("new").is_some());
+    // Its own manifest says `api: "^0.1"`: refused before compiling, saying the same.
+    let fixture = PluginDir::new();
+    fixture.add(
+        "api-0-1-0",
+        plugbox_artifacts::API_0_1_0,
+        &read(&format!("{}/tests/fixtures/api-0-1-0/plugin.yaml", plugbox_artifacts::REPO_ROOT)),
+    );
+    let err = host.load_plugin(&fixture.path().join("api-0-1-0")).await.err().unwrap().to_string();
+    assert!(
+        err.contains(
+            "plugin needs plugbox API `^0.1`, but this host provides `0.2.0`: rebuild it with plugbox-sdk 0.2"
+        ),
+        "{err}"
+    );
 }

@@ -132,10 +132,14 @@ impl Host {
     /// out of the pool for the stream's life), then the `on-chunk` hooks; at
     /// the end, held text is flushed and the `on-stream-end` hooks run.
     ///
-    /// The stream is bounded by [`PipelineConfig::stream_timeout`] (its total
-    /// deadline: each `next` gets what is left of it) and
-    /// [`PipelineConfig::stream_max_bytes`] (chunk JSON, in total); each chunk
-    /// is also charged to the provider's `max-output`. An error ends it.
+    /// The stream is bounded in time by [`PipelineConfig::stream_timeout`]
+    /// (its total deadline) and, per call, by the provider's `limits.timeout`
+    /// (each `start-stream` and `next` gets that, within what is left of the
+    /// total); in bytes by the provider's `max-output` (per chunk, as for any
+    /// call) and [`PipelineConfig::stream_max_bytes`] (all chunks' JSON
+    /// together). An error ends it;
+    /// past a provider limit it is the provider's failure (timeout, invalid
+    /// output).
     ///
     /// [`PipelineConfig::stream_timeout`]: crate::PipelineConfig::stream_timeout
     /// [`PipelineConfig::stream_max_bytes`]: crate::PipelineConfig::stream_max_bytes

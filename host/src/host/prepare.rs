@@ -72,6 +72,7 @@ impl Host {
         let plugin_name = name.clone();
         let wasm = read.wasm;
         let (component, compile_source) = blocking::run(move || inner.engine.compile(&plugin_name, &wasm)).await??;
+        crate::engine::check_api_version(&self.inner.engine.engine, &name, &component)?;
         let pre = self.inner.linker.instantiate_pre(&component).map_err(|e| Error::Component {
             plugin: name.clone(),
             message: format!("cannot be linked: {}", crate::engine::first_line(&e)),

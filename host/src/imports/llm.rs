@@ -237,10 +237,50 @@ fn parse_param(name: &str, value: Option<&str>) -> Result<Option<serde_json::Val
         .transpose()
 }
 
+/// Calls `$with!(...)` with the request's typed optional fields (all but
+/// `model`, `messages` and `tools`).
+macro_rules! request_fields {
+    ($with:ident) => {
+        $with!(
+            tool_choice,
+            parallel_tool_calls,
+            stream,
+            stream_options,
+            temperature,
+            top_p,
+            n,
+            max_tokens,
+            max_completion_tokens,
+            stop,
+            presence_penalty,
+            frequency_penalty,
+            logit_bias,
+            logprobs,
+            top_logprobs,
+            seed,
+            response_format,
+            reasoning_effort,
+            verbosity,
+            modalities,
+            audio,
+            prediction,
+            web_search_options,
+            metadata,
+            store,
+            service_tier,
+            user,
+            safety_identifier,
+            prompt_cache_key,
+            functions,
+            function_call
+        )
+    };
+}
+
 /// One top-level field of a request, other than `messages` and `tools`, as
 /// JSON, without serialising the messages.
 fn request_param(r: &ChatRequest, name: &str) -> Option<String> {
-    macro_rules! typed {
+    macro_rules! read {
         ($($field:ident),*) => {
             match name {
                 "model" => Some(json(&r.model)),
@@ -249,12 +289,18 @@ fn request_param(r: &ChatRequest, name: &str) -> Option<String> {
             }
         };
     }
-    typed!(
-        tool_choice, parallel_tool_calls, stream, stream_options, temperature, top_p, n, max_tokens,
-        max_completion_tokens, stop, presence_penalty, frequency_penalty, logit_bias, logprobs, top_logprobs, seed,
-        response_format, reasoning_effort, verbosity, modalities, audio, prediction, web_search_options, metadata,
-        store, service_tier, user, safety_identifier, prompt_cache_key, functions, function_call
-    )
+    request_fields!(read)
+}
+
+/// Whether `name` is a field the request type models (set through its
+/// typed field, checked against its type) rather than one kept in `extra`.
+fn is_typed_request_field(name: &str) -> bool {
+    macro_rules! typed {
+        ($($field:ident),*) => {
+            matches!(name, "model" | "messages" | "tools" $(| stringify!($field))*)
+        };
+    }
+    request_fields!(typed)
 }
 
 /// One top-level field of a response, other than `choices`, as JSON.
@@ -370,7 +416,7 @@ impl RequestEntry {
 
     pub(crate) fn tools_json(&self, rules: &mut CallRules) -> Result<String, AccessError> {
         rules.read(&"$.tools")?;
-        Ok(self.data.get().tools.as_ref().map_or_else(|| "[]".to_string(), json))
+        Ok(json(self.data.get().tools()))
     }
 
     fn own_methods(name: &str) -> Result<(), AccessError> {
@@ -406,6 +452,14 @@ impl RequestEntry {
         rules.charge(&path, name.len() + value.as_ref().map_or(0, String::len))?;
         let value = parse_param(name, value.as_deref())?;
         let r = self.data.edit();
+        if !is_typed_request_field(name) {
+            // Kept verbatim in `extra`: no conversion, whatever its size.
+            match value {
+                Some(v) => r.extra.insert(name.to_string(), v),
+                None => r.extra.shift_remove(name),
+            };
+            return Ok(());
+        }
         // Set on the body without its messages and tools (which the
         // parameter cannot touch), so that their size does not matter.
         let messages = std::mem::take(&mut r.messages);
@@ -438,9 +492,11 @@ impl ResponseEntry {
         ResponseEntry { data: Draft::new(base), error: None, editable }
     }
 
-    /// An entry over an error outcome (no choices).
+    /// An entry over an error outcome: no choices; edits to its other
+    /// fields are allowed and discarded (the outcome stays the error unless
+    /// the hook answers with `respond`).
     pub(crate) fn failed(error: LlmError, empty: Arc<ChatResponse>) -> Self {
-        ResponseEntry { data: Draft::new(empty), error: Some(error), editable: false }
+        ResponseEntry { data: Draft::new(empty), error: Some(error), editable: true }
     }
 
     fn choice(&self, index: u32) -> Result<&crate::openai::Choice, AccessError> {
@@ -502,6 +558,13 @@ impl ResponseEntry {
         rules.charge(&path, name.len() + value.as_ref().map_or(0, String::len))?;
         let value = parse_param(name, value.as_deref())?;
         let r = self.data.edit();
+        if !matches!(name, "id" | "object" | "created" | "model" | "usage" | "system_fingerprint" | "service_tier") {
+            match value {
+                Some(v) => r.extra.insert(name.to_string(), v),
+                None => r.extra.shift_remove(name),
+            };
+            return Ok(());
+        }
         let choices = std::mem::take(&mut r.choices);
         let set = r.set_param(name, value);
         r.choices = choices;
@@ -577,7 +640,7 @@ impl ChunkEntry {
     }
 
     pub(crate) fn role(&self, index: u32) -> Result<Option<wit::Role>, AccessError> {
-        Ok(self.choice(index)?.delta.role.as_ref().map(wit_role))
+        Ok(self.choice(index)?.delta.role().map(wit_role))
     }
 
     pub(crate) fn finish_reason(&self, index: u32) -> Result<Option<String>, AccessError> {
@@ -610,7 +673,12 @@ pub struct StreamEndEntry {
 }
 
 impl StreamEndEntry {
-    fn append(&mut self, rules: &mut CallRules, bytes: usize, chunk: impl FnOnce() -> Result<ChatChunk, AccessError>) -> Result<(), AccessError> {
+    fn append(
+        &mut self,
+        rules: &mut CallRules,
+        bytes: usize,
+        chunk: impl FnOnce() -> Result<ChatChunk, AccessError>,
+    ) -> Result<(), AccessError> {
         let n = self.before + self.appended.len();
         let path = format_args!("$.append[{n}]");
         rules.write(true, "stream end", &path)?;
@@ -626,7 +694,8 @@ impl StreamEndEntry {
 
     pub(crate) fn append_json(&mut self, rules: &mut CallRules, text: String) -> Result<(), AccessError> {
         self.append(rules, text.len(), || {
-            ChatChunk::from_json(&text).map_err(|e| invalid(format_args!("the appended chunk is not a valid chunk: {e}")))
+            ChatChunk::from_json(&text)
+                .map_err(|e| invalid(format_args!("the appended chunk is not a valid chunk: {e}")))
         })
     }
 }
@@ -700,11 +769,7 @@ impl llm::HostRequest for StoreState {
     fn role(&mut self, r: Resource<RequestEntry>, index: u32) -> wasmtime::Result<Result<wit::Role, AccessError>> {
         Ok(self.table.get(&r)?.role(index))
     }
-    fn text(
-        &mut self,
-        r: Resource<RequestEntry>,
-        index: u32,
-    ) -> wasmtime::Result<Result<Option<String>, AccessError>> {
+    fn text(&mut self, r: Resource<RequestEntry>, index: u32) -> wasmtime::Result<Result<Option<String>, AccessError>> {
         Ok(self.table.get(&r)?.text(&mut self.llm, index))
     }
     fn set_text(
@@ -739,7 +804,7 @@ impl llm::HostRequest for StoreState {
         Ok(self.table.get_mut(&r)?.remove_message(&mut self.llm, index))
     }
     fn tool_count(&mut self, r: Resource<RequestEntry>) -> wasmtime::Result<u32> {
-        Ok(len32(self.table.get(&r)?.data.get().tools.as_ref().map_or(0, Vec::len)))
+        Ok(len32(self.table.get(&r)?.data.get().tools().len()))
     }
     fn tools_json(&mut self, r: Resource<RequestEntry>) -> wasmtime::Result<Result<String, AccessError>> {
         Ok(self.table.get(&r)?.tools_json(&mut self.llm))
@@ -932,11 +997,7 @@ impl llm::HostToolCallRef for StoreState {
     fn arguments(&mut self, r: Resource<ToolCallEntry>) -> wasmtime::Result<Result<String, AccessError>> {
         Ok(self.table.get(&r)?.arguments(&mut self.llm))
     }
-    fn set_arguments(
-        &mut self,
-        r: Resource<ToolCallEntry>,
-        json: String,
-    ) -> wasmtime::Result<Result<(), AccessError>> {
+    fn set_arguments(&mut self, r: Resource<ToolCallEntry>, json: String) -> wasmtime::Result<Result<(), AccessError>> {
         Ok(self.table.get_mut(&r)?.set_arguments(&mut self.llm, json))
     }
     fn set_name(&mut self, r: Resource<ToolCallEntry>, name: String) -> wasmtime::Result<Result<(), AccessError>> {
@@ -944,5 +1005,168 @@ impl llm::HostToolCallRef for StoreState {
     }
     fn drop(&mut self, _: Resource<ToolCallEntry>) -> wasmtime::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::openai::{ChatChunk, Tool};
+
+    const BIG: u64 = 1 << 20;
+
+    fn rules(access: MessageAccess) -> CallRules {
+        CallRules::new("pre-request", access, BIG)
+    }
+
+    fn request() -> Arc<ChatRequest> {
+        let mut r = ChatRequest {
+            model: "m".into(),
+            messages: vec![ChatMessage::system("be nice"), ChatMessage::user("secret")],
+            ..Default::default()
+        }
+        .with_tool(Tool::function("bill", "internal", serde_json::json!({"type": "object"})))
+        .with_temperature(0.5);
+        r.extra.insert("top_k".into(), serde_json::json!(5));
+        Arc::new(r)
+    }
+
+    fn entry(editable: bool) -> RequestEntry {
+        RequestEntry::new(request(), Arc::new(RequestInfo::default()), editable)
+    }
+
+    #[test]
+    fn none_reads_counts_roles_model_and_params_but_no_message_data() {
+        let (e, mut r) = (entry(true), rules(MessageAccess::None));
+        assert_eq!(e.role(1), Ok(wit::Role::User));
+        assert_eq!(e.param("temperature"), Ok(Some("0.5".into())));
+        assert_eq!(e.param("top_k"), Ok(Some("5".into())));
+        assert_eq!(e.param("seed"), Ok(None));
+        assert!(r.violation.is_none(), "counts, roles and parameters are not message data");
+        let Err(AccessError::Denied(why)) = e.text(&mut r, 1) else { panic!("text is message data") };
+        assert!(why.contains("`$.messages[1].content` needs `messages: read`"), "{why}");
+        assert_eq!(r.violation.as_deref(), Some(why.as_str()), "a refused read is a violation");
+        for refused in [e.message_json(&mut r, 0), e.tools_json(&mut r), e.to_json(&mut r)] {
+            assert!(matches!(refused, Err(AccessError::Denied(_))));
+        }
+        assert_eq!(e.text(&mut r, 9), Err(AccessError::OutOfRange), "out of range is checked first");
+    }
+
+    #[test]
+    fn read_reads_everything_and_edits_no_message_data() {
+        let (mut e, mut r) = (entry(true), rules(MessageAccess::Read));
+        assert_eq!(e.text(&mut r, 1), Ok(Some("secret".into())));
+        assert!(e.tools_json(&mut r).unwrap().contains("internal"));
+        assert!(e.message_json(&mut r, 0).unwrap().contains("be nice"));
+        assert!(r.violation.is_none());
+        let Err(AccessError::Denied(why)) = e.set_text(&mut r, 0, "x".into()) else { panic!() };
+        assert!(why.contains("a change to message data at `$.messages[0].content` needs `messages: write`"), "{why}");
+        assert!(matches!(e.insert_message(&mut r, 0, wit::Role::System, "x".into()), Err(AccessError::Denied(_))));
+        assert!(matches!(e.insert_message_json(&mut r, 0, "{}".into()), Err(AccessError::Denied(_))));
+        assert!(matches!(e.remove_message(&mut r, 0), Err(AccessError::Denied(_))));
+        assert!(!e.data.is_edited(), "a refused edit leaves the data unchanged");
+        // The model and parameters are not message data.
+        e.set_model(&mut r, "other".into()).unwrap();
+        e.set_param(&mut r, "temperature", Some("1".into())).unwrap();
+        let edited = e.data.get();
+        assert_eq!((edited.model.as_str(), edited.temperature()), ("other", Some(1.0)));
+        assert_eq!(edited.messages.len(), 2, "setting a parameter keeps the messages");
+        assert!(edited.tools.is_some(), "and the tools");
+    }
+
+    #[test]
+    fn write_edits_and_each_edit_is_charged() {
+        let (mut e, mut r) = (entry(true), rules(MessageAccess::Write));
+        e.set_text(&mut r, 1, "redacted".into()).unwrap();
+        e.insert_message(&mut r, 0, wit::Role::System, "first".into()).unwrap();
+        e.insert_message_json(&mut r, 3, r#"{"role":"assistant","content":"ok","x-extra":1}"#.into()).unwrap();
+        e.remove_message(&mut r, 1).unwrap();
+        let m = &e.data.get().messages;
+        let texts: Vec<_> = m.iter().map(|m| m.text().unwrap().into_owned()).collect();
+        assert_eq!(texts, ["first", "redacted", "ok"]);
+        assert_eq!(m[2].extra.get("x-extra"), Some(&serde_json::json!(1)), "unknown fields kept");
+        assert_eq!(r.budget.used(), 8 + (5 + ELEMENT_COST) + (47 + ELEMENT_COST));
+        assert!(r.violation.is_none());
+        // Answers that are not violations.
+        assert_eq!(e.set_text(&mut r, 7, "x".into()), Err(AccessError::OutOfRange));
+        assert!(matches!(e.insert_message_json(&mut r, 0, "{".into()), Err(AccessError::Invalid(_))));
+        assert!(matches!(e.set_param(&mut r, "temperature", Some("\"hot\"".into())), Err(AccessError::Invalid(_))));
+        assert!(matches!(e.set_param(&mut r, "messages", Some("[]".into())), Err(AccessError::Invalid(_))));
+        assert!(matches!(e.insert_message(&mut r, 0, wit::Role::Other, "x".into()), Err(AccessError::Invalid(_))));
+        assert!(r.violation.is_none(), "out of range and invalid values are answers, not violations");
+        // Too large: refused, and a violation naming the path and the limit.
+        let mut small = CallRules::new("pre-request", MessageAccess::Write, 10);
+        assert_eq!(e.set_text(&mut small, 0, "x".repeat(11)), Err(AccessError::TooLarge));
+        let v = small.violation.unwrap();
+        assert!(v.contains("`$.messages[0].content`") && v.contains("max-output of 10 bytes"), "{v}");
+    }
+
+    #[test]
+    fn edits_are_refused_outside_the_hook_that_owns_the_data() {
+        let mut r = CallRules::new("post-response", MessageAccess::Write, BIG);
+        let mut e = entry(false);
+        let Err(AccessError::Denied(why)) = e.set_model(&mut r, "x".into()) else { panic!() };
+        assert!(why.contains("read-only in `post-response`") && why.contains("`$.model`"), "{why}");
+        assert!(matches!(e.set_text(&mut r, 0, "x".into()), Err(AccessError::Denied(_))));
+        assert!(!e.data.is_edited());
+        assert_eq!(e.text(&mut r, 0), Ok(Some("be nice".into())), "reads are fine");
+    }
+
+    #[test]
+    fn copy_on_write_clones_only_on_the_first_edit() {
+        let base = request();
+        let mut e = RequestEntry::new(base.clone(), Arc::new(RequestInfo::default()), true);
+        let mut r = rules(MessageAccess::Write);
+        e.text(&mut r, 0).unwrap();
+        assert!(!e.data.is_edited());
+        assert_eq!(Arc::strong_count(&base), 2, "shared, not copied");
+        e.set_text(&mut r, 0, "a".into()).unwrap();
+        e.set_text(&mut r, 1, "b".into()).unwrap();
+        assert_eq!(base.messages[0].text().unwrap(), "be nice", "the base is never changed");
+        let edited = e.data.into_edited().unwrap();
+        assert_eq!(edited.messages[1].text().unwrap(), "b");
+    }
+
+    #[test]
+    fn responses_chunks_tool_calls_and_appends_follow_the_same_rules() {
+        let resp = Arc::new(ChatResponse::text("r", "m", "answer"));
+        let mut none = CallRules::new("post-response", MessageAccess::None, BIG);
+        let mut e = ResponseEntry::new(resp.clone(), true);
+        assert_eq!(e.finish_reason(0), Ok(Some("stop".into())));
+        assert!(matches!(e.text(&mut none, 0), Err(AccessError::Denied(_))));
+        let mut none = CallRules::new("post-response", MessageAccess::None, BIG);
+        e.set_param(&mut none, "system_fingerprint", Some("\"fp\"".into())).unwrap();
+        assert_eq!(e.param("system_fingerprint"), Ok(Some("\"fp\"".into())));
+        assert_eq!(e.data.get().choices.len(), 1, "choices kept");
+        assert!(none.violation.is_none());
+
+        let mut read = CallRules::new("on-chunk", MessageAccess::Read, BIG);
+        let mut c = ChunkEntry::new(Arc::new(ChatChunk::text("Hel")), false);
+        assert_eq!(c.text(&mut read, 0), Ok(Some("Hel".into())));
+        let Err(AccessError::Denied(why)) = c.set_text(&mut read, 0, "x".into()) else { panic!() };
+        assert!(why.contains("`$.choices[0].delta.content`"), "{why}");
+        let mut write = CallRules::new("on-chunk", MessageAccess::Write, BIG);
+        c.set_text(&mut write, 0, "Hi".into()).unwrap();
+        assert_eq!(c.data.get().text_delta(), Some("Hi"));
+
+        let mut t = ToolCallEntry::new(Arc::new(ToolCall::function("1", "f", "{}")));
+        let mut none = CallRules::new("on-tool-call", MessageAccess::None, BIG);
+        assert!(matches!(t.arguments(&mut none), Err(AccessError::Denied(_))));
+        let mut write = CallRules::new("on-tool-call", MessageAccess::Write, BIG);
+        assert!(matches!(t.set_arguments(&mut write, "nope".into()), Err(AccessError::Invalid(_))));
+        t.set_arguments(&mut write, r#"{"a":1}"#.into()).unwrap();
+        t.set_name(&mut write, "g".into()).unwrap();
+        assert_eq!(t.data.get().function.name, "g");
+
+        let mut end = StreamEndEntry::default();
+        let mut read = CallRules::new("on-stream-end", MessageAccess::Read, BIG);
+        assert!(matches!(end.append_text(&mut read, "x".into()), Err(AccessError::Denied(_))));
+        let mut write = CallRules::new("on-stream-end", MessageAccess::Write, BIG);
+        end.append_text(&mut write, "tail".into()).unwrap();
+        assert!(matches!(end.append_json(&mut write, "[".into()), Err(AccessError::Invalid(_))));
+        assert_eq!(end.appended.len(), 1);
+        let mut full = StreamEndEntry { before: MAX_END_CHUNKS, ..Default::default() };
+        assert_eq!(full.append_text(&mut write, "x".into()), Err(AccessError::TooLarge));
+        assert!(write.violation.unwrap().contains("at most 1024"));
     }
 }

@@ -8,8 +8,8 @@
 pub mod guest_log;
 pub(crate) mod http;
 pub mod kv;
-pub mod llm;
 pub(crate) mod limiter;
+pub mod llm;
 pub mod resources;
 mod stdio;
 

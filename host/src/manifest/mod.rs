@@ -13,7 +13,7 @@
 //! author: Jane Doe <jane@example.com>
 //! description: Token-bucket rate limiting per API key
 //! component: rate_limit.wasm   # relative to this file; default: the only .wasm beside it
-//! api: "^0.1"                  # semver requirement on the plugbox:plugin WIT version
+//! api: "^0.2"                  # semver requirement on the plugbox:plugin WIT version
 //! hooks: [pre-request, post-response]
 //! priority: 5                  # pre hooks ascending, post hooks descending
 //! on-error: fail-open          # fail-open | fail-closed
@@ -43,7 +43,7 @@
 //! | `author`      | no       | none           | free text |
 //! | `description` | no       | none           | free text |
 //! | `component`   | no       | the only `.wasm` beside the manifest | relative path, may not leave the manifest's directory |
-//! | `api`         | no       | `^0.1`         | requirement on the WIT version; must match [`WIT_VERSION`](crate::WIT_VERSION) |
+//! | `api`         | no       | `^0.2`         | requirement on the WIT version; must match [`WIT_VERSION`](crate::WIT_VERSION) |
 //! | `hooks`       | yes      |                | at least one [`Hook`], none twice |
 //! | `priority`    | no       | `0`            | pre hooks run in ascending order, post hooks in descending order |
 //! | `on-error`    | no       | `fail-open`    | [`OnError`] |
@@ -78,7 +78,7 @@
 //! ```text
 //! plugins/rl/plugin.yaml:1:7: name: invalid plugin name `My Plugin`: use 1-64 characters from a-z, 0-9 and `-`
 //! plugins/rl/plugin.yaml:9:3: limits: unknown field `memroy`, expected one of `memory`, `timeout`, ...
-//! plugins/rl/plugin.yaml:4: plugin needs plugbox API `^0.2`, but this host provides `0.1.0`
+//! plugins/rl/plugin.yaml:4: plugin needs plugbox API `^0.1`, but this host provides `0.2.0`: rebuild it with plugbox-sdk 0.2 ...
 //! ```
 //!
 //! A manifest can also be embedded in the component, as the custom section
@@ -153,7 +153,7 @@ pub struct Manifest {
     #[serde(default, deserialize_with = "de_component")]
     pub component: Option<PathBuf>,
     /// Semver requirement on the `plugbox:plugin` WIT version the plugin was
-    /// built against. Default `^0.1`.
+    /// built against. Default `^0.2`.
     #[serde(default = "default_api", deserialize_with = "de_api")]
     #[schemars(schema_with = "api_schema")]
     pub api: semver::VersionReq,
@@ -233,7 +233,11 @@ impl Manifest {
             return Err(ManifestError::Invalid {
                 path: origin.to_owned(),
                 line,
-                message: format!("plugin needs plugbox API `{}`{default}, but this host provides `{host}`", self.api),
+                message: format!(
+                    "plugin needs plugbox API `{}`{default}, but this host provides `{host}`: rebuild it with \
+                     plugbox-sdk {}.{} (`cargo build --release --target wasm32-wasip2`) and set `api: \"^{}.{}\"`",
+                    self.api, host.major, host.minor, host.major, host.minor
+                ),
             });
         }
         Ok(())
@@ -298,9 +302,9 @@ fn de_version<'de, D: Deserializer<'de>>(d: D) -> Result<semver::Version, D::Err
 }
 
 fn de_api<'de, D: Deserializer<'de>>(d: D) -> Result<semver::VersionReq, D::Error> {
-    parsed(d, "a version requirement such as `^0.1`", |s| {
+    parsed(d, "a version requirement such as `^0.2`", |s| {
         semver::VersionReq::parse(s)
-            .map_err(|e| format!("invalid version requirement `{s}`: {e}; expected a requirement such as `^0.1`"))
+            .map_err(|e| format!("invalid version requirement `{s}`: {e}; expected a requirement such as `^0.2`"))
     })
 }
 
@@ -342,7 +346,7 @@ fn api_schema(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "string",
         "description": "Semver requirement on the `plugbox:plugin` WIT version the plugin was built against.",
-        "default": "^0.1",
-        "examples": ["^0.1"],
+        "default": "^0.2",
+        "examples": ["^0.2"],
     })
 }

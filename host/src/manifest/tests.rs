@@ -142,7 +142,7 @@ fn config_types_check_values() {
 #[test]
 fn defaults_and_accessors() {
     let m = manifest("name: echo\nversion: 0.1.0\nhooks: [provider, endpoint]\n");
-    assert_eq!(m.api, semver::VersionReq::parse("^0.1").unwrap());
+    assert_eq!(m.api, semver::VersionReq::parse("^0.2").unwrap());
     assert!(m.api.matches(&crate::WIT_VERSION));
     assert_eq!(m.priority, 0);
     assert_eq!(m.on_error, OnError::FailOpen);
@@ -164,14 +164,15 @@ fn component_paths() {
 
 #[test]
 fn api_mismatch_without_api_key_explains_the_default() {
-    // The default `^0.1` always matches this host; simulate a host check
+    // The default `^0.2` always matches this host; simulate a host check
     // against an `api` that is not written by removing the key after parsing.
     let mut m = manifest("name: x\nversion: 1.0.0\nhooks: [provider]\n");
     m.api = semver::VersionReq::parse("^9").unwrap();
     let err = m.validate("name: x\n", Path::new("p.yaml")).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "p.yaml: plugin needs plugbox API `^9` (the default when `api` is not set), but this host provides `0.1.0`"
+        "p.yaml: plugin needs plugbox API `^9` (the default when `api` is not set), but this host provides `0.2.0`: \
+         rebuild it with plugbox-sdk 0.2 (`cargo build --release --target wasm32-wasip2`) and set `api: \"^0.2\"`"
     );
 }
 

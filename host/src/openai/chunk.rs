@@ -131,8 +131,8 @@ impl ChunkChoice {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Delta {
     /// Set in a choice's first chunk.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<Role>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
+    pub role: Option<Nullable<Role>>,
     /// More text.
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
     pub content: Option<Nullable<String>>,
@@ -143,8 +143,8 @@ pub struct Delta {
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
     pub refusal: Option<Nullable<String>>,
     /// Pieces of tool calls.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tool_calls: Option<Vec<ToolCallDelta>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
+    pub tool_calls: Option<Nullable<Vec<ToolCallDelta>>>,
     /// Deprecated `function_call` pieces.
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
     pub function_call: Option<Value>,
@@ -172,7 +172,11 @@ impl Delta {
     }
     /// The tool-call pieces (empty when none).
     pub fn tool_calls(&self) -> &[ToolCallDelta] {
-        self.tool_calls.as_deref().unwrap_or_default()
+        flat(&self.tool_calls).map_or(&[], Vec::as_slice)
+    }
+    /// The role, in a choice's first chunk.
+    pub fn role(&self) -> Option<&Role> {
+        flat(&self.role)
     }
     /// Bytes of text this delta carries.
     pub fn text_len(&self) -> usize {
@@ -198,14 +202,17 @@ impl Delta {
                 }
             }
         }
-        if self.role.is_none() {
+        if flat(&self.role).is_none() && next.role.is_some() {
             self.role = next.role;
         }
         join(&mut self.content, next.content);
         join(&mut self.reasoning_content, next.reasoning_content);
         join(&mut self.refusal, next.refusal);
-        if let Some(calls) = next.tool_calls {
-            self.tool_calls.get_or_insert_with(Vec::new).extend(calls);
+        if let Some(Nullable::Value(calls)) = next.tool_calls {
+            match &mut self.tool_calls {
+                Some(Nullable::Value(mine)) => mine.extend(calls),
+                _ => self.tool_calls = Some(Nullable::Value(calls)),
+            }
         }
         for (k, v) in next.extra {
             self.extra.insert(k, v);

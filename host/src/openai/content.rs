@@ -147,7 +147,7 @@ pub(crate) fn flat<T>(field: &Option<Nullable<T>>) -> Option<&T> {
 
 /// A message's `content`: a string, or an array of parts (text, images,
 /// audio, files, refusals).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum MessageContent {
     /// Plain text.
@@ -176,6 +176,32 @@ impl MessageContent {
                 }
             }
         }
+    }
+}
+
+impl<'de> Deserialize<'de> for MessageContent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = MessageContent;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or an array of content parts")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<MessageContent, E> {
+                Ok(MessageContent::Text(v.to_string()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<MessageContent, E> {
+                Ok(MessageContent::Text(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<MessageContent, A::Error> {
+                let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+                while let Some(part) = seq.next_element()? {
+                    parts.push(part);
+                }
+                Ok(MessageContent::Parts(parts))
+            }
+        }
+        d.deserialize_any(Visit)
     }
 }
 
@@ -223,8 +249,29 @@ impl ContentPart {
         extra.insert("image_url".into(), serde_json::json!({ "url": url.into() }));
         ContentPart { kind: "image_url".into(), extra, ..Default::default() }
     }
+    /// An `input_audio` part: base64 `data` in `format` (`wav`, `mp3`).
+    pub fn input_audio(data: impl Into<String>, format: impl Into<String>) -> Self {
+        let mut extra = Extra::new();
+        extra.insert("input_audio".into(), serde_json::json!({ "data": data.into(), "format": format.into() }));
+        ContentPart { kind: "input_audio".into(), extra, ..Default::default() }
+    }
+    /// A `file` part referring to an uploaded file.
+    pub fn file_id(file_id: impl Into<String>) -> Self {
+        let mut extra = Extra::new();
+        extra.insert("file".into(), serde_json::json!({ "file_id": file_id.into() }));
+        ContentPart { kind: "file".into(), extra, ..Default::default() }
+    }
     /// The text of a `text` part.
     pub fn text(&self) -> Option<&str> {
         (self.kind == "text").then_some(self.text.as_deref()).flatten()
+    }
+    /// The URL (or `data:` URL) of an `image_url` part.
+    pub fn image_url_str(&self) -> Option<&str> {
+        self.extra.get("image_url")?.get("url")?.as_str()
+    }
+    /// The object named by the part's type (`image_url`, `input_audio`,
+    /// `file` ...): the part's payload, as JSON.
+    pub fn payload(&self) -> Option<&serde_json::Value> {
+        self.extra.get(&self.kind)
     }
 }

@@ -87,29 +87,43 @@ impl ChatResponse {
         self.choices.first().and_then(|c| c.message.text())
     }
 
-    /// The top-level field `name` as JSON, `None` when absent.
+    /// The top-level field `name` as JSON (`choices` included), `None` when
+    /// absent. Serialises that one field only.
     pub fn param(&self, name: &str) -> Option<Value> {
-        match serde_json::to_value(self) {
-            Ok(Value::Object(mut map)) => map.remove(name),
-            _ => None,
+        match name {
+            "id" => Some(Value::String(self.id.clone())),
+            "object" => Some(Value::String(self.object.clone())),
+            "created" => Some(Value::from(self.created)),
+            "model" => Some(Value::String(self.model.clone())),
+            "choices" => Some(super::to_value(&self.choices)),
+            "usage" => self.usage.as_ref().map(super::to_value),
+            "system_fingerprint" => self.system_fingerprint.as_ref().map(super::to_value),
+            "service_tier" => self.service_tier.as_ref().map(super::to_value),
+            _ => self.extra.get(name).cloned(),
         }
     }
 
-    /// Sets (`Some`) or removes (`None`) the top-level field `name`; the value
-    /// must fit the field's type.
+    /// Sets (`Some`) or removes (`None`) the top-level field `name`, touching
+    /// no other field; a field this type does not model is kept in
+    /// [`extra`](ChatResponse::extra).
+    ///
+    /// # Errors
+    ///
+    /// A value that does not fit the field's type, or removing `id`,
+    /// `object`, `created`, `model` or `choices`; the message names the JSON
+    /// path. The response is unchanged then.
     pub fn set_param(&mut self, name: &str, value: Option<Value>) -> Result<(), String> {
-        let Value::Object(mut map) = serde_json::to_value(&*self).map_err(|e| e.to_string())? else {
-            unreachable!("a ChatResponse serialises to an object")
-        };
-        match value {
-            Some(v) => {
-                map.insert(name.to_string(), v);
-            }
-            None => {
-                map.shift_remove(name);
-            }
+        match name {
+            "id" => self.id = super::required(name, value)?,
+            "object" => self.object = super::required(name, value)?,
+            "created" => self.created = super::required(name, value)?,
+            "model" => self.model = super::required(name, value)?,
+            "choices" => self.choices = super::required(name, value)?,
+            "usage" => self.usage = super::optional(name, value)?,
+            "system_fingerprint" => self.system_fingerprint = super::optional(name, value)?,
+            "service_tier" => self.service_tier = super::optional(name, value)?,
+            _ => super::set_extra(&mut self.extra, name, value),
         }
-        *self = serde_json::from_value(Value::Object(map)).map_err(|e| format!("`{name}`: {e}"))?;
         Ok(())
     }
 }
@@ -166,6 +180,11 @@ pub struct Usage {
 impl Usage {
     /// Counts with `total = prompt + completion`.
     pub fn new(prompt_tokens: u64, completion_tokens: u64) -> Self {
-        Usage { prompt_tokens, completion_tokens, total_tokens: prompt_tokens + completion_tokens, ..Default::default() }
+        Usage {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens: prompt_tokens + completion_tokens,
+            ..Default::default()
+        }
     }
 }

@@ -46,11 +46,19 @@ pub(crate) fn accept_respond(
     accept_response_json("$.respond", body, budget)
 }
 
+/// Why a body did not parse: not JSON at all, or JSON of the wrong shape.
+fn parse_error(path: &dyn std::fmt::Display, what: &str, e: &serde_json::Error) -> String {
+    match e.classify() {
+        serde_json::error::Category::Data => format!("`{path}` is not a valid {what}: {e}"),
+        _ => format!("`{path}` is not valid JSON: {e}"),
+    }
+}
+
 /// Parses a response body a plugin hands back (a `respond` action, a
 /// provider's `complete`), charged to `budget`.
 pub(crate) fn accept_response_json(path: &str, body: &str, budget: &mut OutputBudget) -> Result<ChatResponse, String> {
     budget.text(&path, body)?;
-    let resp = ChatResponse::from_json(body).map_err(|e| format!("`{path}` is not a valid chat.completion: {e}"))?;
+    let resp = ChatResponse::from_json(body).map_err(|e| parse_error(&path, "chat.completion", &e))?;
     if resp.choices.is_empty() {
         return Err(format!("`{path}` has no choices (`{path}.choices` is empty)"));
     }
@@ -58,9 +66,13 @@ pub(crate) fn accept_response_json(path: &str, body: &str, budget: &mut OutputBu
 }
 
 /// Parses one chunk of a provider's stream, charged to the stream's budget.
-pub(crate) fn accept_chunk_json(path: &dyn std::fmt::Display, body: &str, budget: &mut OutputBudget) -> Result<ChatChunk, String> {
+pub(crate) fn accept_chunk_json(
+    path: &dyn std::fmt::Display,
+    body: &str,
+    budget: &mut OutputBudget,
+) -> Result<ChatChunk, String> {
     budget.text(path, body)?;
-    ChatChunk::from_json(body).map_err(|e| format!("`{path}` is not a valid chat.completion.chunk: {e}"))
+    ChatChunk::from_json(body).map_err(|e| parse_error(path, "chat.completion.chunk", &e))
 }
 
 /// Charges an error a hook ends the request, response or stream with (`fail`).
@@ -109,7 +121,11 @@ pub(crate) fn accept_deny(reason: String, budget: &mut OutputBudget) -> Result<S
 }
 
 /// Checks a tool hook's `answer`: `write`, charged, valid JSON.
-pub(crate) fn accept_answer(result: String, access: MessageAccess, budget: &mut OutputBudget) -> Result<String, String> {
+pub(crate) fn accept_answer(
+    result: String,
+    access: MessageAccess,
+    budget: &mut OutputBudget,
+) -> Result<String, String> {
     if access != MessageAccess::Write {
         return Err(needs_write("answering a tool call", "$.answer"));
     }
@@ -135,6 +151,8 @@ mod tests {
         let r = accept_respond(&body, MessageAccess::Write, &mut budget()).unwrap();
         assert_eq!(r.first_text().as_deref(), Some("hi"));
         let e = accept_respond("{", MessageAccess::Write, &mut budget()).unwrap_err();
+        assert!(e.contains("`$.respond` is not valid JSON"), "{e}");
+        let e = accept_respond(r#"{"choices":7}"#, MessageAccess::Write, &mut budget()).unwrap_err();
         assert!(e.contains("`$.respond` is not a valid chat.completion"), "{e}");
         let e = accept_respond(r#"{"choices":[]}"#, MessageAccess::Write, &mut budget()).unwrap_err();
         assert!(e.contains("no choices"), "{e}");

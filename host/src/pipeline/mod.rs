@@ -345,8 +345,8 @@ pub(crate) fn unshare<T: Clone>(value: Arc<T>) -> T {
 
 /// What a pre-request answer amounts to once the door accepted it.
 enum PreDecision {
-    Continue(Option<ChatRequest>),
-    ShortCircuit(Outcome, &'static str),
+    Continue(Option<Arc<ChatRequest>>),
+    ShortCircuit(Box<Outcome>, &'static str),
 }
 
 /// The request pipeline over a chain of plugins: see the module docs. Cheap
@@ -408,12 +408,12 @@ impl<'c> Pipeline<'c> {
                     let refused = FailureKind::InvalidOutput;
                     match answer {
                         Err(message) => Err(plugin_error(message, budget)),
-                        Ok(PreAction::Continue) => Ok(PreDecision::Continue(entry.data.into_edited())),
+                        Ok(PreAction::Continue) => Ok(PreDecision::Continue(entry.data.into_edited().map(Arc::new))),
                         Ok(PreAction::Respond(body)) => access::accept_respond(&body, access, budget)
-                            .map(|r| PreDecision::ShortCircuit(Ok(r), "respond"))
+                            .map(|r| PreDecision::ShortCircuit(Box::new(Ok(r)), "respond"))
                             .map_err(refused),
                         Ok(PreAction::Fail(e)) => access::accept_error(e, budget)
-                            .map(|e| PreDecision::ShortCircuit(Err(e), "fail"))
+                            .map(|e| PreDecision::ShortCircuit(Box::new(Err(e)), "fail"))
                             .map_err(refused),
                     }
                 })
@@ -423,7 +423,7 @@ impl<'c> Pipeline<'c> {
                     let label = if edited.is_some() { "modify" } else { "continue" };
                     ctx.record(plugin, "pre-request", label, started);
                     if let Some(r) = edited {
-                        current = Arc::new(r);
+                        current = r;
                     }
                     reached.push(plugin.clone())
                 }
@@ -431,7 +431,7 @@ impl<'c> Pipeline<'c> {
                     ctx.record(plugin, "pre-request", label, started);
                     reached.push(plugin.clone());
                     ctx.set_request(current.clone());
-                    return PreStage { request: current, short_circuit: Some(outcome), failure: None, reached };
+                    return PreStage { request: current, short_circuit: Some(*outcome), failure: None, reached };
                 }
                 Err(f) if self.fails_closed(plugin) => {
                     ctx.record(plugin, "pre-request", format!("failed-closed: {}", f.kind), started);

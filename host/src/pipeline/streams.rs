@@ -375,7 +375,7 @@ enum Source {
         plugin: Arc<LoadedPlugin>,
         /// The request, until the stream is started.
         request: Option<Arc<ChatRequest>>,
-        session: Option<Session>,
+        session: Option<Box<Session>>,
         stream: Option<ResourceAny>,
     },
     /// Chunks from elsewhere (an OpenAI-compatible upstream).
@@ -383,6 +383,11 @@ enum Source {
     /// Nothing more (finished, or failed before it started).
     Done,
 }
+
+/// The next item of a [`ChunkStream`], being worked out.
+type Step<'a> = Pin<Box<dyn Future<Output = Option<Result<ChatChunk, RequestError>>> + Send + 'a>>;
+/// The next chunk of a source, being fetched.
+type Pull<'a> = Pin<Box<dyn Future<Output = Result<Option<ChatChunk>, RequestError>> + Send + 'a>>;
 
 /// The state of one [`ChunkStream`].
 struct Driver {
@@ -400,6 +405,11 @@ struct Driver {
     /// An error to yield first (the stream could not start).
     failed: Option<RequestError>,
     done: bool,
+}
+
+/// Why a stream was cut off at chunk `n`.
+fn stream_cap(limit: u64, n: usize) -> String {
+    format!("the stream is cut off at `$.stream[{n}]`: its chunks pass the stream byte cap of {limit} bytes")
 }
 
 fn llm_error(kind: ErrorKind, message: String) -> RequestError {
@@ -421,7 +431,7 @@ impl Driver {
     }
 
     /// The next chunk from the source, before the hooks; `None` at its end.
-    fn pull(&mut self) -> Pin<Box<dyn Future<Output = Result<Option<ChatChunk>, RequestError>> + Send + '_>> {
+    fn pull(&mut self) -> Pull<'_> {
         Box::pin(self.pull_inner())
     }
 
@@ -434,7 +444,9 @@ impl Driver {
         if n == MAX_STREAM_CHUNKS {
             return Err(llm_error(
                 ErrorKind::Provider,
-                format!("`$.stream` has more than {MAX_STREAM_CHUNKS} chunks; at most {MAX_STREAM_CHUNKS} are accepted"),
+                format!(
+                    "`$.stream` has more than {MAX_STREAM_CHUNKS} chunks; at most {MAX_STREAM_CHUNKS} are accepted"
+                ),
             ));
         }
         self.count += 1;
@@ -449,20 +461,24 @@ impl Driver {
                     let bytes = chunk.text_len() as u64 + ELEMENT_COST;
                     budget
                         .charge(&format_args!("$.stream[{n}]"), bytes)
-                        .map_err(|e| llm_error(ErrorKind::Provider, format!("the stream is cut off: {e}")))?;
+                        .map_err(|_| llm_error(ErrorKind::Provider, stream_cap(budget.limit(), n)))?;
                     Ok(Some(chunk))
                 }
             },
             Source::Plugin { plugin, request, session, stream } => {
+                // Each call: the plugin's own deadline, within what is left of the stream's.
+                let remaining = remaining.min(plugin.limits.timeout);
                 if session.is_none() {
-                    *session = Some(plugin.session("start-stream", remaining).await.map_err(RequestError::Plugin)?);
+                    *session =
+                        Some(Box::new(plugin.session("start-stream", remaining).await.map_err(RequestError::Plugin)?));
                 }
                 let s = session.as_mut().expect("checked out above");
                 if stream.is_none() {
                     let started = Instant::now();
                     let req = request.take().expect("a stream starts once");
                     let rules = CallRules::new("start-stream", plugin.caps.messages, plugin.limits.max_output);
-                    let call = invoke::StartStream { req: RequestEntry::new(req, ctx.info_arc().clone(), false), rules };
+                    let call =
+                        invoke::StartStream { req: RequestEntry::new(req, ctx.info_arc().clone(), false), rules };
                     let result = s
                         .call_checked(Some(ctx.map()), remaining, call, |called| {
                             let invoke::Called { answer, mut rules, .. } = called;
@@ -478,18 +494,24 @@ impl Driver {
                     *stream = Some(finish_provider(ctx, plugin, started, result)?);
                 }
                 let resource = stream.expect("started above");
-                let remaining = self.deadline.saturating_duration_since(tokio::time::Instant::now());
-                if remaining.is_zero() {
+                let left = self.deadline.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() {
                     return Err(self.past_deadline());
                 }
+                let remaining = left.min(plugin.limits.timeout);
                 let max_output = plugin.limits.max_output;
                 let next = s
                     .call_checked(Some(ctx.map()), remaining, invoke::NextChunk { stream: resource }, |answer| {
                         match answer {
                             Ok(Some(body)) => {
                                 let path = format_args!("$.stream[{n}]");
-                                OutputBudget::new(max_output).text(&path, &body).map_err(FailureKind::InvalidOutput)?;
-                                access::accept_chunk_json(&path, &body, budget).map(|c| Ok(Some(c)))
+                                OutputBudget::new(max_output)
+                                    .text(&path, &body)
+                                    .and_then(|()| budget.text(&path, &body).map_err(|_| stream_cap(budget.limit(), n)))
+                                    .and_then(|()| {
+                                        access::accept_chunk_json(&path, &body, &mut OutputBudget::new(u64::MAX))
+                                    })
+                                    .map(|c| Ok(Some(c)))
                             }
                             Ok(None) => Ok(Ok(None)),
                             Err(e) => access::accept_error(e, &mut OutputBudget::new(max_output)).map(Err),
@@ -500,6 +522,10 @@ impl Driver {
                 match next {
                     Ok(Ok(chunk)) => Ok(chunk),
                     Ok(Err(e)) => Err(RequestError::Llm(e)),
+                    // Cut off by the stream's deadline rather than the plugin's own.
+                    Err(f) if matches!(f.kind, FailureKind::Timeout(_)) && left < plugin.limits.timeout => {
+                        Err(self.past_deadline())
+                    }
                     Err(f) => Err(RequestError::Plugin(f)),
                 }
             }
@@ -522,7 +548,7 @@ impl Driver {
     }
 
     /// The next item of the stream.
-    fn step(&mut self) -> Pin<Box<dyn Future<Output = Option<Result<ChatChunk, RequestError>>> + Send + '_>> {
+    fn step(&mut self) -> Step<'_> {
         Box::pin(self.step_inner())
     }
 
@@ -616,4 +642,118 @@ pub(crate) fn chunk_stream(
         done: false,
     };
     Box::pin(futures_util::stream::unfold(driver, |mut d| async move { d.step().await.map(|item| (item, d)) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures_util::StreamExt;
+
+    use super::*;
+    use crate::openai::{ChunkChoice, Delta, FunctionDelta, Nullable, ToolCallDelta};
+    use crate::{HostBuilder, PipelineConfig};
+
+    #[test]
+    fn merged_chunks_join_text_and_tool_call_pieces() {
+        let mut held = ChatChunk::text("Mail me at ada@");
+        held.id = "c1".into();
+        let mut next = ChatChunk::text("example.com");
+        next.choices[0].finish_reason = Some(Nullable::Value("stop".into()));
+        next.choices[0].delta.tool_calls = Some(
+            vec![ToolCallDelta {
+                index: 0,
+                function: Some(FunctionDelta { arguments: Some("{}".into()), ..Default::default() }),
+                ..Default::default()
+            }]
+            .into(),
+        );
+        next.choices.push(ChunkChoice {
+            index: 1,
+            delta: Delta { content: Some(Nullable::Value("second".into())), ..Default::default() },
+            ..Default::default()
+        });
+        next.usage = Some(Nullable::Value(Usage::new(1, 2)));
+        merge_chunk(&mut held, next);
+        assert_eq!(held.text_delta(), Some("Mail me at ada@example.com"));
+        assert_eq!(held.choices[0].finish_reason(), Some("stop"));
+        assert_eq!(held.choices[0].delta.tool_calls().len(), 1);
+        assert_eq!(held.choices[1].delta.text(), Some("second"));
+        assert_eq!(held.usage().map(|u| u.total_tokens), Some(3));
+        assert_eq!(held.id, "c1", "the held chunk's id stays");
+    }
+
+    #[test]
+    fn holds_are_kept_per_plugin_in_the_request_context() {
+        let ctx = RequestContext::new("m");
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
+        assert!(!ctx.holds_any());
+        ctx.hold(&a, ChatChunk::text("x"));
+        ctx.hold(&b, ChatChunk::text("y"));
+        let copy = ctx.clone();
+        assert_eq!(copy.take_held("a").unwrap().text_delta(), Some("x"), "clones share the holds");
+        assert!(ctx.take_held("a").is_none(), "taken once");
+        assert!(ctx.holds_any());
+        assert_eq!(ctx.take_held("b").unwrap().text_delta(), Some("y"));
+        assert!(!ctx.holds_any());
+    }
+
+    fn chunks(n: usize) -> Vec<Result<ChatChunk, RequestError>> {
+        (0..n).map(|i| Ok(ChatChunk::text(format!("piece {i} ")))).collect()
+    }
+
+    #[tokio::test]
+    async fn filter_stream_passes_chunks_on_in_order_as_they_arrive() {
+        let host = HostBuilder::new().build().unwrap();
+        let ctx = RequestContext::new("m");
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<ChatChunk, RequestError>>(1);
+        let upstream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+        let mut out = host.filter_stream(&ctx, upstream);
+        // Chunk by chunk: the first comes out before the second is sent.
+        tx.send(Ok(ChatChunk::text("a"))).await.unwrap();
+        assert_eq!(out.next().await.unwrap().unwrap().text_delta(), Some("a"));
+        tx.send(Ok(ChatChunk::text("b"))).await.unwrap();
+        assert_eq!(out.next().await.unwrap().unwrap().text_delta(), Some("b"));
+        drop(tx);
+        assert!(out.next().await.is_none(), "the end of the upstream ends the stream");
+    }
+
+    #[tokio::test]
+    async fn a_stream_past_its_byte_cap_or_deadline_ends_with_an_error() {
+        let config = PipelineConfig { stream_max_bytes: 3 * (ELEMENT_COST + 8), ..Default::default() };
+        let host = HostBuilder::new().pipeline(config).build().unwrap();
+        let ctx = RequestContext::new("m");
+        let items: Vec<_> = host.filter_stream(&ctx, futures_util::stream::iter(chunks(10))).collect().await;
+        assert_eq!(items.len(), 4, "three chunks fit, then the error");
+        let Err(RequestError::Llm(e)) = &items[3] else { panic!("{:?}", items[3]) };
+        assert!(e.message.contains("`$.stream[3]`") && e.message.contains("byte cap of 72 bytes"), "{}", e.message);
+
+        let config = PipelineConfig { stream_timeout: Duration::from_millis(50), ..Default::default() };
+        let host = HostBuilder::new().pipeline(config).build().unwrap();
+        let slow = futures_util::stream::iter(chunks(3)).then(|c| async {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            c
+        });
+        let items: Vec<_> = host.filter_stream(&ctx, slow).collect().await;
+        assert_eq!(items.len(), 2, "one chunk in time, then the deadline");
+        let Err(RequestError::Llm(e)) = &items[1] else { panic!("{:?}", items[1]) };
+        assert_eq!(e.kind, ErrorKind::Timeout);
+        assert!(e.message.contains("deadline of 50ms"), "{}", e.message);
+
+        let failing = futures_util::stream::iter(vec![
+            Ok(ChatChunk::text("a")),
+            Err(llm_error(ErrorKind::Provider, "boom".into())),
+            Ok(ChatChunk::text("b")),
+        ]);
+        let items: Vec<_> = host.filter_stream(&ctx, failing).collect().await;
+        assert_eq!(items.len(), 2, "nothing follows an error");
+    }
+
+    #[tokio::test]
+    async fn a_missing_provider_is_a_stream_of_one_error() {
+        let host = HostBuilder::new().build().unwrap();
+        let ctx = RequestContext::new("m");
+        let items: Vec<_> = host.stream(&ctx, "nope", ChatRequest::default()).collect().await;
+        assert!(matches!(&items[..], [Err(RequestError::Llm(e))] if e.kind == ErrorKind::NotFound));
+    }
 }

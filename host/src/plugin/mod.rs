@@ -526,13 +526,18 @@ impl LoadedPlugin {
 
     /// Checks an instance out of the pool for a [`Session`] of several calls
     /// (a provider stream, whose guest resource lives in that instance). The
-    /// instance and its permit stay with the session until it is closed or
-    /// dropped; `timeout` bounds getting them.
-    pub(crate) async fn session(self: &Arc<Self>, hook: &'static str, timeout: Duration) -> Result<Session, PluginFailure> {
+    /// instance stays with the session until it is closed or dropped;
+    /// `timeout` bounds getting it. Each call of the session takes one of the
+    /// plugin's `instances` permits while it runs (not in between, so the
+    /// plugin's own hooks can run on the chunks of its stream).
+    pub(crate) async fn session(
+        self: &Arc<Self>,
+        hook: &'static str,
+        timeout: Duration,
+    ) -> Result<Session, PluginFailure> {
         let started = Instant::now();
         let call = self.pool.call_started();
-        let (permit, live) = self.checkout(hook, timeout, started).await?;
-        permit.forget();
+        let (_permit, live) = self.checkout(hook, timeout, started).await?;
         Ok(Session { plugin: self.clone(), live: Some(live), _call: call })
     }
 
@@ -617,6 +622,10 @@ impl Session {
         let live = &mut self.live;
         Box::pin(async move {
             let run = async {
+                let _permit = match tokio::time::timeout(timeout, plugin.permits.acquire()).await {
+                    Ok(Ok(p)) => p,
+                    _ => return Err(plugin.failure(I::HOOK, FailureKind::Busy(plugin.limits.instances))),
+                };
                 let Some(l) = live.as_mut() else {
                     let why = "the instance of this stream failed in an earlier call".to_string();
                     return Err(plugin.failure(I::HOOK, FailureKind::Error(why)));
@@ -657,7 +666,6 @@ impl Drop for Session {
         if self.live.take().is_some() {
             self.plugin.stats.instances_discarded.fetch_add(1, Ordering::Relaxed);
         }
-        self.plugin.permits.add_permits(1);
     }
 }
 
