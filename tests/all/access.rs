@@ -130,7 +130,7 @@ async fn model_and_parameter_edits_are_open_to_every_level() {
         host.run_request(&RequestContext::new("m"), request("hi"), provider).await.unwrap();
         let got = seen.lock().take().unwrap();
         assert_eq!(got.model, "a-model", "{messages}");
-        assert_eq!(got.seed, Some(7), "{messages}");
+        assert_eq!(got.seed, Some(plugbox_host::openai::Nullable::Value(7)), "{messages}");
         assert_eq!(got.messages, request("hi").messages, "{messages}");
     }
 }

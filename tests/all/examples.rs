@@ -165,7 +165,8 @@ async fn echo_provider_completes_and_streams() {
 
     // With `stream_options.include_usage`: a last chunk with the usage and no choices.
     let mut req = request("one two three").with_stream(true);
-    req.stream_options = Some(plugbox_host::openai::StreamOptions { include_usage: Some(true), ..Default::default() });
+    let options = plugbox_host::openai::StreamOptions { include_usage: Some(true), ..Default::default() };
+    req.stream_options = Some(plugbox_host::openai::Nullable::Value(options));
     let chunks: Vec<_> = host.stream(&ctx, "echo", req).collect().await;
     let last = chunks.last().unwrap().as_ref().unwrap();
     assert!(last.choices.is_empty(), "{last:?}");

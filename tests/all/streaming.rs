@@ -91,7 +91,8 @@ async fn a_provider_stream_flows_chunk_by_chunk_through_the_hooks() {
 async fn the_usage_chunk_and_stream_end_usage_come_through() {
     let (host, _d) = stream_host("none", &[("u", streamer("u", 1, "continue", "none"))]).await;
     let mut req = request("a b").with_stream(true);
-    req.stream_options = Some(plugbox_host::openai::StreamOptions { include_usage: Some(true), ..Default::default() });
+    let options = plugbox_host::openai::StreamOptions { include_usage: Some(true), ..Default::default() };
+    req.stream_options = Some(plugbox_host::openai::Nullable::Value(options));
     let chunks: Vec<_> = host.stream(&RequestContext::new("m"), "hostile", req).collect().await;
     let chunks: Vec<ChatChunk> = chunks.into_iter().map(Result::unwrap).collect();
     let last = chunks.last().unwrap();

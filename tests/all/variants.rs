@@ -164,7 +164,7 @@ async fn a_plugin_without_message_access_does_not_read_tool_definitions() {
         }
         assert_eq!(
             *seen_by_provider.lock(),
-            Some(vec![tool.clone()]),
+            Some(plugbox_host::openai::Nullable::Value(vec![tool.clone()])),
             "{messages}: the provider gets the real definitions"
         );
     }
