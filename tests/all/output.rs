@@ -221,7 +221,7 @@ async fn oversized_or_invalid_post_responses_are_refused() {
     for (attack, messages, expect) in [
         ("post-huge", "write", "max-output of 1024 bytes"),
         ("post-respond-huge", "write", "max-output of 1024 bytes"),
-        ("post-respond-invalid", "write", "is not a valid chat.completion"),
+        ("post-respond-invalid", "write", "not valid JSON"),
         ("post-text", "read", "`$.choices[0].message.content`"),
         ("post-edit-request", "write", "`$.model`"),
     ] {
@@ -351,13 +351,9 @@ async fn provider_host_with(
     max_output: &str,
     timeout: &str,
 ) -> (Host, PluginDir) {
-    // Only the provider: its one instance is checked out for a stream's
-    // whole life, so its own stream hooks would wait for it.
-    let manifest =
-        hostile(attack, messages, max_output).replace("timeout: 2s", &format!("timeout: {timeout}")).replace(
-            "hooks: [pre-request, post-response, on-chunk, on-stream-end, on-tool-call, provider]",
-            "hooks: [provider]",
-        );
+    // Its own stream hooks too: they run on the stream as it flows (each
+    // call takes its one instance in turn).
+    let manifest = hostile(attack, messages, max_output).replace("timeout: 2s", &format!("timeout: {timeout}"));
     load_with(builder, &[("hostile", plugbox_artifacts::HOSTILE_OUTPUT, manifest)]).await
 }
 
@@ -422,7 +418,7 @@ async fn provider_output_is_bounded_in_bytes_and_time() {
     assert!(e.contains("max-output of 1024 bytes"), "{e}");
     let (host, _d) = provider_host("complete-invalid", "read", "1KiB", "2s").await;
     let e = invalid_output(host.complete(&RequestContext::new("m"), "hostile", &request("x")).await);
-    assert!(e.contains("is not a valid chat.completion"), "{e}");
+    assert!(e.contains("not valid JSON"), "{e}");
 
     // A stream without end: cut off once its chunks pass the stream's byte
     // cap (1 MiB: the 16th chunk of 64 KiB), never collected whole.
@@ -444,11 +440,11 @@ async fn provider_output_is_bounded_in_bytes_and_time() {
     let (host, _d) = provider_host("stream-invalid", "read", "1MiB", "5s").await;
     let (chunks, e) = stream_error(&host, &RequestContext::new("m")).await;
     assert_eq!(chunks, 1, "the valid chunk before it was passed on");
-    assert!(e.to_string().contains("is not a valid chat.completion"), "{e}");
+    assert!(e.to_string().contains("not valid JSON"), "{e}");
 
-    // A stream that never yields: the stream's deadline covers every pull.
-    let config = PipelineConfig { stream_timeout: Duration::from_millis(300), ..Default::default() };
-    let (host, _d) = provider_host_with(builder().pipeline(config), "stream-hang", "read", "1KiB", "200ms").await;
+    // A stream that never yields: each pull is bounded by the provider's
+    // own timeout (and the stream's deadline).
+    let (host, _d) = provider_host("stream-hang", "read", "1KiB", "200ms").await;
     let started = Instant::now();
     match stream_error(&host, &RequestContext::new("m")).await {
         (0, RequestError::Plugin(f)) => assert!(matches!(f.kind, FailureKind::Timeout(_)), "{f}"),
