@@ -267,6 +267,7 @@ async fn chunks_are_charged_and_need_write_to_change() {
     refused_chunk("rewrite-chunk", "none", "`$.choices[0].delta.content`").await;
     refused_chunk("rewrite-chunk", "read", "`$.choices[0].delta.content`").await;
     refused_chunk("drop-chunk", "read", "messages: write").await;
+    refused_chunk("hold-forever", "read", "messages: write").await;
     refused_chunk("chunk-edit-request", "write", "`$.model`").await;
     // With `read` the text is there to read.
     let (host, _d) = stream_host("read", "read").await;
@@ -308,6 +309,7 @@ async fn tool_answers_are_charged_json_and_edits_need_write() {
         ("rewrite-tool", "none", "`$.function.arguments`"),
         ("rewrite-tool", "read", "`$.function.arguments`"),
         ("rename-tool", "read", "`$.function.name`"),
+        ("answer-tool", "read", "answering a tool call"),
         ("read", "none", "`$.function.arguments`"),
     ] {
         let (host, _d) = stream_host(attack, messages).await;
