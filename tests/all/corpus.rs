@@ -77,8 +77,8 @@ async fn run(host: &Host, request: ChatRequest, response: ChatResponse) -> (Chat
     let record = seen.clone();
     let ctx = RequestContext::new(&request.model);
     let out = host
-        .run_request(&ctx, request, move |req: ChatRequest| async move {
-            *record.lock().unwrap() = Some(req);
+        .run_request(&ctx, request, move |req: Arc<ChatRequest>| async move {
+            *record.lock().unwrap() = Some((*req).clone());
             Ok(response)
         })
         .await

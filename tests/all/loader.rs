@@ -194,8 +194,8 @@ async fn plugins_built_against_other_compatible_wit_versions_load() {
     assert_eq!(by_plugin.iter().filter(|(_, a)| a == "continue").count(), 4, "{by_plugin:?}");
     // The later of the two pre hooks wrote last; both read the model through the request resource.
     assert_eq!(ctx.get("api-version").as_deref(), Some("0.2.99"));
-    assert_eq!(ctx.get("api-model-0.2.0").as_deref(), Some("m"));
-    assert_eq!(ctx.get("api-model-0.2.99").as_deref(), Some("m"));
+    assert_eq!(ctx.get("api-model-0.2.0").as_deref(), Some("test-model"));
+    assert_eq!(ctx.get("api-model-0.2.99").as_deref(), Some("test-model"));
 }
 
 #[tokio::test]

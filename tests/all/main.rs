@@ -4,6 +4,7 @@
 mod access;
 mod bounds;
 mod cli;
+mod corpus;
 mod deadlines;
 mod devices;
 mod devices_adversarial;
