@@ -1,17 +1,34 @@
 //! Host-side bindings of the `plugbox:plugin` WIT package.
 //!
-//! The generated code stays private to the crate (STYLE 7); `lib.rs` re-exports
-//! the LLM-shaped data types, which are the public vocabulary of the host API.
+//! The generated code stays private to the crate; `lib.rs` re-exports the
+//! plain WIT records (device reports, errors, health) that are part of the
+//! host API. The request, response, chunk, stream end and tool call of
+//! interface `llm` are host resources backed by the entry types of
+//! [`crate::imports::llm`]; their methods are synchronous, never trace, and
+//! lower only what they return.
 
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "plugin",
-    imports: { default: async | trappable | tracing },
+    imports: {
+        // Getters and edits of the host-owned LLM data: plain synchronous
+        // calls (trappable only so that a stale handle traps instead of
+        // panicking), no tracing span per call.
+        "plugbox:plugin/llm": trappable,
+        default: async | trappable | tracing,
+    },
     exports: { default: async },
+    with: {
+        "plugbox:plugin/llm.request": crate::imports::llm::RequestEntry,
+        "plugbox:plugin/llm.response": crate::imports::llm::ResponseEntry,
+        "plugbox:plugin/llm.chunk": crate::imports::llm::ChunkEntry,
+        "plugbox:plugin/llm.stream-end": crate::imports::llm::StreamEndEntry,
+        "plugbox:plugin/llm.tool-call-ref": crate::imports::llm::ToolCallEntry,
+    },
     additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
 });
 
 pub(crate) use exports::plugbox::plugin::{
     device_hooks, device_probe, endpoint, lifecycle, provider, request_hooks, stream_hooks, tool_hooks,
 };
-pub(crate) use plugbox::plugin::{context, devices, kv, log, types};
+pub(crate) use plugbox::plugin::{context, devices, kv, llm, log, types};

@@ -9,7 +9,7 @@
 //! a memory cap per call.
 //!
 //! ```no_run
-//! use plugbox_host::{HostBuilder, Message, Request, RequestContext, Response, Role, Choice};
+//! use plugbox_host::{ChatMessage, ChatRequest, ChatResponse, HostBuilder, RequestContext};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let host = HostBuilder::new().build()?;
@@ -18,25 +18,22 @@
 //!     eprintln!("{failure}"); // one broken plugin never stops the others
 //! }
 //!
-//! let request = Request {
-//!     model: "gpt-4o".into(),
-//!     messages: vec![Message { role: Role::User, content: "hi".into(), name: None, tool_calls: vec![], tool_call_id: None }],
-//!     temperature: None, max_tokens: None, stream: false, tools: vec![], extra: None,
-//! };
+//! // Any OpenAI Chat Completions body; fields the host does not model are kept.
+//! let request = ChatRequest::from_json(r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"top_k":5}"#)?;
 //! let ctx = RequestContext::new("gpt-4o").with_caller("team-a");
 //! let response = host
 //!     .run_request(&ctx, request, |req| async move {
-//!         // Call your provider with the (possibly modified) request.
-//!         let text = req.messages.last().map(|m| m.content.clone()).unwrap_or_default();
-//!         Ok(Response {
-//!             id: "r1".into(), model: req.model, usage: None, extra: None,
-//!             choices: vec![Choice { index: 0, finish_reason: Some("stop".into()),
-//!                 message: Message { role: Role::Assistant, content: text, name: None, tool_calls: vec![], tool_call_id: None } }],
-//!         })
+//!         // Call your provider with the request as the plugins passed it on.
+//!         let text = req.messages.last().and_then(ChatMessage::text).unwrap_or_default().into_owned();
+//!         Ok(ChatResponse::text("r1", &req.model, text))
 //!     })
 //!     .await?;
 //! # Ok(()) }
 //! ```
+//!
+//! Streams: [`Host::stream`] pulls a provider plugin's chunks one by one and
+//! [`Host::filter_stream`] takes chunks from elsewhere; both run the
+//! `on-chunk` hooks as chunks flow and the `on-stream-end` hooks at the end.
 //!
 //! Everything an embedder uses is re-exported here: [`Host`] and
 //! [`HostBuilder`], [`Policy`] (what plugins may be granted), the pipeline
@@ -95,8 +92,14 @@ pub use imports::resources::ResourceLimits;
 pub use imports::{HttpLimits, LogLimits};
 pub use manifest::{Hook, Manifest};
 pub use models::{ModelConfig, ModelSet};
+pub use openai::{
+    ChatChunk, ChatMessage, ChatRequest, ChatResponse, Choice, ChunkChoice, ContentPart, Delta, MessageContent,
+    Nullable, Role, Tool, ToolCall, ToolCallDelta, Usage,
+};
+pub use pipeline::streams::merge_chunk;
 pub use pipeline::{
-    ContextLimits, HookTrace, Outcome, Pipeline, PipelineConfig, PreStage, RequestContext, RequestError, ToolDecision,
+    ChunkStream, ContextLimits, HookTrace, Outcome, Pipeline, PipelineConfig, PreStage, RequestContext, RequestError,
+    RequestInfo, ToolDecision,
 };
 pub use plugin::{
     DEFAULT_IDLE_TTL, DEFAULT_POOLED_MEMORY_BUDGET, INIT_TIMEOUT, LoadedPlugin, MAX_POOLED_GROWTH, PoolOptions,
@@ -109,11 +112,9 @@ pub use registry::{Category, Snapshot};
 pub use reload::{PluginState, PluginStatus, ReloadOutcome, ReloadReport};
 pub use watch::{WatchOptions, Watcher};
 
-/// The LLM-shaped data types of the `plugbox:plugin` WIT package.
-pub use bindings::types::{
-    Choice, ChunkAction, DeviceKind, DeviceReport, ErrorKind, Health, LlmError, LogLevel, Message, PostAction,
-    PreAction, Request, RequestInfo, Response, Role, StreamChunk, ToolAction, ToolCall, ToolDefinition, Usage,
-};
+/// The plain records of the `plugbox:plugin` WIT package that are part of
+/// the host API (errors, device reports, health, log levels).
+pub use bindings::types::{DeviceKind, DeviceReport, ErrorKind, Health, LlmError, LogLevel};
 
 /// The version of the `plugbox:plugin` WIT package this host implements.
-pub const WIT_VERSION: semver::Version = semver::Version::new(0, 1, 0);
+pub const WIT_VERSION: semver::Version = semver::Version::new(0, 2, 0);

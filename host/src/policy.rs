@@ -289,6 +289,7 @@ impl Policy {
         stack: 4 << 20,
         fuel: None,
         max_output: 16 << 20,
+        max_held: 1 << 20,
     };
 
     /// Applies the policy's bounds to a plugin's limits; returns the bounded
@@ -309,6 +310,7 @@ impl Policy {
         let bytes = |n: u64| bytesize::ByteSize(n).to_string();
         cap("memory", &mut limits.memory, caps.memory, &bytes);
         cap("max-output", &mut limits.max_output, caps.max_output, &bytes);
+        cap("max-held", &mut limits.max_held, caps.max_held, &bytes);
         let mut instances = u64::from(limits.instances);
         cap("instances", &mut instances, u64::from(caps.instances), &|n| n.to_string());
         limits.instances = instances as u32;

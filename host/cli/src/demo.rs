@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use plugbox_host::{
-    Host, HostBuilder, Message, PluginEvent, PluginEventKind, Request, RequestContext, RequestError, Role,
+    ChatMessage, ChatRequest, Host, HostBuilder, PluginEvent, PluginEventKind, RequestContext, RequestError, Role,
 };
 use serde_json::json;
 
@@ -84,20 +84,8 @@ fn flaky_plugin(_dir: &Path) -> Result<PathBuf> {
     bail!("built without the example plugins")
 }
 
-fn user(text: &str) -> Message {
-    Message { role: Role::User, content: text.into(), name: None, tool_calls: vec![], tool_call_id: None }
-}
-
-fn request(text: &str) -> Request {
-    Request {
-        model: "demo-model".into(),
-        messages: vec![user(text)],
-        temperature: None,
-        max_tokens: None,
-        stream: false,
-        tools: vec![],
-        extra: None,
-    }
+fn request(text: &str) -> ChatRequest {
+    ChatRequest { model: "demo-model".into(), messages: vec![ChatMessage::user(text)], ..Default::default() }
 }
 
 async fn send(host: &Host, caller: &str, text: &str) -> Result<()> {
@@ -108,14 +96,18 @@ async fn send(host: &Host, caller: &str, text: &str) -> Result<()> {
             let host = host.clone();
             let ctx = ctx.clone();
             async move {
-                let system: Vec<&str> =
-                    req.messages.iter().filter(|m| m.role == Role::System).map(|m| m.content.as_str()).collect();
+                let system: Vec<String> = req
+                    .messages
+                    .iter()
+                    .filter(|m| m.role == Role::System)
+                    .filter_map(|m| m.text().map(|t| t.into_owned()))
+                    .collect();
                 if !system.is_empty() {
                     println!("    provider `echo` got system prompt {:?}", system.join(" "));
                 }
                 println!(
                     "    provider `echo` got user text {:?}",
-                    req.messages.last().map(|m| m.content.as_str()).unwrap_or("")
+                    req.messages.last().and_then(|m| m.text()).unwrap_or_default()
                 );
                 match host.complete(&ctx, "echo", &req).await {
                     Ok(r) => Ok(r),
@@ -135,8 +127,8 @@ async fn send(host: &Host, caller: &str, text: &str) -> Result<()> {
     }
     match result {
         Ok(resp) => {
-            let text = resp.choices.first().map(|c| c.message.content.as_str()).unwrap_or("");
-            let cached = resp.extra.as_deref().is_some_and(|e| e.contains("hit"));
+            let text = resp.first_text().unwrap_or_default();
+            let cached = resp.extra.values().any(|v| v.to_string().contains("hit"));
             println!("  < {text:?}{}", if cached { "   (served from response-cache)" } else { "" });
         }
         Err(e) => println!("  < error: {e}"),

@@ -1,56 +1,33 @@
 //! `plugbox call --sample`: a complete input for each hook, in the JSON form
-//! `Host::call_hook_json` takes.
+//! `Host::call_hook_json` takes (requests, responses, chunks and tool calls
+//! as OpenAI JSON).
 
 use plugbox_host::{
-    Choice, DeviceKind, DeviceReport, Hook, Message, Request, RequestContext, Response, Role, StreamChunk, ToolCall,
-    Usage,
+    ChatChunk, ChatMessage, ChatRequest, ChatResponse, DeviceKind, DeviceReport, Hook, RequestContext, ToolCall, Usage,
 };
 use serde_json::{Value, json};
 
 /// A complete, valid input for `hook` (what `plugbox call --sample` prints):
 /// every field present, in the JSON form `Host::call_hook_json` takes.
 pub fn hook_input(hook: Hook) -> Value {
-    let message = |role, content: &str| Message {
-        role,
-        content: content.into(),
-        name: None,
-        tool_calls: vec![],
-        tool_call_id: None,
-    };
-    let req = Request {
+    let req = ChatRequest {
         model: "gpt-4o".into(),
-        messages: vec![message(Role::System, "Be brief."), message(Role::User, "Mail me at ada@example.com")],
-        temperature: Some(0.2),
-        max_tokens: Some(256),
-        stream: false,
-        tools: vec![],
-        extra: None,
-    };
+        messages: vec![ChatMessage::system("Be brief."), ChatMessage::user("Mail me at ada@example.com")],
+        ..Default::default()
+    }
+    .with_temperature(0.2)
+    .with_max_tokens(256);
     let info = RequestContext::new("gpt-4o").with_caller("team-a").with_provider("openai").info().clone();
-    let response = Response {
-        id: "resp-1".into(),
-        model: "gpt-4o".into(),
-        choices: vec![Choice {
-            index: 0,
-            message: message(Role::Assistant, "Done."),
-            finish_reason: Some("stop".into()),
-        }],
-        usage: Some(Usage { prompt_tokens: 12, completion_tokens: 2, total_tokens: 14 }),
-        extra: None,
-    };
+    let response = ChatResponse::text("resp-1", "gpt-4o", "Done.").with_usage(Usage::new(12, 2));
     match hook {
         Hook::PreRequest => json!({ "info": info, "req": req, "context": {} }),
-        Hook::PostResponse => json!({ "info": info, "outcome": { "Ok": response } }),
-        Hook::OnChunk => json!({
-            "info": info,
-            "chunk": StreamChunk { index: 0, role: None, content: Some("Hel".into()), tool_calls: vec![], finish_reason: None, usage: None },
-        }),
-        Hook::OnStreamEnd => {
-            json!({ "info": info, "usage": Usage { prompt_tokens: 12, completion_tokens: 2, total_tokens: 14 } })
-        }
+        Hook::PostResponse => json!({ "info": info, "req": req, "response": response }),
+        Hook::OnChunk => json!({ "info": info, "req": req, "chunk": ChatChunk::text("Hel"), "last": false }),
+        Hook::OnStreamEnd => json!({ "info": info, "req": req, "usage": Usage::new(12, 2) }),
         Hook::OnToolCall => json!({
             "info": info,
-            "call": ToolCall { id: "call-1".into(), name: "get_weather".into(), arguments: r#"{"city":"Paris"}"#.into() },
+            "req": req,
+            "call": ToolCall::function("call-1", "get_weather", r#"{"city":"Paris"}"#),
         }),
         Hook::Provider => json!({ "info": info, "req": req, "stream": false }),
         Hook::OnDeviceProbe => json!({

@@ -7,19 +7,21 @@ use crate::manifest::Hook;
 
 impl crate::Host {
     /// Runs `hook` of the loaded plugin `name` once with `input` and returns
-    /// the raw result plus the request context's values as
-    /// `{"result": .., "context": {..}}` (what `plugbox call` prints).
+    /// `{"result": .., "edited": .., "violation": .., "context": {..}}` (what
+    /// `plugbox call` prints): the hook's raw answer, the data after its
+    /// edits (`null` when it changed nothing), the first read or edit its
+    /// `messages` permission refused, and the request context's values.
     ///
-    /// The input is a JSON object with the hook's WIT parameters by name;
-    /// `info` may be left out (a default request-info is used):
+    /// The input is a JSON object; requests, responses, chunks and tool calls
+    /// are OpenAI JSON; `info` (the request facts) may be left out:
     ///
     /// | hook | input fields |
     /// |---|---|
     /// | `pre-request` | `info`, `req`, optional `context` (an object of strings) |
-    /// | `post-response` | `info`, `outcome` (`{"Ok": response}` / `{"Err": llm-error}`) |
-    /// | `on-chunk` | `info`, `chunk` |
-    /// | `on-stream-end` | `info`, `usage` |
-    /// | `on-tool-call` | `info`, `call` |
+    /// | `post-response` | `info`, `req`, `response` (a `chat.completion`) or `error` (an llm-error) |
+    /// | `on-chunk` | `info`, `req`, `chunk` (a `chat.completion.chunk`), optional `last` |
+    /// | `on-stream-end` | `info`, `req`, `usage` |
+    /// | `on-tool-call` | `info`, `req`, `call` (`{"id", "type", "function": {"name", "arguments"}}`) |
     /// | `provider` | `info`, `req`, optional `"stream": true` |
     /// | `on-device-probe` | `reports` |
     /// | `device-probe` | (none) |

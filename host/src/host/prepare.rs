@@ -117,7 +117,7 @@ impl Host {
             .map_err(|f| Error::Init { plugin: name.clone(), message: f.kind.to_string() })?;
         plugin.park(live);
         if plugin.implements(Hook::Provider) {
-            let call = invoke::ProviderType { _marker: std::marker::PhantomData };
+            let call = invoke::ProviderType {};
             let ty = plugin.call(None, plugin.limits.timeout, call).await?;
             plugin.provider_type = Some(ty);
         }

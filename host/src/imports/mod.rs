@@ -1,5 +1,6 @@
 //! What lives in each instance's `Store`, and the host side of the WIT imports
-//! `log`, `context`, `kv` and `devices`, and the gate on outgoing HTTP.
+//! `llm` (see [`llm`]), `log`, `context`, `kv` and `devices`, and the gate on
+//! outgoing HTTP.
 //!
 //! The host resources these imports use are bounded per plugin: see
 //! [`resources`].
@@ -7,6 +8,7 @@
 pub mod guest_log;
 pub(crate) mod http;
 pub mod kv;
+pub mod llm;
 pub(crate) mod limiter;
 pub mod resources;
 mod stdio;
@@ -187,6 +189,8 @@ pub(crate) struct StoreState {
     pub(crate) devices: DeviceReports,
     /// The request being served by the current call, if any.
     pub(crate) context: Option<ContextMap>,
+    /// What the current hook call may do with the `llm` resources.
+    pub(crate) llm: llm::CallRules,
     pub(crate) http: wasmtime_wasi_http::WasiHttpCtx,
     pub(crate) net: http::NetHooks,
 }

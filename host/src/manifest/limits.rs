@@ -13,6 +13,7 @@ use super::units::{DurationRule, GIB, KIB, MIB, SizeRule, duration_schema, ser_d
 const MEMORY: SizeRule = SizeRule { min: MIB, max: 4 * GIB, default: 64 * MIB };
 const STACK: SizeRule = SizeRule { min: 64 * KIB, max: 4 * MIB, default: 512 * KIB };
 const MAX_OUTPUT: SizeRule = SizeRule { min: KIB, max: 64 * MIB, default: 4 * MIB };
+const MAX_HELD: SizeRule = SizeRule { min: 0, max: MIB, default: 16 * KIB };
 const TIMEOUT_MIN: Duration = Duration::from_millis(1);
 const TIMEOUT_MAX: Duration = Duration::from_secs(60);
 const TIMEOUT: DurationRule = DurationRule { min: TIMEOUT_MIN, max: TIMEOUT_MAX };
@@ -56,6 +57,11 @@ pub struct Limits {
     #[serde(default, deserialize_with = "de_max_output", serialize_with = "ser_size")]
     #[schemars(schema_with = "size_schema")]
     pub max_output: Option<ByteSize>,
+    /// Most bytes of stream text an `on-chunk` hook may hold back (answer
+    /// `hold`) at once. Default 16KiB; 0 to 1MiB.
+    #[serde(default, deserialize_with = "de_max_held", serialize_with = "ser_size")]
+    #[schemars(schema_with = "size_schema")]
+    pub max_held: Option<ByteSize>,
 }
 
 /// Limits with every default filled in, in plain units, ready to apply.
@@ -75,11 +81,14 @@ pub struct ResolvedLimits {
     pub fuel: Option<u64>,
     /// Largest output of one hook call, in bytes.
     pub max_output: u64,
+    /// Most bytes of stream text an `on-chunk` hook may hold back.
+    pub max_held: u64,
 }
 
 impl ResolvedLimits {
     /// The limits of a plugin whose manifest sets none: memory 64 MiB,
-    /// timeout 100 ms, 4 instances, stack 512 KiB, no fuel limit, output 4 MiB.
+    /// timeout 100 ms, 4 instances, stack 512 KiB, no fuel limit, output 4 MiB,
+    /// 16 KiB held.
     pub const DEFAULT: ResolvedLimits = ResolvedLimits {
         memory: MEMORY.default,
         timeout: TIMEOUT_DEFAULT,
@@ -87,6 +96,7 @@ impl ResolvedLimits {
         stack: STACK.default,
         fuel: None,
         max_output: MAX_OUTPUT.default,
+        max_held: MAX_HELD.default,
     };
 }
 
@@ -103,6 +113,7 @@ impl ResolvedLimits {
                 (a, b) => a.or(b),
             },
             max_output: self.max_output.min(other.max_output),
+            max_held: self.max_held.min(other.max_held),
         }
     }
 }
@@ -130,6 +141,7 @@ impl Limits {
     /// | `stack`      | 512 KiB  | 64 KiB – 4 MiB   |
     /// | `fuel`       | none     | at least 1       |
     /// | `max-output` | 4 MiB    | 1 KiB – 64 MiB   |
+    /// | `max-held`   | 16 KiB   | 0 – 1 MiB        |
     pub fn resolve(&self) -> ResolvedLimits {
         self.resolve_with(ResolvedLimits::DEFAULT)
     }
@@ -149,6 +161,7 @@ impl Limits {
             stack: size(self.stack, STACK, defaults.stack),
             fuel: self.fuel.map(|f| f.max(FUEL.min)).or(defaults.fuel),
             max_output: size(self.max_output, MAX_OUTPUT, defaults.max_output),
+            max_held: size(self.max_held, MAX_HELD, defaults.max_held),
         }
     }
 }
@@ -163,6 +176,10 @@ fn de_stack<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ByteSize>, D::Erro
 
 fn de_max_output<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ByteSize>, D::Error> {
     optional(d, MAX_OUTPUT)
+}
+
+fn de_max_held<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ByteSize>, D::Error> {
+    optional(d, MAX_HELD)
 }
 
 fn de_instances<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
@@ -200,6 +217,7 @@ mod tests {
         assert_eq!(resolved.stack, 512 * KIB);
         assert_eq!(resolved.fuel, None);
         assert_eq!(resolved.max_output, 4 * MIB);
+        assert_eq!(resolved.max_held, 16 * KIB);
     }
 
     #[test]
@@ -214,6 +232,8 @@ mod tests {
         assert_eq!(r.fuel, Some(1000));
         assert_eq!(r.max_output, 1_000_000);
         assert_eq!(limits("memory: null").unwrap(), Limits::default());
+        assert_eq!(limits("max-held: 64KiB").unwrap().resolve().max_held, 64 * KIB);
+        assert_eq!(limits("max-held: 0").unwrap().resolve().max_held, 0);
     }
 
     #[test]
@@ -230,6 +250,7 @@ mod tests {
         assert!(err("timeout: 20").starts_with("timeout: invalid duration `20`: add a unit"));
         assert!(err("memory: lots").starts_with("memory: invalid size `lots`"));
         assert!(err("memory: -1").starts_with("memory: invalid size `-1`"));
+        assert!(err("max-held: 2MiB").starts_with("max-held: `2MiB` is too large: use at most `1MiB`"));
     }
 
     #[test]
@@ -241,6 +262,7 @@ mod tests {
             stack: Some(ByteSize(u64::MAX)),
             fuel: Some(0),
             max_output: Some(ByteSize(0)),
+            max_held: Some(ByteSize(u64::MAX)),
         };
         let r = l.resolve();
         assert_eq!(
@@ -251,7 +273,8 @@ mod tests {
                 instances: 1,
                 stack: 4 * MIB,
                 fuel: Some(1),
-                max_output: KIB
+                max_output: KIB,
+                max_held: MIB
             }
         );
     }

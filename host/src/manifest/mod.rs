@@ -287,7 +287,7 @@ fn sorted(value: Value) -> Value {
 }
 
 fn default_api() -> semver::VersionReq {
-    semver::VersionReq::parse("^0.1").expect("a valid requirement")
+    semver::VersionReq::parse("^0.2").expect("a valid requirement")
 }
 
 fn de_version<'de, D: Deserializer<'de>>(d: D) -> Result<semver::Version, D::Error> {

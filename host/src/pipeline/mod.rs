@@ -9,21 +9,24 @@
 //! methods (`Host::run_request`, `Host::on_chunk` ...) pick the request's
 //! snapshot and call it.
 //!
-//! Every hook's answer goes through one door (the `access` module): what the
-//! plugin sees and may change follows its `messages` level, and everything it
-//! hands back is charged to an output budget of its `max-output`. A refused
-//! answer is a failure of that call, judged once (stats and circuit breaker),
-//! then handled by the plugin's `on-error`.
+//! A hook reads and edits the request, response, chunk or tool call through
+//! host-owned `llm` resources; each read and edit is checked where it
+//! happens against the plugin's `messages` level and charged to an output
+//! budget of its `max-output` ([`crate::imports::llm`]). What the hook
+//! returns goes through one door (the `access` module). A refused edit or
+//! answer is a failure of that call, judged once (stats and circuit
+//! breaker), then handled by the plugin's `on-error`: its edits are
+//! discarded and, fail-open, the pipeline goes on with the data as it was.
 //!
 //! Rules, exactly:
-//! - A pre hook passes the request on (`continue`/`modify`) or short-circuits
-//!   with a response (`respond`) or an error (`fail`, whose `allow-fallback`
-//!   tells a gateway whether another provider may be tried).
+//! - A pre hook passes the request on (`continue`, with the edits it made)
+//!   or short-circuits with a response (`respond`) or an error (`fail`, whose
+//!   `allow-fallback` tells a gateway whether another provider may be tried).
 //! - Post hooks run for every plugin the pre stage reached, including the one
 //!   that short-circuited, in reverse order; a plugin that implements only
 //!   `post-response` counts as reached when the pre stage got to its priority.
-//!   A post hook may modify the response, recover from an error with a
-//!   response, or turn a response into an error.
+//!   A post hook may edit the response, recover from an error with a
+//!   response (`respond`), or turn a response into an error (`fail`).
 //! - A plugin's own failure (error, trap, timeout, limit, invalid output)
 //!   follows its `on-error`: fail-open logs and counts it and the pipeline goes
 //!   on without that plugin (its post hook is skipped too); fail-closed ends the
@@ -34,7 +37,7 @@
 
 pub(crate) mod access;
 pub(crate) use crate::plugin::invoke;
-mod streams;
+pub(crate) mod streams;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -44,17 +47,20 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::bindings::types::{ErrorKind, LlmError, PostAction, PreAction, Request, RequestInfo, Response};
-use crate::budget::OutputBudget;
+use crate::bindings::request_hooks::{PostAction, PreAction};
+use crate::bindings::types::{ErrorKind, LlmError};
 pub use crate::imports::ContextLimits;
 use crate::imports::ContextMap;
+pub use crate::imports::llm::RequestInfo;
+use crate::imports::llm::{CallRules, RequestEntry, ResponseEntry};
 use crate::manifest::Hook;
+use crate::openai::{ChatChunk, ChatRequest, ChatResponse};
 use crate::plugin::{FailureKind, LoadedPlugin, PluginFailure};
 use crate::registry::Snapshot;
-pub use streams::ToolDecision;
+pub use streams::{ChunkStream, ToolDecision};
 
 /// What a request ends as before the caller sees it.
-pub type Outcome = Result<Response, LlmError>;
+pub type Outcome = Result<ChatResponse, LlmError>;
 
 /// Pipeline settings.
 #[derive(Debug, Clone)]
@@ -70,12 +76,20 @@ pub struct PipelineConfig {
     pub max_plugins: usize,
     /// Caps on what plugins may write into one request's context map.
     pub context_limits: ContextLimits,
+    /// Total deadline of one stream ([`Host::stream`](crate::Host::stream),
+    /// [`Host::filter_stream`](crate::Host::filter_stream)), from its start
+    /// to its last chunk, hooks included. Default 10 minutes.
+    pub stream_timeout: Duration,
+    /// Most bytes of chunk JSON one stream may carry (a provider plugin's
+    /// stream, or an upstream's). Default 64 MiB.
+    pub stream_max_bytes: u64,
 }
 
 impl Default for PipelineConfig {
     /// 1 s hook caps (the seed's 10 s is far too long for a gateway hop; the
     /// per-plugin default of 100 ms usually applies first), plugin errors
-    /// contained, at most 64 plugins, [`ContextLimits::default`].
+    /// contained, at most 64 plugins, [`ContextLimits::default`], streams of
+    /// at most 10 minutes and 64 MiB.
     fn default() -> Self {
         PipelineConfig {
             pre_hook_timeout: Duration::from_secs(1),
@@ -83,6 +97,8 @@ impl Default for PipelineConfig {
             propagate_plugin_errors: false,
             max_plugins: 64,
             context_limits: ContextLimits::default(),
+            stream_timeout: Duration::from_secs(600),
+            stream_max_bytes: 64 << 20,
         }
     }
 }
@@ -90,8 +106,11 @@ impl Default for PipelineConfig {
 /// Per-request facts and the key/value map the request's plugins share.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
-    info: RequestInfo,
+    info: Arc<RequestInfo>,
     values: ContextMap,
+    /// The request as the pre stage passed it on (what stream and tool hooks
+    /// see) and the chunks plugins hold back.
+    stream: Arc<Mutex<StreamState>>,
     trace: Arc<Mutex<Vec<HookTrace>>>,
     /// The plugins this request runs on, fixed at its first hook call, so a
     /// reload in the middle of a request (or of a stream) never mixes versions.
@@ -114,6 +133,14 @@ pub struct HookTrace {
     pub micros: u64,
 }
 
+/// The per-request state of stream and tool hooks.
+#[derive(Debug, Default)]
+struct StreamState {
+    request: Option<Arc<ChatRequest>>,
+    /// Chunks held back, by the plugin that holds them (see `hold`).
+    held: Vec<(Arc<str>, ChatChunk)>,
+}
+
 static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// `req-<pid>-`, computed once (a `getpid` per request showed up in profiles).
@@ -127,41 +154,72 @@ impl RequestContext {
     pub fn new(model: impl Into<String>) -> Self {
         let n = REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed);
         RequestContext {
-            info: RequestInfo {
+            info: Arc::new(RequestInfo {
                 request_id: format!("{}{n}", request_id_prefix()),
                 model: model.into(),
                 provider: String::new(),
                 streaming: false,
                 caller: None,
-            },
+            }),
             values: ContextMap::default(),
+            stream: Default::default(),
             trace: Default::default(),
             plugins: Default::default(),
         }
     }
     /// Replaces the generated request id (e.g. with the gateway's own).
     pub fn with_request_id(mut self, id: impl Into<String>) -> Self {
-        self.info.request_id = id.into();
+        Arc::make_mut(&mut self.info).request_id = id.into();
         self
     }
     /// Sets the provider the request goes to (empty by default).
     pub fn with_provider(mut self, provider: impl Into<String>) -> Self {
-        self.info.provider = provider.into();
+        Arc::make_mut(&mut self.info).provider = provider.into();
         self
     }
     /// Sets the caller's identity (API key id, user); `None` by default.
     pub fn with_caller(mut self, caller: impl Into<String>) -> Self {
-        self.info.caller = Some(caller.into());
+        Arc::make_mut(&mut self.info).caller = Some(caller.into());
         self
     }
     /// Marks the request as streamed (`false` by default).
     pub fn with_streaming(mut self, streaming: bool) -> Self {
-        self.info.streaming = streaming;
+        Arc::make_mut(&mut self.info).streaming = streaming;
         self
     }
     /// The request facts plugins see.
     pub fn info(&self) -> &RequestInfo {
         &self.info
+    }
+    /// The request facts, shared (no copy per hook call).
+    pub(crate) fn info_arc(&self) -> &Arc<RequestInfo> {
+        &self.info
+    }
+    /// Sets the request stream and tool hooks see (the pre stage does).
+    pub(crate) fn set_request(&self, request: Arc<ChatRequest>) {
+        self.stream.lock().request = Some(request);
+    }
+    /// The request stream and tool hooks see: the one the pre stage passed
+    /// on, or an empty request for the context's model.
+    pub(crate) fn request(&self) -> Arc<ChatRequest> {
+        let mut st = self.stream.lock();
+        st.request
+            .get_or_insert_with(|| Arc::new(ChatRequest { model: self.info.model.clone(), ..Default::default() }))
+            .clone()
+    }
+    /// Takes the chunk `plugin` holds back, if any.
+    pub(crate) fn take_held(&self, plugin: &str) -> Option<ChatChunk> {
+        let mut st = self.stream.lock();
+        let i = st.held.iter().position(|(p, _)| &**p == plugin)?;
+        Some(st.held.swap_remove(i).1)
+    }
+    /// Holds `chunk` back for `plugin`.
+    pub(crate) fn hold(&self, plugin: &Arc<str>, chunk: ChatChunk) {
+        self.stream.lock().held.push((plugin.clone(), chunk));
+    }
+    /// Whether any plugin holds a chunk back.
+    pub(crate) fn holds_any(&self) -> bool {
+        !self.stream.lock().held.is_empty()
     }
     /// A value plugins (or the embedder) put in the shared map.
     pub fn get(&self, key: &str) -> Option<String> {
@@ -239,8 +297,9 @@ pub fn error_kind_name(kind: ErrorKind) -> &'static str {
 
 /// Where the pre stage left a request.
 pub struct PreStage {
-    /// The request as the last pre hook passed it on.
-    pub request: Request,
+    /// The request as the last pre hook passed it on (shared with the post
+    /// hooks, which see it read-only).
+    pub request: Arc<ChatRequest>,
     /// Set when a pre hook answered (or failed) instead of the provider.
     pub short_circuit: Option<Outcome>,
     /// Set when a fail-closed plugin failed: the request must fail.
@@ -262,7 +321,7 @@ fn hook_timeout(plugin: &LoadedPlugin, cap: Duration) -> Duration {
 
 /// What a hook's `err` text becomes: the plugin's own failure, or, when the
 /// text itself is over its budget, a refused output.
-fn plugin_error(message: String, budget: &mut OutputBudget) -> FailureKind {
+fn plugin_error(message: String, budget: &mut crate::budget::OutputBudget) -> FailureKind {
     match access::accept_failure_text(message, budget) {
         Ok(message) => FailureKind::Error(message),
         Err(refused) => FailureKind::InvalidOutput(refused),
@@ -273,10 +332,20 @@ fn internal(message: String) -> LlmError {
     LlmError { kind: ErrorKind::Internal, message, allow_fallback: false, retry_after_ms: None }
 }
 
+/// The response an error outcome's `response` handle shows (no choices).
+fn empty_response() -> Arc<ChatResponse> {
+    static EMPTY: std::sync::OnceLock<Arc<ChatResponse>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| Arc::new(ChatResponse::default())).clone()
+}
+
+/// The value of an `Arc` the caller now holds alone (cloned only if not).
+pub(crate) fn unshare<T: Clone>(value: Arc<T>) -> T {
+    Arc::try_unwrap(value).unwrap_or_else(|shared| T::clone(&shared))
+}
+
 /// What a pre-request answer amounts to once the door accepted it.
 enum PreDecision {
-    Continue,
-    Modify(Request),
+    Continue(Option<ChatRequest>),
     ShortCircuit(Outcome, &'static str),
 }
 
@@ -315,10 +384,12 @@ impl<'c> Pipeline<'c> {
     }
 
     /// Runs the pre-request hooks of `chain` (plugins implementing request
-    /// hooks, in ascending priority).
-    pub async fn pre_stage(&self, ctx: &RequestContext, chain: &[Arc<LoadedPlugin>], mut request: Request) -> PreStage {
+    /// hooks, in ascending priority). Each hook gets the request as the
+    /// previous one passed it on; its edits are kept when it continues.
+    pub async fn pre_stage(&self, ctx: &RequestContext, chain: &[Arc<LoadedPlugin>], request: ChatRequest) -> PreStage {
         let cap = self.config.pre_hook_timeout;
         let mut reached = Vec::with_capacity(chain.len());
+        let mut current = Arc::new(request);
         for plugin in chain {
             if !plugin.implements(Hook::PreRequest) {
                 reached.push(plugin.clone());
@@ -326,48 +397,46 @@ impl<'c> Pipeline<'c> {
             }
             let started = Instant::now();
             let access = plugin.caps.messages;
-            let max_output = plugin.limits.max_output;
-            let current = &request;
-            let view = access::request_view(current, access);
-            let call = invoke::PreRequest { info: &ctx.info, req: &view };
+            let rules = CallRules::new("pre-request", access, plugin.limits.max_output);
+            let req = RequestEntry::new(current.clone(), ctx.info.clone(), true);
+            let call = invoke::PreRequest { req, rules };
             let decided = plugin
-                .call_checked(Some(ctx.map()), hook_timeout(plugin, cap), call, move |answer| {
-                    let mut budget = OutputBudget::new(max_output);
+                .call_checked(Some(ctx.map()), hook_timeout(plugin, cap), call, move |called| {
+                    let invoke::Called { answer, entry, mut rules } = called;
+                    access::violation(&mut rules).map_err(FailureKind::InvalidOutput)?;
+                    let budget = &mut rules.budget;
                     let refused = FailureKind::InvalidOutput;
                     match answer {
-                        Err(message) => Err(plugin_error(message, &mut budget)),
-                        Ok(PreAction::Continue) => Ok(PreDecision::Continue),
-                        Ok(PreAction::Modify(r)) => access::accept_request(current, r, access, &mut budget)
-                            .map(PreDecision::Modify)
-                            .map_err(refused),
-                        Ok(PreAction::Respond(r)) => access::accept_response(None, r, access, &mut budget)
+                        Err(message) => Err(plugin_error(message, budget)),
+                        Ok(PreAction::Continue) => Ok(PreDecision::Continue(entry.data.into_edited())),
+                        Ok(PreAction::Respond(body)) => access::accept_respond(&body, access, budget)
                             .map(|r| PreDecision::ShortCircuit(Ok(r), "respond"))
                             .map_err(refused),
-                        Ok(PreAction::Fail(e)) => access::accept_error(e, &mut budget)
+                        Ok(PreAction::Fail(e)) => access::accept_error(e, budget)
                             .map(|e| PreDecision::ShortCircuit(Err(e), "fail"))
                             .map_err(refused),
                     }
                 })
                 .await;
-            drop(view);
             match decided {
-                Ok(PreDecision::Continue) => {
-                    ctx.record(plugin, "pre-request", "continue", started);
-                    reached.push(plugin.clone())
-                }
-                Ok(PreDecision::Modify(r)) => {
-                    ctx.record(plugin, "pre-request", "modify", started);
-                    request = r;
+                Ok(PreDecision::Continue(edited)) => {
+                    let label = if edited.is_some() { "modify" } else { "continue" };
+                    ctx.record(plugin, "pre-request", label, started);
+                    if let Some(r) = edited {
+                        current = Arc::new(r);
+                    }
                     reached.push(plugin.clone())
                 }
                 Ok(PreDecision::ShortCircuit(outcome, label)) => {
                     ctx.record(plugin, "pre-request", label, started);
                     reached.push(plugin.clone());
-                    return PreStage { request, short_circuit: Some(outcome), failure: None, reached };
+                    ctx.set_request(current.clone());
+                    return PreStage { request: current, short_circuit: Some(outcome), failure: None, reached };
                 }
                 Err(f) if self.fails_closed(plugin) => {
                     ctx.record(plugin, "pre-request", format!("failed-closed: {}", f.kind), started);
-                    return PreStage { request, short_circuit: None, failure: Some(f), reached };
+                    ctx.set_request(current.clone());
+                    return PreStage { request: current, short_circuit: None, failure: Some(f), reached };
                 }
                 Err(f) => {
                     ctx.record(plugin, "pre-request", format!("failed-open: {}", f.kind), started);
@@ -375,7 +444,8 @@ impl<'c> Pipeline<'c> {
                 }
             }
         }
-        PreStage { request, short_circuit: None, failure: None, reached }
+        ctx.set_request(current.clone());
+        PreStage { request: current, short_circuit: None, failure: None, reached }
     }
 
     /// Runs the post-response hooks of the plugins `stage` reached, in reverse
@@ -385,13 +455,13 @@ impl<'c> Pipeline<'c> {
         ctx: &RequestContext,
         stage: PreStage,
         outcome: Outcome,
-    ) -> Result<Response, RequestError> {
+    ) -> Result<ChatResponse, RequestError> {
         let cap = self.config.post_hook_timeout;
         // After a fail-closed failure, post hooks only observe it.
         let locked = stage.failure.clone();
-        let mut outcome = match &locked {
+        let mut outcome: Result<Arc<ChatResponse>, LlmError> = match &locked {
             Some(f) => Err(internal(f.to_string())),
-            None => outcome,
+            None => outcome.map(Arc::new),
         };
         let mut closed = locked.clone();
         for plugin in stage.reached.iter().rev() {
@@ -400,31 +470,35 @@ impl<'c> Pipeline<'c> {
             }
             let started = Instant::now();
             let access = plugin.caps.messages;
-            let max_output = plugin.limits.max_output;
-            let current = outcome.as_ref();
-            let view = current.map(|r| access::response_view(r, access));
-            let seen: Result<&Response, &LlmError> = match &view {
-                Ok(r) => Ok(r),
-                Err(e) => Err(e),
+            let rules = CallRules::new("post-response", access, plugin.limits.max_output);
+            let req = RequestEntry::new(stage.request.clone(), ctx.info.clone(), false);
+            let resp = match &outcome {
+                Ok(r) => ResponseEntry::new(r.clone(), true),
+                Err(e) => ResponseEntry::failed(e.clone(), empty_response()),
             };
-            let call = invoke::PostResponse { info: &ctx.info, outcome: seen };
+            let call = invoke::PostResponse { req, resp, rules };
             let decided = plugin
-                .call_checked(Some(ctx.map()), hook_timeout(plugin, cap), call, move |answer| {
-                    let mut budget = OutputBudget::new(max_output);
+                .call_checked(Some(ctx.map()), hook_timeout(plugin, cap), call, move |called| {
+                    let invoke::Called { answer, entry, mut rules } = called;
+                    access::violation(&mut rules).map_err(FailureKind::InvalidOutput)?;
+                    let budget = &mut rules.budget;
                     let refused = FailureKind::InvalidOutput;
                     match answer {
-                        Err(message) => Err(plugin_error(message, &mut budget)),
-                        Ok(PostAction::Continue) => Ok((None, "continue")),
-                        Ok(PostAction::Respond(r)) => access::accept_response(current.ok(), r, access, &mut budget)
-                            .map(|r| (Some(Ok(r)), "respond"))
+                        Err(message) => Err(plugin_error(message, budget)),
+                        Ok(PostAction::Continue) => {
+                            let label = if entry.data.is_edited() { "modify" } else { "continue" };
+                            let edited = entry.error.is_none().then(|| entry.data.into_edited()).flatten();
+                            Ok((edited.map(|r| Ok(Arc::new(r))), label))
+                        }
+                        Ok(PostAction::Respond(body)) => access::accept_respond(&body, access, budget)
+                            .map(|r| (Some(Ok(Arc::new(r))), "respond"))
                             .map_err(refused),
                         Ok(PostAction::Fail(e)) => {
-                            access::accept_error(e, &mut budget).map(|e| (Some(Err(e)), "fail")).map_err(refused)
+                            access::accept_error(e, budget).map(|e| (Some(Err(e)), "fail")).map_err(refused)
                         }
                     }
                 })
                 .await;
-            drop(view);
             if locked.is_some() {
                 ctx.record(plugin, "post-response", "observed (outcome locked)", started);
                 continue;
@@ -450,23 +524,24 @@ impl<'c> Pipeline<'c> {
         }
         match (closed, outcome) {
             (Some(f), _) => Err(RequestError::Plugin(f)),
-            (None, Ok(resp)) => Ok(resp),
+            (None, Ok(resp)) => Ok(unshare(resp)),
             (None, Err(e)) => Err(RequestError::Llm(e)),
         }
     }
 
     /// The whole pipeline over `chain` (the request plugins, ascending
-    /// priority): pre hooks, then `provider` unless a pre hook short-circuited
-    /// or a fail-closed plugin failed, then post hooks.
+    /// priority): pre hooks, then `provider` with the request as the pre
+    /// hooks passed it on, unless a pre hook short-circuited or a fail-closed
+    /// plugin failed, then post hooks.
     pub async fn run_request<F, Fut>(
         &self,
         ctx: &RequestContext,
         chain: &[Arc<LoadedPlugin>],
-        request: Request,
+        request: ChatRequest,
         provider: F,
-    ) -> Result<Response, RequestError>
+    ) -> Result<ChatResponse, RequestError>
     where
-        F: FnOnce(Request) -> Fut,
+        F: FnOnce(Arc<ChatRequest>) -> Fut,
         Fut: Future<Output = Outcome>,
     {
         let mut stage = self.pre_stage(ctx, chain, request).await;
@@ -474,20 +549,8 @@ impl<'c> Pipeline<'c> {
         let outcome = match (stage.short_circuit.take(), failed) {
             (Some(outcome), _) => outcome,
             (None, true) => Err(internal(String::new())),
-            (None, false) => provider(std::mem::replace(&mut stage.request, empty_request())).await,
+            (None, false) => provider(stage.request.clone()).await,
         };
         self.post_response(ctx, stage, outcome).await
-    }
-}
-
-fn empty_request() -> Request {
-    Request {
-        model: String::new(),
-        messages: Vec::new(),
-        temperature: None,
-        max_tokens: None,
-        stream: false,
-        tools: Vec::new(),
-        extra: None,
     }
 }

@@ -156,6 +156,7 @@ impl Factory {
             log: self.resources.log.clone(),
             devices: self.devices.clone(),
             context: None,
+            llm: Default::default(),
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
             net: crate::imports::http::NetHooks {
                 plugin: self.name.clone(),

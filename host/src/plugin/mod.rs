@@ -410,39 +410,84 @@ impl LoadedPlugin {
     ) -> Pin<Box<dyn Future<Output = Result<T, PluginFailure>> + Send + 's>> {
         // Boxed: keeps callers' futures `Send` (and small) whatever `I` is.
         let span = tracing::debug_span!("plugbox.hook", plugin = %self.name, hook = I::HOOK);
-        Box::pin(
-            async move {
-                let started = Instant::now();
-                let ticket = match self.breaker.admit() {
-                    Ok(ticket) => ticket,
-                    Err(left) => return Err(self.failure(I::HOOK, FailureKind::Quarantined(left))),
+        let started = Instant::now();
+        let run = async move {
+            self.call_inner(context, timeout, invoke, started)
+                .await
+                .and_then(|out| check(out).map_err(|kind| self.failure(I::HOOK, kind)))
+        };
+        Box::pin(self.judged(I::HOOK, started, run).instrument(span))
+    }
+
+    /// Admits a call through the circuit breaker, runs it, and judges it once:
+    /// the breaker's verdict, the stats counters, the debug log.
+    async fn judged<T>(
+        &self,
+        hook: &'static str,
+        started: Instant,
+        run: impl Future<Output = Result<T, PluginFailure>>,
+    ) -> Result<T, PluginFailure> {
+        let ticket = match self.breaker.admit() {
+            Ok(ticket) => ticket,
+            Err(left) => return Err(self.failure(hook, FailureKind::Quarantined(left))),
+        };
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let result = run.await;
+        match &result {
+            Ok(_) => ticket.succeeded(),
+            Err(f) => self.record_failure(ticket, f),
+        }
+        self.stats.busy_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        if let Err(f) = &result {
+            let counter = match f.kind {
+                FailureKind::Timeout(_) => &self.stats.timeouts,
+                FailureKind::Trap(_)
+                | FailureKind::MemoryLimit(_)
+                | FailureKind::StackOverflow
+                | FailureKind::FuelExhausted => &self.stats.traps,
+                _ => &self.stats.errors,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(plugin = %self.name, hook, "{}", f.kind);
+        }
+        result
+    }
+
+    /// A permit and an instance (pooled, or made within what is left of
+    /// `timeout` since `started`) for one call or one session.
+    async fn checkout(
+        &self,
+        hook: &'static str,
+        timeout: Duration,
+        started: Instant,
+    ) -> Result<(tokio::sync::SemaphorePermit<'_>, Live), PluginFailure> {
+        let permit = match tokio::time::timeout(timeout, self.permits.acquire()).await {
+            Ok(Ok(p)) => p,
+            _ => return Err(self.failure(hook, FailureKind::Busy(self.limits.instances))),
+        };
+        if let Some(live) = self.pool.take() {
+            return Ok((permit, live));
+        }
+        // No warm instance: make one within what is left of this call's
+        // budget, and have the pool warmed off the request path.
+        let alive = self.pool.reserve();
+        self.warm();
+        let budget = timeout.saturating_sub(started.elapsed());
+        if budget.is_zero() {
+            return Err(self.failure(hook, FailureKind::Timeout(timeout)));
+        }
+        match self.factory.instantiate(budget, alive).await {
+            Ok(live) => Ok((permit, live)),
+            Err(kind) => {
+                self.stats.instances_discarded.fetch_add(1, Ordering::Relaxed);
+                let kind = match kind {
+                    FailureKind::Timeout(_) => FailureKind::Timeout(timeout),
+                    FailureKind::Error(m) => FailureKind::Error(format!("init failed: {m}")),
+                    other => other,
                 };
-                self.stats.calls.fetch_add(1, Ordering::Relaxed);
-                let result = self
-                    .call_inner(context, timeout, invoke, started)
-                    .await
-                    .and_then(|out| check(out).map_err(|kind| self.failure(I::HOOK, kind)));
-                match &result {
-                    Ok(_) => ticket.succeeded(),
-                    Err(f) => self.record_failure(ticket, f),
-                }
-                self.stats.busy_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                if let Err(f) = &result {
-                    let counter = match f.kind {
-                        FailureKind::Timeout(_) => &self.stats.timeouts,
-                        FailureKind::Trap(_)
-                        | FailureKind::MemoryLimit(_)
-                        | FailureKind::StackOverflow
-                        | FailureKind::FuelExhausted => &self.stats.traps,
-                        _ => &self.stats.errors,
-                    };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(plugin = %self.name, hook = I::HOOK, "{}", f.kind);
-                }
-                result
+                Err(self.failure(hook, kind))
             }
-            .instrument(span),
-        )
+        }
     }
 
     async fn call_inner<I: Invoke>(
@@ -453,36 +498,7 @@ impl LoadedPlugin {
         started: Instant,
     ) -> Result<I::Output, PluginFailure> {
         let _call = self.pool.call_started();
-        let _permit = match tokio::time::timeout(timeout, self.permits.acquire()).await {
-            Ok(Ok(p)) => p,
-            _ => return Err(self.failure(I::HOOK, FailureKind::Busy(self.limits.instances))),
-        };
-        let pooled = self.pool.take();
-        let mut live = match pooled {
-            Some(live) => live,
-            None => {
-                // No warm instance: make one within what is left of this
-                // call's budget, and have the pool warmed off the request path.
-                let alive = self.pool.reserve();
-                self.warm();
-                let budget = timeout.saturating_sub(started.elapsed());
-                if budget.is_zero() {
-                    return Err(self.failure(I::HOOK, FailureKind::Timeout(timeout)));
-                }
-                match self.factory.instantiate(budget, alive).await {
-                    Ok(live) => live,
-                    Err(kind) => {
-                        self.stats.instances_discarded.fetch_add(1, Ordering::Relaxed);
-                        let kind = match kind {
-                            FailureKind::Timeout(_) => FailureKind::Timeout(timeout),
-                            FailureKind::Error(m) => FailureKind::Error(format!("init failed: {m}")),
-                            other => other,
-                        };
-                        return Err(self.failure(I::HOOK, kind));
-                    }
-                }
-            }
-        };
+        let (_permit, mut live) = self.checkout(I::HOOK, timeout, started).await?;
         let remaining = timeout.saturating_sub(started.elapsed());
         if remaining.is_zero() {
             self.park(live);
@@ -517,6 +533,18 @@ impl LoadedPlugin {
                 Err(self.failure(I::HOOK, FailureKind::Timeout(timeout)))
             }
         }
+    }
+
+    /// Checks an instance out of the pool for a [`Session`] of several calls
+    /// (a provider stream, whose guest resource lives in that instance). The
+    /// instance and its permit stay with the session until it is closed or
+    /// dropped; `timeout` bounds getting them.
+    pub(crate) async fn session(self: &Arc<Self>, hook: &'static str, timeout: Duration) -> Result<Session, PluginFailure> {
+        let started = Instant::now();
+        let call = self.pool.call_started();
+        let (permit, live) = self.checkout(hook, timeout, started).await?;
+        permit.forget();
+        Ok(Session { plugin: self.clone(), live: Some(live), _call: call })
     }
 
     /// The resource checks after a call (see `PluginResources::after_call`):
@@ -566,6 +594,81 @@ impl LoadedPlugin {
         let instances = pool.close();
         factory.shutdown_all(instances, timeout, SHUTDOWN_BUDGET).await;
         drained
+    }
+}
+
+/// An instance checked out for several calls in a row (see
+/// [`LoadedPlugin::session`]). Each call is judged like any other; a call
+/// that fails discards the instance, and later calls fail at once. Closing
+/// the session runs the after-call checks and parks a healthy instance;
+/// dropping it unclosed drops the instance.
+pub(crate) struct Session {
+    plugin: Arc<LoadedPlugin>,
+    live: Option<Live>,
+    _call: pool::CallGuard,
+}
+
+impl Session {
+    /// The plugin the session runs on.
+    pub(crate) fn plugin(&self) -> &Arc<LoadedPlugin> {
+        &self.plugin
+    }
+
+    /// Runs `invoke` on the session's instance within `timeout`, its answer
+    /// checked by `check` (as [`LoadedPlugin::call_checked`] does).
+    pub(crate) fn call_checked<'s, I: Invoke + 's, T: Send + 's>(
+        &'s mut self,
+        context: Option<&'s ContextMap>,
+        timeout: Duration,
+        invoke: I,
+        check: impl FnOnce(I::Output) -> Result<T, FailureKind> + Send + 's,
+    ) -> Pin<Box<dyn Future<Output = Result<T, PluginFailure>> + Send + 's>> {
+        let plugin = self.plugin.clone();
+        let started = Instant::now();
+        let live = &mut self.live;
+        Box::pin(async move {
+            let run = async {
+                let Some(l) = live.as_mut() else {
+                    let why = "the instance of this stream failed in an earlier call".to_string();
+                    return Err(plugin.failure(I::HOOK, FailureKind::Error(why)));
+                };
+                l.store.data_mut().context = context.cloned();
+                plugin.factory.arm(&mut l.store, timeout);
+                let outcome = tokio::time::timeout(timeout + EPOCH_TICK * 2, invoke.invoke(l)).await;
+                l.store.data_mut().context = None;
+                let kind = match outcome {
+                    Ok(Ok(value)) => return check(value).map_err(|kind| plugin.failure(I::HOOK, kind)),
+                    Ok(Err(e)) => instance::classify(&e, l.store.data(), plugin.limits.memory, timeout),
+                    Err(_) => FailureKind::Timeout(timeout),
+                };
+                *live = None;
+                plugin.stats.instances_discarded.fetch_add(1, Ordering::Relaxed);
+                Err(plugin.failure(I::HOOK, kind))
+            };
+            plugin.judged(I::HOOK, started, run).await
+        })
+    }
+
+    /// Ends the session: the after-call checks, then a healthy instance goes
+    /// back to the pool.
+    pub(crate) async fn close(mut self) {
+        if let Some(mut live) = self.live.take() {
+            match self.plugin.after_call(&mut live).await {
+                AfterCall::Park => self.plugin.park(live),
+                _ => {
+                    self.plugin.stats.instances_discarded.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.live.take().is_some() {
+            self.plugin.stats.instances_discarded.fetch_add(1, Ordering::Relaxed);
+        }
+        self.plugin.permits.add_permits(1);
     }
 }
 
