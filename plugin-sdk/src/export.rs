@@ -7,13 +7,14 @@ use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use crate::bindings::exports::plugbox::plugin::{
-    device_hooks, device_probe, endpoint, lifecycle, provider, request_hooks, stream_hooks, tool_hooks,
-};
-use crate::{
-    ChunkAction, ChunkStream, Config, DeviceReport, Health, LlmError, Plugin, PostAction, PreAction, Request,
-    RequestInfo, Response, StreamChunk, ToolAction, ToolCall, Usage,
-};
+use crate::bindings::exports::plugbox::plugin::{device_hooks, device_probe, endpoint, lifecycle};
+#[cfg(target_arch = "wasm32")]
+use crate::bindings::exports::plugbox::plugin::{provider, request_hooks, stream_hooks, tool_hooks};
+#[cfg(target_arch = "wasm32")]
+use crate::bindings::plugbox::plugin::llm;
+#[cfg(target_arch = "wasm32")]
+use crate::{Chunk, ChunkStream, LlmError, Request, Response, StreamEnd, ToolCallRef};
+use crate::{Config, DeviceReport, Health, Plugin};
 
 /// Register a [`Plugin`] type as the component's implementation of every
 /// exported interface of the `plugbox:plugin` world.
@@ -29,6 +30,9 @@ use crate::{
 /// # fn main() {}
 /// ```
 ///
+/// Off wasm the macro exports nothing (there is no host); the type is still
+/// checked.
+///
 /// The value `init` returns is kept for the life of the instance and every
 /// hook is called on it. If the host calls a hook before `init` (it should
 /// not), the plugin is first initialised with an empty config.
@@ -36,7 +40,11 @@ use crate::{
 macro_rules! export {
     ($plugin:ty) => {
         #[doc(hidden)]
+        #[allow(dead_code)]
         type __PlugboxAdapter = $crate::Adapter<$plugin>;
+        // Off wasm there is no host to export to: the plugin is unit tested
+        // through its `Plugin` methods and the stand-ins.
+        #[cfg(target_arch = "wasm32")]
         $crate::bindings::__export_plugin_world!(__PlugboxAdapter with_types_in $crate::bindings);
     };
 }
@@ -122,46 +130,48 @@ impl<P: Plugin> lifecycle::Guest for Adapter<P> {
     }
 }
 
+#[cfg(target_arch = "wasm32")]
 impl<P: Plugin> request_hooks::Guest for Adapter<P> {
-    fn pre_request(info: RequestInfo, req: Request) -> Result<PreAction, String> {
-        with_plugin::<P, _>(|p| p.pre_request(&info, req))?
+    fn pre_request(req: &llm::Request) -> Result<request_hooks::PreAction, String> {
+        with_plugin::<P, _>(|p| p.pre_request(Request::from_wit(req)))?.map(Into::into)
     }
 
-    fn post_response(info: RequestInfo, outcome: Result<Response, LlmError>) -> Result<PostAction, String> {
-        with_plugin::<P, _>(|p| p.post_response(&info, outcome))?
+    fn post_response(req: &llm::Request, resp: &llm::Response) -> Result<request_hooks::PostAction, String> {
+        with_plugin::<P, _>(|p| p.post_response(Request::from_wit(req), Response::from_wit(resp)))?.map(Into::into)
     }
 }
 
+#[cfg(target_arch = "wasm32")]
 impl<P: Plugin> stream_hooks::Guest for Adapter<P> {
-    fn on_chunk(info: RequestInfo, chunk: StreamChunk) -> Result<ChunkAction, String> {
-        with_plugin::<P, _>(|p| p.on_chunk(&info, chunk))?
+    fn on_chunk(req: &llm::Request, chunk: &llm::Chunk) -> Result<stream_hooks::ChunkAction, String> {
+        with_plugin::<P, _>(|p| p.on_chunk(Request::from_wit(req), Chunk::from_wit(chunk)))?.map(Into::into)
     }
 
-    fn on_stream_end(info: RequestInfo, usage: Option<Usage>) -> Result<Vec<StreamChunk>, String> {
-        with_plugin::<P, _>(|p| p.on_stream_end(&info, usage))?
+    fn on_stream_end(req: &llm::Request, end: &llm::StreamEnd) -> Result<(), String> {
+        with_plugin::<P, _>(|p| p.on_stream_end(Request::from_wit(req), StreamEnd::from_wit(end)))?
     }
 }
 
+#[cfg(target_arch = "wasm32")]
 impl<P: Plugin> tool_hooks::Guest for Adapter<P> {
-    fn on_tool_call(info: RequestInfo, call: ToolCall) -> Result<ToolAction, String> {
-        with_plugin::<P, _>(|p| p.on_tool_call(&info, call))?
+    fn on_tool_call(req: &llm::Request, call: &llm::ToolCallRef) -> Result<tool_hooks::ToolAction, String> {
+        with_plugin::<P, _>(|p| p.on_tool_call(Request::from_wit(req), ToolCallRef::from_wit(call)))?.map(Into::into)
     }
 }
 
 /// The `chunk-stream` resource: a [`ChunkStream`] the host pulls from.
+#[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
 pub struct StreamResource(RefCell<ChunkStream>);
 
+#[cfg(target_arch = "wasm32")]
 impl provider::GuestChunkStream for StreamResource {
-    fn next(&self) -> Result<Option<StreamChunk>, LlmError> {
-        self.0.borrow_mut().next_chunk()
+    fn next(&self) -> Result<Option<String>, LlmError> {
+        Ok(self.0.borrow_mut().next_chunk()?.map(|chunk| chunk.to_json()))
     }
 }
 
-fn init_failed(message: String) -> LlmError {
-    LlmError::internal(message)
-}
-
+#[cfg(target_arch = "wasm32")]
 impl<P: Plugin> provider::Guest for Adapter<P> {
     type ChunkStream = StreamResource;
 
@@ -170,12 +180,13 @@ impl<P: Plugin> provider::Guest for Adapter<P> {
         with_plugin::<P, _>(|p| p.provider_type()).unwrap_or_default()
     }
 
-    fn complete(info: RequestInfo, req: Request) -> Result<Response, LlmError> {
-        with_plugin::<P, _>(|p| p.complete(&info, req)).map_err(init_failed)?
+    fn complete(req: &llm::Request) -> Result<String, LlmError> {
+        let done = with_plugin::<P, _>(|p| p.complete(Request::from_wit(req))).map_err(LlmError::internal)??;
+        Ok(done.to_json())
     }
 
-    fn start_stream(info: RequestInfo, req: Request) -> Result<provider::ChunkStream, LlmError> {
-        let stream = with_plugin::<P, _>(|p| p.start_stream(&info, req)).map_err(init_failed)??;
+    fn start_stream(req: &llm::Request) -> Result<provider::ChunkStream, LlmError> {
+        let stream = with_plugin::<P, _>(|p| p.start_stream(Request::from_wit(req))).map_err(LlmError::internal)??;
         Ok(provider::ChunkStream::new(StreamResource(RefCell::new(stream))))
     }
 }
@@ -221,7 +232,7 @@ impl<P: Plugin> endpoint::Guest for Adapter<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Message, Role, testing};
+    use crate::{Access, ChunkAction, Completion, LlmError, PreAction, Request, Role, testing};
 
     /// Counts calls; `greeting` comes from the config.
     struct Counter {
@@ -242,40 +253,40 @@ mod tests {
             crate::log::info(&format!("shutdown after {} calls", self.calls));
         }
 
-        fn pre_request(&mut self, _info: &RequestInfo, _req: Request) -> Result<PreAction, String> {
+        fn pre_request(&mut self, _req: &Request) -> Result<PreAction, String> {
             self.calls += 1;
             crate::context::set("calls", &self.calls.to_string());
             Ok(PreAction::Continue)
         }
 
-        fn complete(&mut self, _info: &RequestInfo, req: Request) -> Result<Response, LlmError> {
-            Ok(Response::text(req.model, self.greeting.clone()))
+        fn complete(&mut self, req: &Request) -> Result<Completion, LlmError> {
+            Ok(Completion::text("c", req.model(), self.greeting.clone()))
         }
     }
 
     type A = Adapter<Counter>;
 
-    fn info() -> RequestInfo {
-        RequestInfo::new("r", "m")
+    fn req() -> Request {
+        Request::builder("m").user("x").build()
     }
 
-    fn req() -> Request {
-        Request::new("m", vec![Message::user("x")])
+    fn call_pre() {
+        with_plugin::<Counter, _>(|p| p.pre_request(&req())).unwrap().unwrap();
     }
 
     #[test]
     fn state_lives_between_calls_and_init_replaces_it() {
         testing::reset();
         // A hook before init initialises with an empty config.
-        <A as request_hooks::Guest>::pre_request(info(), req()).unwrap();
-        <A as request_hooks::Guest>::pre_request(info(), req()).unwrap();
+        call_pre();
+        call_pre();
         assert_eq!(testing::context()["calls"], "2");
 
         <A as lifecycle::Guest>::init(r#"{"greeting": "hello"}"#.into()).unwrap();
-        <A as request_hooks::Guest>::pre_request(info(), req()).unwrap();
+        call_pre();
         assert_eq!(testing::context()["calls"], "1");
-        let response = <A as provider::Guest>::complete(info(), req()).unwrap();
-        assert_eq!(response.content(), Some("hello"));
+        let done = with_plugin::<Counter, _>(|p| p.complete(&req())).unwrap().unwrap();
+        assert_eq!(done.content(), Some("hello"));
 
         <A as lifecycle::Guest>::shutdown();
         assert_eq!(testing::logs().last().unwrap().1, "shutdown after 1 calls");
@@ -292,30 +303,30 @@ mod tests {
     #[test]
     fn defaults() {
         <A as lifecycle::Guest>::init("{}".into()).unwrap();
-        let chunk = StreamChunk::text(0, "c");
-        assert!(matches!(<A as stream_hooks::Guest>::on_chunk(info(), chunk).unwrap(), ChunkAction::Continue));
-        assert!(<A as stream_hooks::Guest>::on_stream_end(info(), None).unwrap().is_empty());
-        let call = ToolCall::new("1", "f", "{}");
-        assert!(matches!(<A as tool_hooks::Guest>::on_tool_call(info(), call).unwrap(), ToolAction::Allow));
-        assert!(matches!(
-            <A as request_hooks::Guest>::post_response(info(), Err(LlmError::internal("x"))).unwrap(),
-            PostAction::Continue
-        ));
-        assert_eq!(<A as provider::Guest>::provider_type(), "");
         assert!(<A as device_probe::Guest>::probe().unwrap().is_empty());
         assert!(<A as device_hooks::Guest>::on_device_probe(Vec::new()).unwrap().is_empty());
         assert_eq!(<A as endpoint::Guest>::mode(), "");
         assert!(<A as endpoint::Guest>::validate_request("/v1/x".into(), "m".into()).is_err());
         assert!(!<A as endpoint::Guest>::health_check("m".into(), "u".into(), 1, 2).healthy);
 
-        // start_stream defaults to complete, chunked.
         let mut plugin = Counter::init(Config::empty()).unwrap();
-        let mut stream = plugin.start_stream(&info(), req()).unwrap();
-        let first = stream.next_chunk().unwrap().unwrap();
-        assert_eq!((first.role, first.content.as_deref()), (Some(Role::Assistant), Some("hi")));
-        let last = stream.next_chunk().unwrap().unwrap();
-        assert_eq!(last.finish_reason.as_deref(), Some("stop"));
-        assert!(stream.next_chunk().unwrap().is_none());
+        let chunk = crate::Chunk::builder().text("c").build();
+        assert_eq!(plugin.on_chunk(&req(), &chunk).unwrap(), ChunkAction::Continue);
+        let end = crate::StreamEnd::new(None, Access::Write);
+        plugin.on_stream_end(&req(), &end).unwrap();
+        assert!(end.appended().is_empty());
+        let call = crate::ToolCallRef::new("1", "f", "{}", Access::Read);
+        assert_eq!(plugin.on_tool_call(&req(), &call).unwrap(), crate::ToolAction::Allow);
+        let failed = crate::Response::failed(LlmError::internal("x")).build();
+        assert_eq!(plugin.post_response(&req(), &failed).unwrap(), crate::PostAction::Continue);
+        assert_eq!(plugin.provider_type(), "");
+
+        // start_stream defaults to complete, chunked.
+        let chunks = plugin.start_stream(&req()).unwrap().collect_all().unwrap();
+        assert_eq!(chunks[0].choices[0].delta.role, Some(Role::Assistant));
+        assert_eq!(chunks[0].text_delta(), Some("hi"));
+        assert_eq!(chunks[1].choices[0].finish_reason.as_deref(), Some("stop"));
+        assert_eq!(chunks.len(), 2);
 
         struct NotAProvider;
         impl Plugin for NotAProvider {
@@ -323,8 +334,8 @@ mod tests {
                 Ok(NotAProvider)
             }
         }
-        let err = NotAProvider.complete(&info(), req()).unwrap_err();
+        let err = NotAProvider.complete(&req()).unwrap_err();
         assert!(err.message.contains("not a provider"), "{}", err.message);
-        assert!(NotAProvider.start_stream(&info(), req()).is_err());
+        assert!(NotAProvider.start_stream(&req()).is_err());
     }
 }

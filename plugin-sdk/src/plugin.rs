@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use crate::{
-    ChunkAction, ChunkStream, Config, DeviceReport, ErrorKind, Health, LlmError, PostAction, PreAction, Request,
-    RequestInfo, Response, StreamChunk, ToolAction, ToolCall, Usage,
+    Chunk, ChunkAction, ChunkStream, Completion, Config, DeviceReport, ErrorKind, Health, LlmError, PostAction,
+    PreAction, Request, Response, StreamEnd, ToolAction, ToolCallRef,
 };
 
 /// A plugbox plugin.
@@ -38,37 +38,40 @@ pub trait Plugin: Sized + 'static {
     fn shutdown(&mut self) {}
 
     /// `pre-request`: before the provider is called, in ascending priority.
-    /// Return [`PreAction::Continue`] when nothing changes (nothing is copied
-    /// back), [`PreAction::Modify`] with the new request, or short-circuit with
+    /// Read what you need through `req`, edit it in place (the edits are
+    /// kept with [`PreAction::Continue`]), or short-circuit with
     /// [`PreAction::Respond`] / [`PreAction::Fail`].
-    fn pre_request(&mut self, info: &RequestInfo, req: Request) -> Result<PreAction, String> {
-        let _ = (info, req);
+    fn pre_request(&mut self, req: &Request) -> Result<PreAction, String> {
+        let _ = req;
         Ok(PreAction::Continue)
     }
 
-    /// `post-response`: after the provider answered, failed, or a pre hook
-    /// short-circuited; in descending priority, and only if this plugin's
-    /// `pre_request` ran for the request.
-    fn post_response(&mut self, info: &RequestInfo, outcome: Result<Response, LlmError>) -> Result<PostAction, String> {
-        let _ = (info, outcome);
+    /// `post-response`: after the provider answered, failed
+    /// ([`Response::error`]), or a pre hook short-circuited; in descending
+    /// priority, and only if this plugin's `pre_request` ran for the request.
+    /// `req` is read-only here; `resp` is editable.
+    fn post_response(&mut self, req: &Request, resp: &Response) -> Result<PostAction, String> {
+        let _ = (req, resp);
         Ok(PostAction::Continue)
     }
 
-    /// `on-chunk`: for each chunk of a streamed response.
-    fn on_chunk(&mut self, info: &RequestInfo, chunk: StreamChunk) -> Result<ChunkAction, String> {
-        let _ = (info, chunk);
+    /// `on-chunk`: for each chunk of a streamed response, as it flows. Edit
+    /// it in place, drop it, or [`ChunkAction::Hold`] it to see it merged
+    /// with the next one.
+    fn on_chunk(&mut self, req: &Request, chunk: &Chunk) -> Result<ChunkAction, String> {
+        let _ = (req, chunk);
         Ok(ChunkAction::Continue)
     }
 
-    /// `on-stream-end`: when a stream ends; the chunks returned are appended.
-    fn on_stream_end(&mut self, info: &RequestInfo, usage: Option<Usage>) -> Result<Vec<StreamChunk>, String> {
-        let _ = (info, usage);
-        Ok(Vec::new())
+    /// `on-stream-end`: when a stream ends; may append chunks through `end`.
+    fn on_stream_end(&mut self, req: &Request, end: &StreamEnd) -> Result<(), String> {
+        let _ = (req, end);
+        Ok(())
     }
 
     /// `on-tool-call`: before a tool call the model requested is run.
-    fn on_tool_call(&mut self, info: &RequestInfo, call: ToolCall) -> Result<ToolAction, String> {
-        let _ = (info, call);
+    fn on_tool_call(&mut self, req: &Request, call: &ToolCallRef) -> Result<ToolAction, String> {
+        let _ = (req, call);
         Ok(ToolAction::Allow)
     }
 
@@ -78,18 +81,20 @@ pub trait Plugin: Sized + 'static {
         String::new()
     }
 
-    /// `provider`: answer a request. The default refuses: this plugin is not a
-    /// provider.
-    fn complete(&mut self, info: &RequestInfo, req: Request) -> Result<Response, LlmError> {
-        let _ = (info, req);
+    /// `provider`: answer a request with a `chat.completion`. The default
+    /// refuses: this plugin is not a provider.
+    fn complete(&mut self, req: &Request) -> Result<Completion, LlmError> {
+        let _ = req;
         Err(not_a_provider())
     }
 
-    /// `provider`: start a streamed answer. The default calls
-    /// [`complete`](Plugin::complete) and turns the response into chunks
-    /// ([`ChunkStream::from_response`]).
-    fn start_stream(&mut self, info: &RequestInfo, req: Request) -> Result<ChunkStream, LlmError> {
-        self.complete(info, req).map(ChunkStream::from_response)
+    /// `provider`: start a streamed answer. The stream is pulled chunk by
+    /// chunk by the host after this returns, so it must not borrow `req`:
+    /// read what it needs first. The default calls
+    /// [`complete`](Plugin::complete) and streams the whole completion
+    /// ([`ChunkStream::from_completion`]).
+    fn start_stream(&mut self, req: &Request) -> Result<ChunkStream, LlmError> {
+        self.complete(req).map(ChunkStream::from_completion)
     }
 
     /// `device-hooks`: adjust, annotate or filter the host's device reports.

@@ -1,45 +1,48 @@
 //! [`ChunkStream`]: what a provider plugin's `start_stream` returns.
 
-use std::collections::VecDeque;
 use std::fmt;
 
-use crate::{LlmError, Response, StreamChunk};
+use crate::{ChunkChoice, ChunkDelta, Completion, CompletionChunk, LlmError};
 
-/// The chunks of a streamed completion, pulled one at a time by the host.
+/// The chunks of a streamed completion, produced lazily: the host pulls one
+/// with each `next` call as the client takes them, and the SDK asks the
+/// source for the next chunk only then.
 ///
-/// Build it from a list, an iterator or a closure; the host calls `next`
-/// until the stream yields nothing more. An `Err` item aborts the stream.
+/// Build it from an iterator or a closure. An `Err` item aborts the stream.
 ///
 /// ```
-/// # use plugbox_sdk::{ChunkStream, StreamChunk, Usage};
+/// # use plugbox_sdk::{ChunkStream, CompletionChunk};
 /// let words = ["hello", " world"];
-/// let mut stream: ChunkStream = words
-///     .iter()
-///     .enumerate()
-///     .map(|(i, w)| StreamChunk::text(0, *w))
-///     .chain([StreamChunk::finish(0, "stop", Some(Usage::new(1, 2)))])
-///     .collect();
-/// assert_eq!(stream.next_chunk().unwrap().unwrap().content.as_deref(), Some("hello"));
+/// let mut stream = ChunkStream::from_iter(
+///     words.into_iter().map(|w| CompletionChunk::text("c", "m", w))
+///         .chain([CompletionChunk::finish("c", "m", "stop")]),
+/// );
+/// assert_eq!(stream.next_chunk().unwrap().unwrap().text_delta(), Some("hello"));
 /// ```
 pub struct ChunkStream {
-    source: Box<dyn Iterator<Item = Result<StreamChunk, LlmError>>>,
+    source: Box<dyn Iterator<Item = Result<CompletionChunk, LlmError>>>,
 }
 
 impl ChunkStream {
     /// A stream with no chunks.
     pub fn empty() -> Self {
-        Self::from_chunks(Vec::new())
+        Self::from_results(std::iter::empty())
     }
 
-    /// A stream of these chunks, in order.
-    pub fn from_chunks(chunks: Vec<StreamChunk>) -> Self {
+    /// A stream of these chunks, in order (the iterator runs as the host pulls).
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_iter<I>(chunks: I) -> Self
+    where
+        I: IntoIterator<Item = CompletionChunk>,
+        I::IntoIter: 'static,
+    {
         Self::from_results(chunks.into_iter().map(Ok))
     }
 
     /// A stream of these items; an `Err` aborts the stream with that error.
     pub fn from_results<I>(items: I) -> Self
     where
-        I: IntoIterator<Item = Result<StreamChunk, LlmError>>,
+        I: IntoIterator<Item = Result<CompletionChunk, LlmError>>,
         I::IntoIter: 'static,
     {
         ChunkStream { source: Box::new(items.into_iter()) }
@@ -48,62 +51,67 @@ impl ChunkStream {
     /// A stream produced by calling `next` until it returns `Ok(None)`.
     pub fn from_fn<F>(mut next: F) -> Self
     where
-        F: FnMut() -> Result<Option<StreamChunk>, LlmError> + 'static,
+        F: FnMut() -> Result<Option<CompletionChunk>, LlmError> + 'static,
     {
         Self::from_results(std::iter::from_fn(move || next().transpose()))
     }
 
-    /// A whole response as a stream: for each choice a chunk with its role,
-    /// content and tool calls, then a final chunk per choice with its finish
-    /// reason; the last chunk carries the usage.
-    pub fn from_response(response: Response) -> Self {
-        let mut chunks = VecDeque::new();
-        let mut finishes = Vec::new();
-        for choice in response.choices {
-            let message = choice.message;
-            chunks.push_back(StreamChunk {
-                index: choice.index,
+    /// A whole completion as a stream: per choice a chunk with the role,
+    /// text, refusal and tool calls, then a chunk with its finish reason;
+    /// then, if the completion has usage, the usage chunk.
+    pub fn from_completion(done: Completion) -> Self {
+        let mut chunks = Vec::new();
+        let piece = |choices: Vec<ChunkChoice>| CompletionChunk {
+            id: done.id.clone(),
+            object: "chat.completion.chunk".into(),
+            created: done.created,
+            model: done.model.clone(),
+            choices,
+            usage: None,
+            extra: Default::default(),
+        };
+        for choice in &done.choices {
+            let message = &choice.message;
+            let tool_calls = message
+                .tool_calls
+                .iter()
+                .enumerate()
+                .map(|(i, call)| crate::CompletionToolCall { index: Some(i as u32), ..call.clone() })
+                .collect();
+            let delta = ChunkDelta {
                 role: Some(message.role),
-                content: Some(message.content),
-                tool_calls: message.tool_calls,
-                finish_reason: None,
-                usage: None,
-            });
-            finishes.push(StreamChunk {
+                content: message.content.clone(),
+                refusal: message.refusal.clone(),
+                tool_calls,
+                ..Default::default()
+            };
+            chunks.push(piece(vec![ChunkChoice { index: choice.index, delta, ..Default::default() }]));
+            let finish = choice.finish_reason.clone().unwrap_or_else(|| "stop".into());
+            chunks.push(piece(vec![ChunkChoice {
                 index: choice.index,
-                role: None,
-                content: None,
-                tool_calls: Vec::new(),
-                finish_reason: Some(choice.finish_reason.unwrap_or_else(|| "stop".to_string())),
-                usage: None,
-            });
+                finish_reason: Some(finish),
+                ..Default::default()
+            }]));
         }
-        if let Some(last) = finishes.last_mut() {
-            last.usage = response.usage;
-        } else if response.usage.is_some() {
-            finishes.push(StreamChunk {
-                index: 0,
-                role: None,
-                content: None,
-                tool_calls: Vec::new(),
-                finish_reason: None,
-                usage: response.usage,
-            });
+        if let Some(usage) = done.usage {
+            chunks.push(CompletionChunk { usage: Some(usage), ..piece(Vec::new()) });
         }
-        chunks.extend(finishes);
-        Self::from_chunks(chunks.into())
+        Self::from_iter(chunks)
     }
 
-    /// The next chunk, `Ok(None)` at the end. This is what the host's
-    /// `next` call returns.
-    pub fn next_chunk(&mut self) -> Result<Option<StreamChunk>, LlmError> {
+    /// The next chunk, `Ok(None)` at the end. This is what the host's `next`
+    /// call returns (as JSON).
+    pub fn next_chunk(&mut self) -> Result<Option<CompletionChunk>, LlmError> {
         self.source.next().transpose()
     }
-}
 
-impl FromIterator<StreamChunk> for ChunkStream {
-    fn from_iter<I: IntoIterator<Item = StreamChunk>>(iter: I) -> Self {
-        Self::from_chunks(iter.into_iter().collect())
+    /// Drain the stream (for tests): every chunk, or the first error.
+    pub fn collect_all(mut self) -> Result<Vec<CompletionChunk>, LlmError> {
+        let mut all = Vec::new();
+        while let Some(chunk) = self.next_chunk()? {
+            all.push(chunk);
+        }
+        Ok(all)
     }
 }
 
@@ -117,24 +125,37 @@ impl fmt::Debug for ChunkStream {
 mod tests {
     use super::*;
     use crate::{Role, Usage};
+    use std::cell::Cell;
+    use std::rc::Rc;
 
     #[test]
-    fn response_becomes_chunks() {
-        let response = Response::text("m", "hi there").with_usage(Usage::new(3, 2));
-        let mut stream = ChunkStream::from_response(response);
-        let first = stream.next_chunk().unwrap().unwrap();
-        assert_eq!(first.role, Some(Role::Assistant));
-        assert_eq!(first.content.as_deref(), Some("hi there"));
-        let last = stream.next_chunk().unwrap().unwrap();
-        assert_eq!(last.finish_reason.as_deref(), Some("stop"));
-        assert_eq!(last.usage, Some(Usage::new(3, 2)));
-        assert!(stream.next_chunk().unwrap().is_none());
+    fn completion_becomes_chunks() {
+        let done = Completion::text("c", "m", "hi there").with_usage(Usage::new(3, 2));
+        let chunks = ChunkStream::from_completion(done).collect_all().unwrap();
+        assert_eq!(chunks.len(), 3);
+        assert_eq!(chunks[0].choices[0].delta.role, Some(Role::Assistant));
+        assert_eq!(chunks[0].text_delta(), Some("hi there"));
+        assert_eq!(chunks[1].choices[0].finish_reason.as_deref(), Some("stop"));
+        assert_eq!(chunks[2].usage, Some(Usage::new(3, 2)));
+        assert!(chunks[2].choices.is_empty());
     }
 
     #[test]
-    fn errors_abort() {
+    fn errors_abort_and_sources_run_lazily() {
         let mut stream = ChunkStream::from_results([Err(LlmError::internal("boom"))]);
         assert!(stream.next_chunk().is_err());
+        assert!(stream.next_chunk().unwrap().is_none());
+
+        let made = Rc::new(Cell::new(0));
+        let counter = made.clone();
+        let mut stream = ChunkStream::from_fn(move || {
+            counter.set(counter.get() + 1);
+            Ok((counter.get() <= 2).then(|| CompletionChunk::text("c", "m", "x")))
+        });
+        assert_eq!(made.get(), 0);
+        stream.next_chunk().unwrap();
+        assert_eq!(made.get(), 1);
+        assert!(stream.next_chunk().unwrap().is_some());
         assert!(stream.next_chunk().unwrap().is_none());
     }
 }

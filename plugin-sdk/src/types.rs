@@ -1,22 +1,36 @@
-//! Constructors and helpers for the LLM types of the WIT package.
+//! Constructors and helpers for the plain WIT types (roles, usage, errors,
+//! devices, log levels).
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use crate::{
-    Choice, DeviceKind, DeviceReport, ErrorKind, Health, LlmError, LogLevel, Message, Request, RequestInfo, Response,
-    Role, StreamChunk, ToolCall, Usage,
-};
+use crate::{DeviceKind, DeviceReport, ErrorKind, Health, LlmError, LogLevel, Role, ToolCall, Usage};
 
 impl Role {
     /// The role's name as in the WIT and the OpenAI API (`system`, `user`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             Role::System => "system",
+            Role::Developer => "developer",
             Role::User => "user",
             Role::Assistant => "assistant",
             Role::Tool => "tool",
+            Role::Function => "function",
+            Role::Other => "other",
+        }
+    }
+
+    /// The role named `name`; [`Role::Other`] for a name this version does
+    /// not know.
+    pub fn parse(name: &str) -> Role {
+        match name {
+            "system" => Role::System,
+            "developer" => Role::Developer,
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            "tool" => Role::Tool,
+            "function" => Role::Function,
+            _ => Role::Other,
         }
     }
 }
@@ -24,33 +38,6 @@ impl Role {
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-impl Message {
-    /// A message with this role and content and nothing else.
-    pub fn new(role: Role, content: impl Into<String>) -> Self {
-        Message { role, content: content.into(), name: None, tool_calls: Vec::new(), tool_call_id: None }
-    }
-
-    /// A `system` message.
-    pub fn system(content: impl Into<String>) -> Self {
-        Self::new(Role::System, content)
-    }
-
-    /// A `user` message.
-    pub fn user(content: impl Into<String>) -> Self {
-        Self::new(Role::User, content)
-    }
-
-    /// An `assistant` message.
-    pub fn assistant(content: impl Into<String>) -> Self {
-        Self::new(Role::Assistant, content)
-    }
-
-    /// A `tool` message answering the tool call `call_id`.
-    pub fn tool(call_id: impl Into<String>, content: impl Into<String>) -> Self {
-        Message { tool_call_id: Some(call_id.into()), ..Self::new(Role::Tool, content) }
     }
 }
 
@@ -65,79 +52,6 @@ impl Usage {
     /// Usage with `total_tokens` = prompt + completion (saturating).
     pub fn new(prompt_tokens: u32, completion_tokens: u32) -> Self {
         Usage { prompt_tokens, completion_tokens, total_tokens: prompt_tokens.saturating_add(completion_tokens) }
-    }
-}
-
-impl Request {
-    /// A request for `model` with these messages and no other options.
-    pub fn new(model: impl Into<String>, messages: Vec<Message>) -> Self {
-        Request {
-            model: model.into(),
-            messages,
-            temperature: None,
-            max_tokens: None,
-            stream: false,
-            tools: Vec::new(),
-            extra: None,
-        }
-    }
-
-    /// The last message with role `user`.
-    pub fn last_user_message(&self) -> Option<&Message> {
-        self.messages.iter().rev().find(|m| m.role == Role::User)
-    }
-
-    /// The last message with role `user`, to change it.
-    pub fn last_user_message_mut(&mut self) -> Option<&mut Message> {
-        self.messages.iter_mut().rev().find(|m| m.role == Role::User)
-    }
-
-    /// The `system` messages, in order.
-    pub fn system_messages(&self) -> impl Iterator<Item = &Message> {
-        self.messages.iter().filter(|m| m.role == Role::System)
-    }
-}
-
-static RESPONSE_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// A fresh response id: `plugbox-<time><counter>` in hex.
-fn response_id() -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
-    let n = RESPONSE_COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("plugbox-{nanos:x}{n:x}")
-}
-
-impl Response {
-    /// A response with one assistant choice holding `content`, finish reason
-    /// `stop`, no usage, and a fresh id.
-    pub fn text(model: impl Into<String>, content: impl Into<String>) -> Self {
-        Response {
-            id: response_id(),
-            model: model.into(),
-            choices: vec![Choice {
-                index: 0,
-                message: Message::assistant(content),
-                finish_reason: Some("stop".to_string()),
-            }],
-            usage: None,
-            extra: None,
-        }
-    }
-
-    /// The same response with `usage` set.
-    pub fn with_usage(mut self, usage: Usage) -> Self {
-        self.usage = Some(usage);
-        self
-    }
-
-    /// The content of the first choice, if there is one.
-    pub fn content(&self) -> Option<&str> {
-        self.choices.first().map(|c| c.message.content.as_str())
-    }
-
-    /// The first choice's message, to change it.
-    pub fn first_message_mut(&mut self) -> Option<&mut Message> {
-        self.choices.first_mut().map(|c| &mut c.message)
     }
 }
 
@@ -233,57 +147,6 @@ impl LlmError {
     }
 }
 
-impl StreamChunk {
-    /// A chunk carrying a piece of assistant text for choice `index`.
-    pub fn text(index: u32, content: impl Into<String>) -> Self {
-        StreamChunk {
-            index,
-            role: None,
-            content: Some(content.into()),
-            tool_calls: Vec::new(),
-            finish_reason: None,
-            usage: None,
-        }
-    }
-
-    /// The last chunk of choice `index`: a finish reason and optional usage.
-    pub fn finish(index: u32, finish_reason: impl Into<String>, usage: Option<Usage>) -> Self {
-        StreamChunk {
-            index,
-            role: None,
-            content: None,
-            tool_calls: Vec::new(),
-            finish_reason: Some(finish_reason.into()),
-            usage,
-        }
-    }
-}
-
-impl RequestInfo {
-    /// Request facts for tests: this id and model, no provider, not streaming,
-    /// no caller.
-    pub fn new(request_id: impl Into<String>, model: impl Into<String>) -> Self {
-        RequestInfo {
-            request_id: request_id.into(),
-            model: model.into(),
-            provider: String::new(),
-            streaming: false,
-            caller: None,
-        }
-    }
-
-    /// The same facts with a caller.
-    pub fn with_caller(mut self, caller: impl Into<String>) -> Self {
-        self.caller = Some(caller.into());
-        self
-    }
-
-    /// The caller's identity, or `default` when the host does not know it.
-    pub fn caller_or<'a>(&'a self, default: &'a str) -> &'a str {
-        self.caller.as_deref().unwrap_or(default)
-    }
-}
-
 impl Health {
     /// A healthy verdict.
     pub fn healthy(message: impl Into<String>) -> Self {
@@ -362,25 +225,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn request_helpers() {
-        let mut req = Request::new(
-            "m",
-            vec![Message::system("s"), Message::user("a"), Message::assistant("b"), Message::user("c")],
-        );
-        assert_eq!(req.last_user_message().unwrap().content, "c");
-        req.last_user_message_mut().unwrap().content.push('!');
-        assert_eq!(req.messages[3].content, "c!");
-        assert_eq!(req.system_messages().count(), 1);
-    }
-
-    #[test]
-    fn response_round_trips_through_json() {
-        let mut resp = Response::text("m", "hello").with_usage(Usage::new(1, 2));
-        resp.extra = Some(r#"{"a":1}"#.into());
-        let json = serde_json::to_string(&resp).unwrap();
-        let back: Response = serde_json::from_str(&json).unwrap();
-        assert_eq!(back, resp);
-        assert!(json.contains(r#""role":"assistant""#), "{json}");
+    fn roles() {
+        for role in [Role::System, Role::Developer, Role::User, Role::Assistant, Role::Tool, Role::Function] {
+            assert_eq!(Role::parse(role.as_str()), role);
+        }
+        assert_eq!(Role::parse("critic"), Role::Other);
+        assert_eq!(serde_json::to_string(&Role::Developer).unwrap(), "\"developer\"");
     }
 
     #[test]

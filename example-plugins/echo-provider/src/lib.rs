@@ -4,12 +4,14 @@
 //!
 //! Usage is counted in whitespace-separated words: prompt tokens are the
 //! words of every message of the request, completion tokens those of the
-//! answer. A stream yields one chunk per word (each with the whitespace before
-//! it, so the chunks add up to the answer exactly; the first also carries the
-//! `assistant` role), then a final chunk with finish reason `stop` and the
-//! usage.
+//! answer. A stream starts with a chunk carrying the `assistant` role, then
+//! yields one chunk per word (each with the whitespace before it, so the
+//! chunks add up to the answer exactly), made only when the host pulls it,
+//! then a chunk with finish reason `stop`, and, when the request has
+//! `stream_options.include_usage`, the usage chunk (no choices).
 
-use plugbox_sdk::{ChunkStream, Config, LlmError, Plugin, Request, RequestInfo, Response, Role, StreamChunk, Usage};
+use plugbox_sdk::serde_json::Value;
+use plugbox_sdk::{ChunkStream, Completion, CompletionChunk, Config, LlmError, Plugin, Request, Usage, completion_id};
 
 plugbox_sdk::embed_manifest!("../../../manifests/echo-provider.yaml");
 
@@ -21,13 +23,28 @@ fn words(text: &str) -> u32 {
 
 /// What to answer, and the usage of the answer.
 fn answer(req: &Request) -> Result<(String, Usage), LlmError> {
-    let text = req
-        .last_user_message()
-        .map(|m| m.content.clone())
-        .ok_or_else(|| LlmError::invalid_request("the echo provider needs a user message to echo"))?;
-    let prompt = req.messages.iter().map(|m| words(&m.content)).fold(0u32, u32::saturating_add);
-    let usage = Usage::new(prompt, words(&text));
-    Ok((text, usage))
+    let no_user = || LlmError::invalid_request("the echo provider needs a user message to echo");
+    let last = req.last_user_index().ok_or_else(no_user)?;
+    let text = req.text(last).map_err(|e| LlmError::internal(e.to_string()))?.unwrap_or_default();
+    let mut prompt = 0u32;
+    for i in 0..req.message_count() {
+        let words_of = req.text(i).map_err(|e| LlmError::internal(e.to_string()))?.map_or(0, |t| words(&t));
+        prompt = prompt.saturating_add(words_of);
+    }
+    Ok((text.clone(), Usage::new(prompt, words(&text))))
+}
+
+/// The byte ranges of [`pieces`], so a stream can own its text and cut it
+/// lazily.
+fn piece_ranges(text: &str) -> Vec<std::ops::Range<usize>> {
+    let base = text.as_ptr() as usize;
+    pieces(text)
+        .into_iter()
+        .map(|p| {
+            let start = p.as_ptr() as usize - base;
+            start..start + p.len()
+        })
+        .collect()
 }
 
 /// `text` cut into pieces of one word each, with the whitespace before it
@@ -70,20 +87,30 @@ impl Plugin for Echo {
         "echo".to_string()
     }
 
-    fn complete(&mut self, _info: &RequestInfo, req: Request) -> Result<Response, LlmError> {
-        let (text, usage) = answer(&req)?;
-        Ok(Response::text(req.model, text).with_usage(usage))
+    fn complete(&mut self, req: &Request) -> Result<Completion, LlmError> {
+        let (text, usage) = answer(req)?;
+        Ok(Completion::text(completion_id(), req.model(), text).with_usage(usage))
     }
 
-    fn start_stream(&mut self, _info: &RequestInfo, req: Request) -> Result<ChunkStream, LlmError> {
-        let (text, usage) = answer(&req)?;
-        let mut chunks: Vec<StreamChunk> = pieces(&text).into_iter().map(|piece| StreamChunk::text(0, piece)).collect();
-        match chunks.first_mut() {
-            Some(first) => first.role = Some(Role::Assistant),
-            None => chunks.push(StreamChunk { role: Some(Role::Assistant), ..StreamChunk::text(0, "") }),
-        }
-        chunks.push(StreamChunk::finish(0, "stop", Some(usage)));
-        Ok(ChunkStream::from_chunks(chunks))
+    fn start_stream(&mut self, req: &Request) -> Result<ChunkStream, LlmError> {
+        // Read what the stream needs now: `req` is gone when the host pulls.
+        let (text, usage) = answer(req)?;
+        let model = req.model();
+        let include_usage = req
+            .param::<Value>("stream_options")
+            .ok()
+            .flatten()
+            .and_then(|o| o.get("include_usage").and_then(Value::as_bool))
+            .unwrap_or(false);
+        let id = completion_id();
+        // Built lazily: each chunk is made when the host asks for it.
+        let ranges = piece_ranges(&text).into_iter();
+        let (word_id, word_model) = (id.clone(), model.clone());
+        let words = ranges.map(move |r| CompletionChunk::text(&word_id, &word_model, &text[r]));
+        let first = std::iter::once(CompletionChunk::role(&id, &model));
+        let stop = std::iter::once(CompletionChunk::finish(&id, &model, "stop"));
+        let usage = include_usage.then(|| CompletionChunk::usage(&id, &model, usage));
+        Ok(ChunkStream::from_iter(first.chain(words).chain(stop).chain(usage)))
     }
 }
 
@@ -92,43 +119,59 @@ plugbox_sdk::export!(Echo);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plugbox_sdk::Message;
+    use plugbox_sdk::{Access, Role};
 
     fn request(text: &str) -> Request {
-        Request::new("echo-1", vec![Message::system("be nice"), Message::user(text)])
+        Request::builder("echo-1").system("be nice").user(text).build()
     }
 
     #[test]
     fn complete_echoes() {
-        let r = Echo.complete(&RequestInfo::new("r", "echo-1"), request("hello  big world")).unwrap();
+        let r = Echo.complete(&request("hello  big world")).unwrap();
         assert_eq!(r.content(), Some("hello  big world"));
         assert_eq!(r.model, "echo-1");
+        assert_eq!(r.object, "chat.completion");
         assert_eq!(r.usage, Some(Usage::new(5, 3)));
-        let none = Request::new("m", vec![Message::system("x")]);
-        assert!(Echo.complete(&RequestInfo::new("r", "m"), none).is_err());
+        assert!(Echo.complete(&Request::builder("m").system("x").build()).is_err());
+        // Without `messages: read` the provider cannot read the prompt.
+        let blind = Request::builder("m").user("x").access(Access::None).build();
+        assert!(Echo.complete(&blind).unwrap_err().message.contains("needs `messages: read`"));
     }
 
     #[test]
     fn pieces_add_up() {
         for text in ["hello big world", "  lead", "trail  ", "a\nb\tc", "", "   ", "one"] {
             assert_eq!(pieces(text).concat(), text, "{text:?}");
+            let ranges: String = piece_ranges(text).into_iter().map(|r| &text[r]).collect();
+            assert_eq!(ranges, text);
         }
         assert_eq!(pieces("hello  big world"), vec!["hello", "  big", " world"]);
         assert_eq!(pieces("a b "), vec!["a", " b "]);
     }
 
     #[test]
-    fn stream_is_word_chunks_then_stop() {
-        let mut s = Echo.start_stream(&RequestInfo::new("r", "m"), request("one two")).unwrap();
-        let mut got = Vec::new();
-        while let Some(c) = s.next_chunk().unwrap() {
-            got.push(c);
-        }
-        assert_eq!(got.len(), 3);
-        assert_eq!(got[0].role, Some(Role::Assistant));
-        assert_eq!(got[0].content.as_deref(), Some("one"));
-        assert_eq!(got[1].content.as_deref(), Some(" two"));
-        assert_eq!(got[2].finish_reason.as_deref(), Some("stop"));
-        assert_eq!(got[2].usage, Some(Usage::new(4, 2)));
+    fn stream_is_role_words_stop() {
+        let got = Echo.start_stream(&request("one two")).unwrap().collect_all().unwrap();
+        assert_eq!(got.len(), 4);
+        assert_eq!(got[0].choices[0].delta.role, Some(Role::Assistant));
+        assert_eq!(got[1].text_delta(), Some("one"));
+        assert_eq!(got[2].text_delta(), Some(" two"));
+        assert_eq!(got[3].choices[0].finish_reason.as_deref(), Some("stop"));
+        assert!(got.iter().all(|c| c.usage.is_none() && c.object == "chat.completion.chunk"));
+        assert!(got.iter().all(|c| c.id == got[0].id && c.model == "echo-1"));
+    }
+
+    #[test]
+    fn usage_chunk_when_asked() {
+        let req = Request::builder("m")
+            .user("one two three")
+            .streaming(true)
+            .param("stream_options", plugbox_sdk::serde_json::json!({"include_usage": true}))
+            .build();
+        let got = Echo.start_stream(&req).unwrap().collect_all().unwrap();
+        let last = got.last().unwrap();
+        assert!(last.choices.is_empty());
+        assert_eq!(last.usage, Some(Usage::new(3, 3)));
+        assert_eq!(got.len(), 6);
     }
 }

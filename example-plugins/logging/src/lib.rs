@@ -6,9 +6,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use plugbox_sdk::{
-    Config, LlmError, LogLevel, Plugin, PostAction, PreAction, Request, RequestInfo, Response, context, log,
-};
+use plugbox_sdk::{Config, LogLevel, Plugin, PostAction, PreAction, Request, Response, context, log};
 
 plugbox_sdk::embed_manifest!("../../../manifests/logging.yaml");
 
@@ -22,26 +20,26 @@ fn now_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
-/// A line describing an outcome.
-fn outcome_line(info: &RequestInfo, outcome: &Result<Response, LlmError>, elapsed_ms: Option<f64>) -> String {
+/// A line describing an outcome. Reads only facts: no message data.
+fn outcome_line(req: &Request, resp: &Response, elapsed_ms: Option<f64>) -> String {
     let took = elapsed_ms.map(|ms| format!(" in {ms:.1}ms")).unwrap_or_default();
-    match outcome {
-        Ok(response) => {
-            let finish = response.choices.first().and_then(|c| c.finish_reason.as_deref()).unwrap_or("none");
-            let tokens = response
-                .usage
+    match resp.error() {
+        None => {
+            let finish = resp.finish_reason(0).ok().flatten().unwrap_or_else(|| "none".to_string());
+            let tokens = resp
+                .usage()
                 .map(|u| format!("{}+{}={}", u.prompt_tokens, u.completion_tokens, u.total_tokens))
                 .unwrap_or_else(|| "unknown".to_string());
             format!(
                 "request `{}` ok{took}: model={} choices={} finish={finish} tokens={tokens}",
-                info.request_id,
-                response.model,
-                response.choices.len()
+                req.id(),
+                resp.model(),
+                resp.choice_count()
             )
         }
-        Err(error) => format!(
+        Some(error) => format!(
             "request `{}` failed{took}: {} error: {} (fallback {})",
-            info.request_id,
+            req.id(),
             error.kind,
             error.message,
             if error.allow_fallback { "allowed" } else { "not allowed" }
@@ -57,28 +55,29 @@ impl Plugin for Logging {
         Ok(Logging { level })
     }
 
-    fn pre_request(&mut self, info: &RequestInfo, req: Request) -> Result<PreAction, String> {
+    fn pre_request(&mut self, req: &Request) -> Result<PreAction, String> {
         context::set(START_KEY, &now_us().to_string());
+        let provider = req.provider();
         log::log(
             self.level,
             &format!(
                 "request `{}`: model={} provider={} caller={} messages={} stream={}",
-                info.request_id,
-                info.model,
-                if info.provider.is_empty() { "-" } else { &info.provider },
-                info.caller_or("-"),
-                req.messages.len(),
-                info.streaming,
+                req.id(),
+                req.model(),
+                if provider.is_empty() { "-" } else { &provider },
+                req.caller_or("-"),
+                req.message_count(),
+                req.streaming(),
             ),
         );
         Ok(PreAction::Continue)
     }
 
-    fn post_response(&mut self, info: &RequestInfo, outcome: Result<Response, LlmError>) -> Result<PostAction, String> {
+    fn post_response(&mut self, req: &Request, resp: &Response) -> Result<PostAction, String> {
         let elapsed_ms = context::get(START_KEY)
             .and_then(|s| s.parse::<u64>().ok())
             .map(|start| now_us().saturating_sub(start) as f64 / 1000.0);
-        log::log(self.level, &outcome_line(info, &outcome, elapsed_ms));
+        log::log(self.level, &outcome_line(req, resp, elapsed_ms));
         Ok(PostAction::Continue)
     }
 }
@@ -88,16 +87,19 @@ plugbox_sdk::export!(Logging);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plugbox_sdk::{Message, Usage, testing};
+    use plugbox_sdk::{Access, LlmError, Usage, testing};
 
     #[test]
     fn logs_both_ends_at_the_configured_level() {
         testing::reset();
         let mut p = Logging::init(Config::from_json(r#"{"level": "warn"}"#).unwrap()).unwrap();
-        let info = RequestInfo::new("r7", "gpt").with_caller("alice");
-        p.pre_request(&info, Request::new("gpt", vec![Message::user("secret")])).unwrap();
-        p.post_response(&info, Ok(Response::text("gpt", "x").with_usage(Usage::new(1, 2)))).unwrap();
-        p.post_response(&info, Err(LlmError::rate_limited("slow", Default::default()))).unwrap();
+        // `messages: none`, as in the manifest: reading any text would fail.
+        let req = Request::builder("gpt").id("r7").user("secret").caller("alice").access(Access::None).build();
+        p.pre_request(&req).unwrap();
+        let ok = Response::builder("gpt").text("x").usage(Usage::new(1, 2)).access(Access::None).build();
+        p.post_response(&req, &ok).unwrap();
+        let failed = Response::failed(LlmError::rate_limited("slow", Default::default())).access(Access::None).build();
+        p.post_response(&req, &failed).unwrap();
         let logs = testing::logs();
         assert_eq!(logs.len(), 3);
         assert!(logs.iter().all(|(l, _)| *l == LogLevel::Warn));

@@ -12,11 +12,14 @@
 //! `latency.le_<ms>` (count of responses with latency in the bucket ending at
 //! `<ms>` milliseconds; `latency.le_inf` for the rest).
 //!
+//! It reads only facts (usage, the error), never message data: its manifest
+//! has `messages: none`.
+//!
 //! Config: `report_every` (integer, default 100; 0 never logs).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use plugbox_sdk::{Config, LlmError, Plugin, PostAction, PreAction, Request, RequestInfo, Response, context, kv, log};
+use plugbox_sdk::{Config, Plugin, PostAction, PreAction, Request, Response, context, kv, log};
 
 plugbox_sdk::embed_manifest!("../../../manifests/metrics.yaml");
 
@@ -113,26 +116,22 @@ impl Plugin for Metrics {
         Ok(Metrics { report_every })
     }
 
-    fn pre_request(&mut self, _info: &RequestInfo, _req: Request) -> Result<PreAction, String> {
+    fn pre_request(&mut self, _req: &Request) -> Result<PreAction, String> {
         incr("requests", 1)?;
         context::set(START_KEY, &now_us().to_string());
         Ok(PreAction::Continue)
     }
 
-    fn post_response(
-        &mut self,
-        _info: &RequestInfo,
-        outcome: Result<Response, LlmError>,
-    ) -> Result<PostAction, String> {
+    fn post_response(&mut self, _req: &Request, resp: &Response) -> Result<PostAction, String> {
         let responses = incr("responses", 1)?;
-        match &outcome {
-            Ok(response) => {
-                if let Some(usage) = response.usage {
+        match resp.error() {
+            None => {
+                if let Some(usage) = resp.usage() {
                     incr("tokens.prompt", i64::from(usage.prompt_tokens))?;
                     incr("tokens.completion", i64::from(usage.completion_tokens))?;
                 }
             }
-            Err(error) => {
+            Some(error) => {
                 incr("errors", 1)?;
                 incr(&format!("errors.{}", error.kind), 1)?;
             }
@@ -154,7 +153,7 @@ plugbox_sdk::export!(Metrics);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plugbox_sdk::{Message, Usage, testing};
+    use plugbox_sdk::{Access, LlmError, Usage, testing};
 
     #[test]
     fn buckets_and_quantiles() {
@@ -176,12 +175,13 @@ mod tests {
     fn counts_and_reports() {
         testing::reset();
         let mut m = Metrics::init(Config::from_json(r#"{"report_every": 2}"#).unwrap()).unwrap();
-        let info = RequestInfo::new("r", "m");
-        let req = Request::new("m", vec![Message::user("hi")]);
-        m.pre_request(&info, req.clone()).unwrap();
-        m.post_response(&info, Ok(Response::text("m", "a").with_usage(Usage::new(3, 4)))).unwrap();
-        m.pre_request(&info, req).unwrap();
-        m.post_response(&info, Err(LlmError::timeout("slow"))).unwrap();
+        // `messages: none`, as in the manifest.
+        let req = Request::builder("m").user("hi").access(Access::None).build();
+        m.pre_request(&req).unwrap();
+        let ok = Response::builder("m").text("a").usage(Usage::new(3, 4)).access(Access::None).build();
+        m.post_response(&req, &ok).unwrap();
+        m.pre_request(&req).unwrap();
+        m.post_response(&req, &Response::failed(LlmError::timeout("slow")).access(Access::None).build()).unwrap();
         assert_eq!(read("requests").unwrap(), 2);
         assert_eq!(read("errors").unwrap(), 1);
         assert_eq!(read("errors.timeout").unwrap(), 1);

@@ -1,4 +1,4 @@
-//! Hand-written scanners for e-mail addresses and phone numbers.
+//! Hand-written scanners for card numbers, e-mail addresses and phone numbers.
 //!
 //! Both work on bytes: every character they match is ASCII, so a span's ends
 //! are always on UTF-8 boundaries. Each runs in linear time (a phone candidate
@@ -8,6 +8,7 @@ use std::ops::Range;
 
 /// What to mask and with what.
 pub struct Masks<'a> {
+    pub card: Option<&'a str>,
     pub email: Option<&'a str>,
     pub phone: Option<&'a str>,
 }
@@ -16,6 +17,12 @@ pub struct Masks<'a> {
 pub fn redact(text: &str, masks: &Masks<'_>) -> (String, usize) {
     let mut count = 0;
     let mut out = text.to_string();
+    // Cards first: a card number's first digit groups also look like a phone number.
+    if let Some(mask) = masks.card {
+        let spans = cards(&out);
+        count += spans.len();
+        out = replace(&out, &spans, mask);
+    }
     if let Some(mask) = masks.email {
         let spans = emails(&out);
         count += spans.len();
@@ -239,12 +246,99 @@ fn looks_like_phone(s: &[u8]) -> bool {
     !date_like
 }
 
+/// Spans of payment card numbers: 13 to 19 digits, alone or in groups
+/// separated by single spaces or dashes, passing the Luhn check, not inside a
+/// longer run of digits or letters.
+pub fn cards(text: &str) -> Vec<Range<usize>> {
+    let b = text.as_bytes();
+    let mut spans = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() || i > 0 && (b[i - 1].is_ascii_alphanumeric() || matches!(b[i - 1], b'-' | b'+')) {
+            i += 1;
+            continue;
+        }
+        // Extend over digits and single separators; remember the end after
+        // each digit group.
+        let mut digits = Vec::new();
+        let mut end = i;
+        let mut j = i;
+        while j < b.len() && digits.len() < 19 {
+            if b[j].is_ascii_digit() {
+                digits.push(b[j] - b'0');
+                j += 1;
+                end = j;
+            } else if matches!(b[j], b' ' | b'-') && b.get(j + 1).is_some_and(u8::is_ascii_digit) {
+                j += 1;
+            } else {
+                break;
+            }
+        }
+        let after_ok = b.get(end).is_none_or(|n| !n.is_ascii_alphanumeric());
+        if (13..=19).contains(&digits.len()) && after_ok && luhn(&digits) {
+            spans.push(i..end);
+            i = end;
+        } else {
+            i += 1;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+        }
+    }
+    spans
+}
+
+fn luhn(digits: &[u8]) -> bool {
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(k, &d)| {
+            let d = u32::from(d);
+            if k % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+/// Whether text ending like `text` may still be the first part of something
+/// to mask, so a stream should wait for more before passing it on: it ends in
+/// a run of digits and separators (a card or phone number being written), or
+/// in a word holding an `@` (an e-mail address being written).
+pub fn unfinished(text: &str) -> bool {
+    let numeric = text.bytes().rev().take_while(|c| is_phone_char(*c) || *c == b'+').any(|c| c.is_ascii_digit());
+    if numeric {
+        return true;
+    }
+    let word = text.rsplit(|c: char| c.is_whitespace()).next().unwrap_or("");
+    word.contains('@') && !text.ends_with(char::is_whitespace)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[test]
+    fn cards_are_masked_before_phones() {
+        assert_eq!(masked("card 4111 1111 1111 1111, thanks"), "card [CARD], thanks");
+        assert_eq!(masked("card 4111-1111-1111-1111."), "card [CARD].");
+        assert_eq!(masked("card 4111111111111111"), "card [CARD]");
+        // Fails the Luhn check: not a card (and too long for a phone).
+        assert_eq!(masked("id 4111111111111112"), "id 4111111111111112");
+    }
+
+    #[test]
+    fn unfinished_tails() {
+        assert!(unfinished("my card is 4111 1111"));
+        assert!(unfinished("my card is 4111 1111 "));
+        assert!(unfinished("write to bob@exam"));
+        assert!(!unfinished("write to bob@example.com "));
+        assert!(!unfinished("hello world"));
+        assert!(!unfinished("it costs 5 dollars"));
+    }
+
     fn masked(text: &str) -> String {
-        redact(text, &Masks { email: Some("[EMAIL]"), phone: Some("[PHONE]") }).0
+        redact(text, &Masks { card: Some("[CARD]"), email: Some("[EMAIL]"), phone: Some("[PHONE]") }).0
     }
 
     #[test]
@@ -300,7 +394,7 @@ mod tests {
     fn counts_and_unicode() {
         let (out, n) = redact(
             "Grüße an jörg@exämple.de oder +49 30 1234567 ✓",
-            &Masks { email: Some("[EMAIL]"), phone: Some("[PHONE]") },
+            &Masks { card: Some("[CARD]"), email: Some("[EMAIL]"), phone: Some("[PHONE]") },
         );
         assert_eq!(out, "Grüße an [EMAIL] oder [PHONE] ✓");
         assert_eq!(n, 2);

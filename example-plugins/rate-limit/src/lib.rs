@@ -1,6 +1,6 @@
 //! Token-bucket rate limiting per caller.
 //!
-//! Each caller (`RequestInfo::caller`, or `anonymous`) has a bucket of `burst`
+//! Each caller (`Request::caller`, or `anonymous`) has a bucket of `burst`
 //! tokens that refills at `rps` tokens per second; a request takes one token,
 //! and a request that finds less than one is refused with a `rate-limited`
 //! error (no fallback: another provider would not lift the caller's limit)
@@ -17,7 +17,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use plugbox_sdk::{Config, LlmError, Plugin, PreAction, Request, RequestInfo, context, kv, log};
+use plugbox_sdk::{Config, LlmError, Plugin, PreAction, Request, context, kv, log};
 
 plugbox_sdk::embed_manifest!("../../../manifests/rate-limit.yaml");
 
@@ -100,8 +100,9 @@ impl Plugin for RateLimit {
         Ok(RateLimit { rps, burst: burst as f64 })
     }
 
-    fn pre_request(&mut self, info: &RequestInfo, _req: Request) -> Result<PreAction, String> {
-        let caller = info.caller_or("anonymous");
+    fn pre_request(&mut self, req: &Request) -> Result<PreAction, String> {
+        // Only the caller crosses into the plugin: no message is read.
+        let caller = req.caller_or("anonymous");
         let key = format!("bucket:{caller}");
         for _ in 0..MAX_ATTEMPTS {
             let current = kv::get(&key).map_err(|e| format!("kv get failed: {e}"))?;
@@ -136,7 +137,7 @@ plugbox_sdk::export!(RateLimit);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plugbox_sdk::{ErrorKind, Message, testing};
+    use plugbox_sdk::{Access, ErrorKind, testing};
 
     fn limiter(rps: f64, burst: i64) -> RateLimit {
         let json = format!(r#"{{"rps": {rps}, "burst": {burst}}}"#);
@@ -163,17 +164,17 @@ mod tests {
     fn refuses_after_burst_per_caller() {
         testing::reset();
         let mut l = limiter(0.001, 2);
-        let req = Request::new("m", vec![Message::user("hi")]);
-        let alice = RequestInfo::new("r", "m").with_caller("alice");
+        let alice = Request::builder("m").user("hi").caller("alice").access(Access::None).build();
         for _ in 0..2 {
-            assert!(matches!(l.pre_request(&alice, req.clone()).unwrap(), PreAction::Continue));
+            assert_eq!(l.pre_request(&alice).unwrap(), PreAction::Continue);
         }
-        let PreAction::Fail(e) = l.pre_request(&alice, req.clone()).unwrap() else { panic!() };
+        let PreAction::Fail(e) = l.pre_request(&alice).unwrap() else { panic!() };
         assert_eq!(e.kind, ErrorKind::RateLimited);
         assert!(!e.allow_fallback);
         assert!(e.retry_after_ms.unwrap() > 0);
-        let bob = RequestInfo::new("r", "m").with_caller("bob");
-        assert!(matches!(l.pre_request(&bob, req).unwrap(), PreAction::Continue));
+        let bob = Request::builder("m").user("hi").caller("bob").access(Access::None).build();
+        assert_eq!(l.pre_request(&bob).unwrap(), PreAction::Continue);
+        assert_eq!(testing::context()["rate-limit.remaining"], "1");
     }
 
     #[test]

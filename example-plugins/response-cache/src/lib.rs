@@ -1,21 +1,19 @@
 //! Caches responses in the plugin's key/value store.
 //!
-//! `pre-request` hashes the request (model, messages, tools, temperature,
-//! max tokens and `extra`) with 128-bit FNV-1a; on a hit it answers with the
-//! cached response, its `extra` JSON marked `"plugbox_cache": "hit"`, and sets
-//! the context key `response-cache.hit` to `true`. On a miss it leaves the key
-//! in the context (`response-cache.key`) and `post-response` stores the
-//! successful response, serialised as JSON, with a TTL. Streaming requests are
-//! not cached.
+//! `pre-request` hashes the whole request body (its OpenAI JSON: model,
+//! messages, tools and every parameter) with 128-bit FNV-1a; on a hit it
+//! answers with the cached `chat.completion` (`PreAction::Respond`), marked
+//! with the top-level field `"plugbox_cache": "hit"`, and sets the context key
+//! `response-cache.hit` to `true`. On a miss it leaves the key in the context
+//! (`response-cache.key`) and `post-response` stores the successful response's
+//! JSON with a TTL. Streaming requests are not cached.
 //!
 //! Config: `ttl_seconds` (integer, default 300), `max_entry_bytes` (integer,
 //! default 65536: larger responses are not stored).
 
 use std::time::Duration;
 
-use plugbox_sdk::{
-    Config, LlmError, Plugin, PostAction, PreAction, Request, RequestInfo, Response, context, kv, log, serde_json,
-};
+use plugbox_sdk::{Completion, Config, Plugin, PostAction, PreAction, Request, Response, context, kv, log};
 
 plugbox_sdk::embed_manifest!("../../../manifests/response-cache.yaml");
 
@@ -34,26 +32,11 @@ fn fnv1a_128(bytes: &[u8]) -> u128 {
     bytes.iter().fold(OFFSET, |h, b| (h ^ u128::from(*b)).wrapping_mul(PRIME))
 }
 
-/// The cache key of a request: everything that shapes the answer.
+/// The cache key of a request: its whole body (the host keeps the fields in
+/// order, so the same request gives the same JSON).
 fn cache_key(req: &Request) -> Result<String, String> {
-    let canonical =
-        serde_json::to_vec(&(&req.model, &req.messages, &req.tools, req.temperature, req.max_tokens, &req.extra))
-            .map_err(|e| format!("cannot serialise the request: {e}"))?;
-    Ok(format!("resp:{:032x}", fnv1a_128(&canonical)))
-}
-
-/// `extra` with `"plugbox_cache": "hit"` added (replacing it if it is not a
-/// JSON object).
-fn mark_hit(extra: Option<&str>) -> String {
-    let mut object = extra
-        .and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok())
-        .and_then(|v| match v {
-            serde_json::Value::Object(map) => Some(map),
-            _ => None,
-        })
-        .unwrap_or_default();
-    object.insert("plugbox_cache".into(), "hit".into());
-    serde_json::Value::Object(object).to_string()
+    let canonical = req.to_json()?;
+    Ok(format!("resp:{:032x}", fnv1a_128(canonical.as_bytes())))
 }
 
 impl Plugin for ResponseCache {
@@ -72,19 +55,21 @@ impl Plugin for ResponseCache {
         })
     }
 
-    fn pre_request(&mut self, info: &RequestInfo, req: Request) -> Result<PreAction, String> {
-        if info.streaming || req.stream {
+    fn pre_request(&mut self, req: &Request) -> Result<PreAction, String> {
+        if req.streaming() {
             return Ok(PreAction::Continue);
         }
-        let key = cache_key(&req)?;
+        let key = cache_key(req)?;
         let cached = kv::get(&key).map_err(|e| format!("kv get failed: {e}"))?;
         if let Some(bytes) = cached {
-            match serde_json::from_slice::<Response>(&bytes) {
-                Ok(mut response) => {
-                    response.extra = Some(mark_hit(response.extra.as_deref()));
+            match std::str::from_utf8(&bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|s| Completion::from_json(s).map_err(|e| e.to_string()))
+            {
+                Ok(hit) => {
                     context::set(HIT_KEY, "true");
-                    log::debug!("cache hit for `{}` ({key})", info.request_id);
-                    return Ok(PreAction::Respond(response));
+                    log::debug!("cache hit for `{}` ({key})", req.id());
+                    return Ok(PreAction::Respond(hit.with_field("plugbox_cache", "hit".into())));
                 }
                 Err(e) => {
                     log::warn!("dropping unreadable cache entry {key}: {e}");
@@ -96,26 +81,19 @@ impl Plugin for ResponseCache {
         Ok(PreAction::Continue)
     }
 
-    fn post_response(
-        &mut self,
-        _info: &RequestInfo,
-        outcome: Result<Response, LlmError>,
-    ) -> Result<PostAction, String> {
-        if context::get(HIT_KEY).as_deref() == Some("true") {
+    fn post_response(&mut self, _req: &Request, resp: &Response) -> Result<PostAction, String> {
+        if context::get(HIT_KEY).as_deref() == Some("true") || resp.is_error() || resp.choice_count() == 0 {
             return Ok(PostAction::Continue);
         }
-        let (Ok(response), Some(key)) = (outcome, context::get(KEY_KEY)) else {
+        let Some(key) = context::get(KEY_KEY) else {
             return Ok(PostAction::Continue);
         };
-        if response.choices.is_empty() {
+        let json = resp.to_json()?;
+        if json.len() > self.max_entry_bytes {
+            log::debug!("not caching {key}: {} bytes is over max_entry_bytes ({})", json.len(), self.max_entry_bytes);
             return Ok(PostAction::Continue);
         }
-        let bytes = serde_json::to_vec(&response).map_err(|e| format!("cannot serialise: {e}"))?;
-        if bytes.len() > self.max_entry_bytes {
-            log::debug!("not caching {key}: {} bytes is over max_entry_bytes ({})", bytes.len(), self.max_entry_bytes);
-            return Ok(PostAction::Continue);
-        }
-        kv::set(&key, &bytes, Some(self.ttl)).map_err(|e| format!("kv set failed: {e}"))?;
+        kv::set(&key, json.as_bytes(), Some(self.ttl)).map_err(|e| format!("kv set failed: {e}"))?;
         Ok(PostAction::Continue)
     }
 }
@@ -125,53 +103,63 @@ plugbox_sdk::export!(ResponseCache);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plugbox_sdk::{Message, testing};
+    use plugbox_sdk::{Access, LlmError, Usage, testing};
 
     fn request(text: &str) -> Request {
-        Request::new("m", vec![Message::user(text)])
+        Request::builder("m").user(text).param("temperature", 0.5).access(Access::Write).build()
+    }
+
+    fn answer(text: &str) -> Response {
+        Response::builder("m")
+            .id("chatcmpl-1")
+            .text(text)
+            .usage(Usage::new(1, 1))
+            .param("system_fingerprint", "fp")
+            .build()
     }
 
     #[test]
     fn miss_store_hit() {
         testing::reset();
         let mut p = ResponseCache::init(Config::empty()).unwrap();
-        let info = RequestInfo::new("r1", "m");
-        assert!(matches!(p.pre_request(&info, request("hi")).unwrap(), PreAction::Continue));
-        let answer = Response::text("m", "hello");
-        p.post_response(&info, Ok(answer.clone())).unwrap();
+        assert_eq!(p.pre_request(&request("hi")).unwrap(), PreAction::Continue);
+        p.post_response(&request("hi"), &answer("hello")).unwrap();
 
         testing::clear_context();
-        let PreAction::Respond(hit) = p.pre_request(&info, request("hi")).unwrap() else { panic!("expected a hit") };
+        let PreAction::Respond(hit) = p.pre_request(&request("hi")).unwrap() else { panic!("expected a hit") };
         assert_eq!(hit.content(), Some("hello"));
-        assert_eq!(hit.extra.as_deref(), Some(r#"{"plugbox_cache":"hit"}"#));
+        assert_eq!(hit.id, "chatcmpl-1");
+        assert_eq!(hit.usage, Some(Usage::new(1, 1)));
+        assert_eq!(hit.extra["plugbox_cache"], "hit");
+        assert_eq!(hit.extra["system_fingerprint"], "fp");
         assert_eq!(testing::context()[HIT_KEY], "true");
 
         testing::clear_context();
-        assert!(matches!(p.pre_request(&info, request("other")).unwrap(), PreAction::Continue));
+        assert_eq!(p.pre_request(&request("other")).unwrap(), PreAction::Continue);
     }
 
     #[test]
-    fn big_entries_are_skipped() {
+    fn errors_streams_and_big_entries_are_skipped() {
         testing::reset();
         let mut p = ResponseCache::init(Config::from_json(r#"{"max_entry_bytes": 10}"#).unwrap()).unwrap();
-        let info = RequestInfo::new("r1", "m");
-        p.pre_request(&info, request("hi")).unwrap();
-        p.post_response(&info, Ok(Response::text("m", "a long answer"))).unwrap();
+        p.pre_request(&request("hi")).unwrap();
+        p.post_response(&request("hi"), &answer("a long answer")).unwrap();
+        p.post_response(&request("hi"), &Response::failed(LlmError::timeout("slow")).build()).unwrap();
         testing::clear_context();
-        assert!(matches!(p.pre_request(&info, request("hi")).unwrap(), PreAction::Continue));
+        assert_eq!(p.pre_request(&request("hi")).unwrap(), PreAction::Continue);
+        testing::clear_context();
+        let streamed = Request::builder("m").user("hi").streaming(true).build();
+        assert_eq!(p.pre_request(&streamed).unwrap(), PreAction::Continue);
+        assert!(!testing::context().contains_key(KEY_KEY));
     }
 
     #[test]
-    fn keys_are_stable() {
+    fn keys_are_stable_and_cover_parameters() {
         assert_eq!(cache_key(&request("a")).unwrap(), cache_key(&request("a")).unwrap());
         assert_ne!(cache_key(&request("a")).unwrap(), cache_key(&request("b")).unwrap());
+        let hotter = Request::builder("m").user("a").param("temperature", 0.9).build();
+        assert_ne!(cache_key(&request("a")).unwrap(), cache_key(&hotter).unwrap());
         assert_eq!(fnv1a_128(b""), 0x6c62272e07bb014262b821756295c58d);
         assert_eq!(fnv1a_128(b"a"), 0xd228cb696f1a8caf78912b704e4a8964);
-    }
-
-    #[test]
-    fn marks_existing_extra() {
-        assert_eq!(mark_hit(Some(r#"{"a":1}"#)), r#"{"a":1,"plugbox_cache":"hit"}"#);
-        assert_eq!(mark_hit(Some("not json")), r#"{"plugbox_cache":"hit"}"#);
     }
 }

@@ -6,7 +6,7 @@
 //! other message, `after-system` after the request's own leading system
 //! messages, `last` at the end of the conversation.
 
-use plugbox_sdk::{Config, Message, Plugin, PreAction, Request, RequestInfo, Role};
+use plugbox_sdk::{Config, Plugin, PreAction, Request, Role};
 
 plugbox_sdk::embed_manifest!("../../../manifests/system-prompt.yaml");
 
@@ -40,17 +40,29 @@ impl Plugin for SystemPrompt {
         Ok(SystemPrompt { prompt, position })
     }
 
-    fn pre_request(&mut self, _info: &RequestInfo, mut req: Request) -> Result<PreAction, String> {
-        if req.system_messages().any(|m| m.content == self.prompt) {
-            return Ok(PreAction::Continue);
+    fn pre_request(&mut self, req: &Request) -> Result<PreAction, String> {
+        // Roles are free to read; only system messages' text is read.
+        let mut leading_system = 0;
+        let mut counting = true;
+        for (i, role) in req.messages() {
+            if role != Role::System {
+                counting = false;
+                continue;
+            }
+            if counting {
+                leading_system += 1;
+            }
+            if req.text(i)?.as_deref() == Some(self.prompt.as_str()) {
+                return Ok(PreAction::Continue);
+            }
         }
         let at = match self.position {
             Position::First => 0,
-            Position::AfterSystem => req.messages.iter().take_while(|m| m.role == Role::System).count(),
-            Position::Last => req.messages.len(),
+            Position::AfterSystem => leading_system,
+            Position::Last => req.message_count(),
         };
-        req.messages.insert(at, Message::system(self.prompt.clone()));
-        Ok(PreAction::Modify(req))
+        req.insert_message(at, Role::System, &self.prompt)?;
+        Ok(PreAction::Continue)
     }
 }
 
@@ -59,38 +71,56 @@ plugbox_sdk::export!(SystemPrompt);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use plugbox_sdk::Access;
 
     fn plugin(position: &str) -> SystemPrompt {
         let json = format!(r#"{{"prompt": "be brief", "position": "{position}"}}"#);
         SystemPrompt::init(Config::from_json(&json).unwrap()).unwrap()
     }
 
-    fn run(p: &mut SystemPrompt, messages: Vec<Message>) -> PreAction {
-        p.pre_request(&RequestInfo::new("r", "m"), Request::new("m", messages)).unwrap()
+    fn request(messages: &[(Role, &str)]) -> Request {
+        let mut builder = Request::builder("m").access(Access::Write);
+        for (role, text) in messages {
+            builder = builder.message(*role, *text);
+        }
+        builder.build()
+    }
+
+    fn roles_and_texts(req: &Request) -> Vec<(Role, String)> {
+        req.messages().map(|(i, role)| (role, req.text(i).unwrap().unwrap_or_default())).collect()
     }
 
     #[test]
     fn inserts_first() {
-        let PreAction::Modify(req) = run(&mut plugin("first"), vec![Message::user("hi")]) else {
-            panic!("expected modify")
-        };
-        assert_eq!(req.messages[0], Message::system("be brief"));
-        assert_eq!(req.messages.len(), 2);
+        let req = request(&[(Role::User, "hi")]);
+        assert_eq!(plugin("first").pre_request(&req).unwrap(), PreAction::Continue);
+        assert_eq!(roles_and_texts(&req), vec![(Role::System, "be brief".to_string()), (Role::User, "hi".to_string())]);
     }
 
     #[test]
     fn after_system_and_last() {
-        let msgs = vec![Message::system("own"), Message::user("hi")];
-        let PreAction::Modify(req) = run(&mut plugin("after-system"), msgs.clone()) else { panic!() };
-        assert_eq!(req.messages[1], Message::system("be brief"));
-        let PreAction::Modify(req) = run(&mut plugin("last"), msgs) else { panic!() };
-        assert_eq!(req.messages[2], Message::system("be brief"));
+        let msgs = [(Role::System, "own"), (Role::User, "hi")];
+        let req = request(&msgs);
+        plugin("after-system").pre_request(&req).unwrap();
+        assert_eq!(roles_and_texts(&req)[1], (Role::System, "be brief".to_string()));
+        let req = request(&msgs);
+        plugin("last").pre_request(&req).unwrap();
+        assert_eq!(roles_and_texts(&req)[2], (Role::System, "be brief".to_string()));
     }
 
     #[test]
     fn skips_duplicates() {
-        let msgs = vec![Message::system("be brief"), Message::user("hi")];
-        assert!(matches!(run(&mut plugin("first"), msgs), PreAction::Continue));
+        let req = request(&[(Role::User, "hi"), (Role::System, "be brief")]);
+        plugin("first").pre_request(&req).unwrap();
+        assert_eq!(req.message_count(), 2);
+    }
+
+    #[test]
+    fn needs_write() {
+        let req = Request::builder("m").user("hi").access(Access::Read).build();
+        let err = plugin("first").pre_request(&req).unwrap_err();
+        assert!(err.contains("`$.messages[0]` needs `messages: write`"), "{err}");
+        assert_eq!(req.message_count(), 1);
     }
 
     #[test]
