@@ -1,6 +1,7 @@
 //! The example plugins doing their real jobs.
 
-use plugbox_host::{ErrorKind, Host, RequestContext, RequestError, Role};
+use futures::StreamExt;
+use plugbox_host::{ChatMessage, ChatRequest, ErrorKind, Host, RequestContext, RequestError, ToolCall, Usage};
 use serde_json::json;
 
 use crate::loader::manifest_of;
@@ -23,18 +24,9 @@ async fn examples(names: &[&str], config: &[(&str, serde_json::Value)]) -> (Host
     (host, dir)
 }
 
-fn role(r: Role) -> &'static str {
-    match r {
-        Role::System => "System",
-        Role::User => "User",
-        Role::Assistant => "Assistant",
-        Role::Tool => "Tool",
-    }
-}
-
 /// A provider that reports what it received.
-async fn capture(req: plugbox_host::Request) -> plugbox_host::Outcome {
-    let all: Vec<String> = req.messages.iter().map(|m| format!("{}:{}", role(m.role), m.content)).collect();
+async fn capture(req: ChatRequest) -> plugbox_host::Outcome {
+    let all: Vec<String> = req.messages.iter().map(|m| format!("{}:{}", m.role, message_text(m))).collect();
     Ok(response(&all.join("|")))
 }
 
@@ -70,12 +62,12 @@ async fn pii_redact_masks_prompts_and_responses() {
 async fn system_prompt_is_added_once() {
     let (host, _d) = examples(&["system-prompt"], &[("system-prompt", json!({"prompt": "Be brief."}))]).await;
     let resp = host.run_request(&RequestContext::new("m"), request("hi"), capture).await.unwrap();
-    assert_eq!(text(&resp), "System:Be brief.|User:hi");
+    assert_eq!(text(&resp), "system:Be brief.|user:hi");
     // Already present: not added twice.
     let mut req = request("hi");
-    req.messages.insert(0, plugbox_host::Message { role: Role::System, ..user("Be brief.") });
+    req.messages.insert(0, ChatMessage::system("Be brief."));
     let resp = host.run_request(&RequestContext::new("m"), req, capture).await.unwrap();
-    assert_eq!(text(&resp), "System:Be brief.|User:hi");
+    assert_eq!(text(&resp), "system:Be brief.|user:hi");
 }
 
 #[tokio::test]
@@ -136,9 +128,7 @@ async fn metrics_counts_requests_and_tokens_in_kv() {
     let (host, _d) = examples(&["metrics", "logging"], &[]).await;
     for i in 0..5 {
         host.run_request(&RequestContext::new("m"), request(&format!("q{i}")), |r| async move {
-            let mut resp = echo(r).await?;
-            resp.usage = Some(plugbox_host::Usage { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 });
-            Ok(resp)
+            Ok(echo(r).await?.with_usage(Usage::new(3, 4)))
         })
         .await
         .unwrap();
@@ -165,11 +155,21 @@ async fn echo_provider_completes_and_streams() {
     let ctx = RequestContext::new("m");
     let resp = host.complete(&ctx, "echo", &request("one two three")).await.unwrap();
     assert_eq!(text(&resp), "one two three");
-    assert_eq!(resp.usage.unwrap().completion_tokens, 3);
-    let chunks = host.complete_stream(&ctx, "echo", &request("one two three")).await.unwrap();
-    let joined: String = chunks.iter().filter_map(|c| c.content.clone()).collect();
+    assert_eq!(resp.usage().unwrap().completion_tokens, 3);
+    let chunks: Vec<_> = host.stream(&ctx, "echo", request("one two three")).collect().await;
+    let chunks: Vec<_> = chunks.into_iter().collect::<Result<_, _>>().unwrap();
+    let joined: String = chunks.iter().map(delta).collect();
     assert_eq!(joined.split_whitespace().collect::<Vec<_>>(), ["one", "two", "three"]);
-    assert_eq!(chunks.last().unwrap().finish_reason.as_deref(), Some("stop"));
+    let finish = chunks.iter().rev().find_map(|c| c.choices.first().and_then(|c| c.finish_reason()));
+    assert_eq!(finish, Some("stop"));
+
+    // With `stream_options.include_usage`: a last chunk with the usage and no choices.
+    let mut req = request("one two three").with_stream(true);
+    req.stream_options = Some(plugbox_host::openai::StreamOptions { include_usage: Some(true), ..Default::default() });
+    let chunks: Vec<_> = host.stream(&ctx, "echo", req).collect().await;
+    let last = chunks.last().unwrap().as_ref().unwrap();
+    assert!(last.choices.is_empty(), "{last:?}");
+    assert_eq!(last.usage().map(|u| u.completion_tokens), Some(3));
     // Unknown provider type.
     assert!(
         matches!(host.complete(&ctx, "nope", &request("x")).await, Err(RequestError::Llm(e)) if e.kind == ErrorKind::NotFound)
@@ -187,8 +187,8 @@ async fn stream_and_tool_hooks_run_in_order() {
     let ctx = RequestContext::new("m");
     let chunk = chunk("abc");
     let out = host.on_chunk(&ctx, chunk).await.unwrap().unwrap();
-    assert_eq!(out.content.as_deref(), Some("ABC"));
-    let call = plugbox_host::ToolCall { id: "1".into(), name: "rm".into(), arguments: "{}".into() };
+    assert_eq!(delta(&out), "ABC");
+    let call = ToolCall::function("1", "rm", "{}");
     match host.on_tool_call(&ctx, call).await.unwrap() {
         plugbox_host::ToolDecision::Denied { plugin, .. } => assert_eq!(plugin, "s"),
         other => panic!("expected a denial, got {other:?}"),

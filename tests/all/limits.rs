@@ -64,9 +64,8 @@ async fn deep_recursion_overflows_the_stack_safely() {
 #[tokio::test]
 async fn garbage_outputs_are_refused() {
     for (mode, expect) in [
-        ("huge", "exceeds the plugin's max-output"),
-        ("bad-json-extra", "`$.extra` is not valid JSON"),
-        ("empty-messages", "modified request has no messages"),
+        ("huge", "max-output"),
+        ("bad-json", "not valid JSON"),
     ] {
         let manifest = bomb_manifest(
             "garbage",
@@ -84,18 +83,40 @@ async fn garbage_outputs_are_refused() {
 }
 
 #[tokio::test]
-async fn empty_choices_from_post_hook_are_refused() {
+async fn a_request_cannot_be_left_without_messages() {
     let manifest = bomb_manifest(
         "garbage",
         "pre-request, post-response",
-        "config:\n  mode: { type: string, default: no-choices }\n",
+        "config:\n  mode: { type: string, default: empty-messages }\n",
     );
     let (host, _d) = host_with("garbage", plugbox_artifacts::GARBAGE, manifest).await;
     let ctx = RequestContext::new("m");
     let resp = host.run_request(&ctx, request("hi"), echo).await.unwrap();
     assert_eq!(text(&resp), "echo: hi [ok]");
-    let actions: Vec<String> = ctx.trace().into_iter().filter(|t| t.plugin == "garbage").map(|t| t.action).collect();
-    assert!(actions.iter().any(|a| a.contains("response has no choices")), "{actions:?}");
+    let error = ctx.get("garbage.error").unwrap_or_default();
+    assert!(error.contains("Invalid") && error.contains("cannot be left empty"), "the guest saw: {error}");
+    assert!(!failure_of(&ctx, "garbage").starts_with("failed"), "an invalid edit is not a failure: {:?}", ctx.trace());
+}
+
+#[tokio::test]
+async fn garbage_answers_from_post_hooks_are_refused() {
+    for (mode, expect) in
+        [("no-choices", "has no choices"), ("bad-json-response", "not valid JSON"), ("huge-response", "max-output")]
+    {
+        let manifest = bomb_manifest(
+            "garbage",
+            "pre-request, post-response",
+            &format!("config:\n  mode: {{ type: string, default: {mode} }}\n"),
+        );
+        let (host, _d) = host_with("garbage", plugbox_artifacts::GARBAGE, manifest).await;
+        let ctx = RequestContext::new("m");
+        let resp = host.run_request(&ctx, request("hi"), echo).await.unwrap();
+        assert_eq!(text(&resp), "echo: hi [ok]", "mode {mode}");
+        let actions: Vec<String> =
+            ctx.trace().into_iter().filter(|t| t.plugin == "garbage").map(|t| t.action).collect();
+        assert!(actions.iter().any(|a| a.starts_with("failed-open:") && a.contains(expect)), "{mode}: {actions:?}");
+        assert_still_serving(&host).await;
+    }
 }
 
 #[tokio::test]

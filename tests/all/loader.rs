@@ -88,7 +88,7 @@ async fn broken_plugins_are_reported_and_the_rest_load() {
     assert!(has("plugin `notwasm`: not a valid WebAssembly component"), "{errors:#?}");
     assert!(
         has(
-            "plugin `liar`: declares hook `provider` but its component does not export `plugbox:plugin/provider@0.1.0`"
+            "plugin `liar`: declares hook `provider` but its component does not export `plugbox:plugin/provider@0.2.0`"
         ),
         "{errors:#?}"
     );

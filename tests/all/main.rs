@@ -1,6 +1,7 @@
 //! plugbox's integration tests: one test binary (STYLE 14), real compiled
 //! plugins from `plugbox-artifacts` (built for wasm32-wasip2 by its build script).
 
+mod access;
 mod bounds;
 mod cli;
 mod deadlines;
@@ -19,11 +20,12 @@ mod reload;
 mod resources;
 mod sandbox;
 mod variants;
+mod streaming;
 mod workers;
 
 use std::path::{Path, PathBuf};
 
-use plugbox_host::{Choice, Host, HostBuilder, LlmError, Message, Outcome, Request, Response, Role};
+use plugbox_host::{ChatChunk, ChatMessage, ChatRequest, ChatResponse, Host, HostBuilder, LlmError, Outcome};
 
 /// A temporary plugin directory.
 pub struct PluginDir {
@@ -108,66 +110,43 @@ pub fn scripted_with(name: &str, priority: i32, pre: &str, post: &str, on_error:
          permissions: {{ messages: {messages}, kv: true }}\n\
          config:\n  tag: {{ type: string, default: {name} }}\n  pre: {{ type: string, default: {pre} }}\n\
          \x20 post: {{ type: string, default: {post} }}\n  init: {{ type: string, default: ok }}\n\
-         \x20 chunk: {{ type: string, default: continue }}\n  tool: {{ type: string, default: allow }}\n"
+         \x20 chunk: {{ type: string, default: continue }}\n  tool: {{ type: string, default: allow }}\n\
+         \x20 read: {{ type: boolean, default: true }}\n"
     )
 }
 
-pub fn user(text: &str) -> Message {
-    Message { role: Role::User, content: text.into(), name: None, tool_calls: vec![], tool_call_id: None }
+pub fn user(text: &str) -> ChatMessage {
+    ChatMessage::user(text)
 }
 
-/// A content chunk carrying `text` (index 0, nothing else set).
-pub fn chunk(text: &str) -> plugbox_host::StreamChunk {
-    plugbox_host::StreamChunk {
-        index: 0,
-        role: None,
-        content: Some(text.into()),
-        tool_calls: vec![],
-        finish_reason: None,
-        usage: None,
-    }
+/// A content chunk carrying `text` (choice 0, nothing else set).
+pub fn chunk(text: &str) -> ChatChunk {
+    ChatChunk::text(text)
 }
 
-pub fn request(text: &str) -> Request {
-    Request {
-        model: "test-model".into(),
-        messages: vec![user(text)],
-        temperature: None,
-        max_tokens: None,
-        stream: false,
-        tools: vec![],
-        extra: None,
-    }
+/// A request for `test-model` with one user message.
+pub fn request(text: &str) -> ChatRequest {
+    ChatRequest::new("test-model", vec![user(text)])
 }
 
-pub fn response(text: &str) -> Response {
-    Response {
-        id: "native".into(),
-        model: "test-model".into(),
-        choices: vec![Choice {
-            index: 0,
-            message: Message {
-                role: Role::Assistant,
-                content: text.into(),
-                name: None,
-                tool_calls: vec![],
-                tool_call_id: None,
-            },
-            finish_reason: Some("stop".into()),
-        }],
-        usage: None,
-        extra: None,
-    }
+/// A response of `test-model` with one assistant choice saying `text`.
+pub fn response(text: &str) -> ChatResponse {
+    ChatResponse::text("native", "test-model", text)
 }
 
-/// A native provider: answers `echo: <last user message>`.
-pub async fn echo(req: Request) -> Outcome {
-    let text = req.messages.last().map(|m| m.content.clone()).unwrap_or_default();
+/// The text of a message (empty when it has none).
+pub fn message_text(message: &ChatMessage) -> String {
+    message.text().map(|t| t.into_owned()).unwrap_or_default()
+}
+
+/// A native provider: answers `echo: <last message>`.
+pub async fn echo(req: ChatRequest) -> Outcome {
+    let text = req.messages.last().map(message_text).unwrap_or_default();
     Ok(response(&format!("echo: {text}")))
 }
 
 /// A native provider that fails.
-pub async fn failing(_req: Request) -> Outcome {
+pub async fn failing(_req: ChatRequest) -> Outcome {
     Err(LlmError {
         kind: plugbox_host::ErrorKind::Provider,
         message: "upstream down".into(),
@@ -176,8 +155,14 @@ pub async fn failing(_req: Request) -> Outcome {
     })
 }
 
-pub fn text(resp: &Response) -> &str {
-    &resp.choices[0].message.content
+/// The text of the first choice (empty when it has none).
+pub fn text(resp: &ChatResponse) -> String {
+    resp.first_text().map(|t| t.into_owned()).unwrap_or_default()
+}
+
+/// The content delta of a chunk's first choice (empty when it has none).
+pub fn delta(chunk: &ChatChunk) -> String {
+    chunk.text_delta().unwrap_or_default().to_string()
 }
 
 /// Loads `plugins` (name, manifest) built from the `scripted` fixture.

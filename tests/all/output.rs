@@ -1,12 +1,13 @@
-//! The access door and the output budget under attack: the `hostile-output`
-//! fixture hands the host oversized, malformed and unpermitted answers from
-//! every request, stream, tool and provider hook. Each answer must be refused
-//! (and counted exactly once), the plugins after it must keep working on
-//! every request, and the host's memory, descriptors and latency must stay
-//! bounded.
+//! The access rules and the output budget under attack: the `hostile-output`
+//! fixture makes oversized, malformed and unpermitted edits and answers from
+//! every request, stream, tool and provider hook. Each must be refused (and
+//! counted exactly once when it is a violation), the plugins after it must
+//! keep working on every request, and the host's memory, descriptors and
+//! latency must stay bounded.
 
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use plugbox_host::{FailureKind, Host, PipelineConfig, RequestContext, RequestError, ToolCall, ToolDecision};
 
 use crate::bounds::{Bounds, MIB, assert_fast};
@@ -109,7 +110,7 @@ fn counted_once(host: &Host, rounds: u64, trap: bool) {
 
 /// Runs `ROUNDS` requests against a request host doing `attack`; each must be
 /// refused with a failure mentioning `expect`, and the rate limiter and the
-/// redactor must work on every one.
+/// redactor must work on every one (on the request as it was).
 async fn refused_request(attack: &str, messages: &str, expect: &str) {
     let (host, _d) = request_host(attack, messages).await;
     for _ in 0..ROUNDS {
@@ -122,26 +123,38 @@ async fn refused_request(attack: &str, messages: &str, expect: &str) {
         let action = hostile_action(&ctx, "pre-request");
         assert!(action.starts_with("failed-open:") && action.contains(expect), "{attack}: {action}");
         let trace = ctx.trace();
-        assert!(trace.iter().any(|t| t.plugin == "rate-limit" && t.action == "continue"), "{attack}: {trace:?}");
-        assert!(trace.iter().any(|t| t.plugin == "pii-redact" && t.action == "modify"), "{attack}: {trace:?}");
+        assert!(trace.iter().any(|t| t.plugin == "rate-limit" && !t.action.starts_with("failed")), "{attack}: {trace:?}");
+        assert!(trace.iter().any(|t| t.plugin == "pii-redact" && !t.action.starts_with("failed")), "{attack}: {trace:?}");
     }
     // Its post hook is skipped after its pre hook failed: one call per request.
     counted_once(&host, ROUNDS, attack == "context");
 }
 
+/// What the hostile plugin saw as the host's answer to its last refused edit.
+async fn guest_error(attack: &str, messages: &str) -> String {
+    let (host, _d) = request_host(attack, messages).await;
+    let ctx = RequestContext::new("m").with_caller("alice");
+    host.run_request(&ctx, request("mail bob@example.org now"), echo).await.unwrap();
+    ctx.get("error").unwrap_or_else(|| panic!("{attack}: the plugin saw no refusal: {:?}", ctx.values()))
+}
+
 #[tokio::test]
-async fn oversized_request_fields_are_refused_and_the_chain_goes_on() {
+async fn oversized_request_edits_are_refused_and_the_chain_goes_on() {
     for (attack, expect) in [
-        ("extra", "`$.extra`"),
-        ("tools", "`$.tools[0].description`"),
-        ("model", "`$.model`"),
-        ("name", "`$.messages[0].name`"),
+        ("huge-text", "max-output of 1024 bytes"),
+        ("huge-model", "max-output of 1024 bytes"),
+        ("huge-param", "max-output of 1024 bytes"),
+        ("insert-loop", "max-output of 1024 bytes"),
+        ("many-messages", "max-output of 1024 bytes"),
         ("error", "`$.err`"),
         ("fail", "`$.fail.message`"),
-        ("many-messages", "`$.messages` has 300000 elements"),
+        ("respond-huge", "max-output of 1024 bytes"),
     ] {
         // `write`: the plugin may change everything, but not past its budget.
         refused_request(attack, "write", expect).await;
+    }
+    for attack in ["huge-text", "huge-model", "huge-param", "insert-loop"] {
+        assert_eq!(guest_error(attack, "write").await, "too-large", "{attack}: the guest sees `too-large`");
     }
 }
 
@@ -151,32 +164,70 @@ async fn a_huge_context_write_is_refused_naming_the_plugin() {
 }
 
 #[tokio::test]
-async fn read_and_none_plugins_cannot_change_roles_names_or_tool_calls() {
+async fn read_and_none_plugins_cannot_edit_message_data() {
     for messages in ["read", "none"] {
         for (attack, expect) in [
-            ("role", "`$.messages[0].role`"),
-            ("rename", "`$.messages[0].name`"),
-            ("tool-calls", "`$.messages[0].tool_calls`"),
+            ("set-text", "`$.messages[0].content`"),
+            ("insert", "`$.messages[0]`"),
+            ("insert-json", "`$.messages[1]`"),
+            ("remove", "`$.messages[0]`"),
+            ("respond", "messages: write"),
         ] {
             refused_request(attack, messages, expect).await;
+            if attack != "respond" {
+                let error = guest_error(attack, messages).await;
+                assert!(error.starts_with("denied:") && error.contains(expect), "{messages} {attack}: {error}");
+            }
         }
     }
 }
 
 #[tokio::test]
-async fn an_oversized_post_response_is_refused() {
-    let (host, _d) = request_host("respond-extra", "write").await;
-    for _ in 0..ROUNDS {
+async fn invalid_values_are_refused_without_failing_the_call() {
+    for (attack, path) in [("param-invalid", "temperature"), ("param-type", "temperature"), ("set-tools", "`$.tools`")] {
+        let (host, _d) = request_host(attack, "write").await;
         let ctx = RequestContext::new("m").with_caller("alice");
-        let resp = host.run_request(&ctx, request("mail bob@example.org"), echo).await.unwrap();
+        let seen = std::sync::Arc::new(parking_lot::Mutex::new(None));
+        let s = seen.clone();
+        let resp = host
+            .run_request(&ctx, request("mail bob@example.org").with_temperature(0.7), move |r: plugbox_host::ChatRequest| {
+                *s.lock() = r.temperature();
+                echo(r)
+            })
+            .await
+            .unwrap();
         assert_eq!(text(&resp), "echo: mail [EMAIL]");
-        assert_eq!(resp.extra, None);
-        assert!(hostile_action(&ctx, "post-response").contains("`$.extra`"), "{:?}", ctx.trace());
+        assert_eq!(*seen.lock(), Some(0.7), "{attack}: the parameter is unchanged");
+        let error = ctx.get("error").unwrap_or_default();
+        assert!(error.starts_with("invalid:") && error.contains(path), "{attack}: {error}");
+        assert!(!hostile_action(&ctx, "pre-request").starts_with("failed"), "{attack}: {:?}", ctx.trace());
+        assert_eq!(host.plugin("hostile").unwrap().stats().errors, 0, "{attack}: not a failure");
     }
-    // pre-request (continue) and post-response (refused) per request, and
-    // `provider-type` at load.
-    let stats = host.plugin("hostile").unwrap().stats();
-    assert_eq!((stats.calls, stats.errors), (ROUNDS * 2 + 1, ROUNDS), "{stats:?}");
+}
+
+#[tokio::test]
+async fn oversized_or_invalid_post_responses_are_refused() {
+    for (attack, messages, expect) in [
+        ("post-huge", "write", "max-output of 1024 bytes"),
+        ("post-respond-huge", "write", "max-output of 1024 bytes"),
+        ("post-respond-invalid", "write", "not valid JSON"),
+        ("post-text", "read", "`$.choices[0].message.content`"),
+        ("post-edit-request", "write", "`$.model`"),
+    ] {
+        let (host, _d) = request_host(attack, messages).await;
+        for _ in 0..ROUNDS {
+            let ctx = RequestContext::new("m").with_caller("alice");
+            let resp = host.run_request(&ctx, request("mail bob@example.org"), echo).await.unwrap();
+            assert_eq!(text(&resp), "echo: mail [EMAIL]", "{attack}");
+            assert_eq!(resp.param("x"), None, "{attack}");
+            let action = hostile_action(&ctx, "post-response");
+            assert!(action.starts_with("failed-open:") && action.contains(expect), "{attack}: {action}");
+        }
+        // pre-request (continue) and post-response (refused) per request, and
+        // `provider-type` at load.
+        let stats = host.plugin("hostile").unwrap().stats();
+        assert_eq!((stats.calls, stats.errors), (ROUNDS * 2 + 1, ROUNDS), "{attack}: {stats:?}");
+    }
 }
 
 /// `ROUNDS` chunks through a stream host doing `attack`: each refused with
@@ -188,7 +239,7 @@ async fn refused_chunk(attack: &str, messages: &str, expect: &str) -> Option<Str
     for _ in 0..ROUNDS {
         let ctx = RequestContext::new("m");
         let out = host.on_chunk(&ctx, chunk("secret")).await.unwrap();
-        assert_eq!(out.unwrap().content.as_deref(), Some("SECRET"), "{attack}: the guard ran on the real chunk");
+        assert_eq!(delta(&out.unwrap()), "SECRET", "{attack}: the guard ran on the real chunk");
         let action = hostile_action(&ctx, "on-chunk");
         assert!(action.starts_with("failed-open:") && action.contains(expect), "{attack}: {action}");
         seen = ctx.get("seen");
@@ -199,54 +250,79 @@ async fn refused_chunk(attack: &str, messages: &str, expect: &str) -> Option<Str
 
 #[tokio::test]
 async fn chunks_are_charged_and_need_write_to_change() {
-    refused_chunk("chunk-tool-calls", "write", "`$.modify.tool_calls[0].arguments`").await;
-    let seen = refused_chunk("rewrite-chunk", "none", "`$.modify.content`").await;
-    assert_eq!(seen.as_deref(), Some(""), "a `none` plugin must not read chunk text");
-    let seen = refused_chunk("rewrite-chunk", "read", "`$.modify.content`").await;
-    assert_eq!(seen.as_deref(), Some("secret"));
-    refused_chunk("drop-chunk", "read", "dropping a chunk").await;
+    refused_chunk("chunk-huge", "write", "max-output of 1024 bytes").await;
+    let seen = refused_chunk("read", "none", "`$.choices[0].delta.content`").await;
+    assert_eq!(seen, None, "a `none` plugin must not read chunk text");
+    refused_chunk("rewrite-chunk", "none", "`$.choices[0].delta.content`").await;
+    refused_chunk("rewrite-chunk", "read", "`$.choices[0].delta.content`").await;
+    refused_chunk("drop-chunk", "read", "messages: write").await;
+    refused_chunk("chunk-edit-request", "write", "`$.model`").await;
+    // With `read` the text is there to read.
+    let (host, _d) = stream_host("read", "read").await;
+    let ctx = RequestContext::new("m");
+    host.on_chunk(&ctx, chunk("secret")).await.unwrap();
+    assert_eq!(ctx.get("seen").as_deref(), Some("secret"));
 }
 
 #[tokio::test]
 async fn end_of_stream_chunks_are_charged_and_need_write() {
     for (attack, messages, expect) in
-        [("end-chunks", "write", "max-output of 1024 bytes"), ("append", "none", "appending chunks")]
+        [("end-huge", "write", "max-output of 1024 bytes"), ("append", "none", "messages: write")]
     {
         let (host, _d) = stream_host(attack, messages).await;
         for _ in 0..ROUNDS {
             let ctx = RequestContext::new("m");
             let out = host.on_stream_end(&ctx, None).await.unwrap();
-            let texts: Vec<_> = out.iter().map(|c| c.content.clone().unwrap_or_default()).collect();
+            let texts: Vec<_> = out.iter().map(delta).collect();
             assert_eq!(texts, [" [end:guard]"], "{attack}: only the guard appends");
             let action = hostile_action(&ctx, "on-stream-end");
             assert!(action.starts_with("failed-open:") && action.contains(expect), "{attack}: {action}");
         }
         counted_once(&host, ROUNDS, false);
     }
+    // Invalid JSON is refused as invalid: nothing appended, not a failure.
+    let (host, _d) = stream_host("append-invalid", "write").await;
+    let ctx = RequestContext::new("m");
+    let out = host.on_stream_end(&ctx, None).await.unwrap();
+    assert_eq!(out.iter().map(delta).collect::<Vec<_>>(), [" [end:guard]"]);
+    assert!(ctx.get("error").unwrap_or_default().starts_with("invalid:"), "{:?}", ctx.values());
+    assert_eq!(host.plugin("hostile").unwrap().stats().errors, 0);
 }
 
 #[tokio::test]
-async fn tool_answers_are_charged_json_and_need_write() {
-    for (attack, messages, expect, saw) in [
-        ("tool-answer", "write", "`$.answer`", "{\"path\":\"/etc\"}"),
-        ("tool-not-json", "write", "`$.answer` is not valid JSON", "{\"path\":\"/etc\"}"),
-        ("rewrite-tool", "none", "rewriting a tool call", ""),
-        ("answer-tool", "read", "answering a tool call", "{\"path\":\"/etc\"}"),
+async fn tool_answers_are_charged_json_and_edits_need_write() {
+    for (attack, messages, expect) in [
+        ("tool-answer", "write", "max-output of 1024 bytes"),
+        ("tool-not-json", "write", "not valid JSON"),
+        ("rewrite-tool", "none", "`$.function.arguments`"),
+        ("rewrite-tool", "read", "`$.function.arguments`"),
+        ("rename-tool", "read", "`$.function.name`"),
+        ("read", "none", "`$.function.arguments`"),
     ] {
         let (host, _d) = stream_host(attack, messages).await;
         for _ in 0..ROUNDS {
             let ctx = RequestContext::new("m");
-            let call = ToolCall { id: "1".into(), name: "read_file".into(), arguments: "{\"path\":\"/etc\"}".into() };
+            let call = ToolCall::function("1", "read_file", "{\"path\":\"/etc\"}");
             match host.on_tool_call(&ctx, call).await.unwrap() {
                 ToolDecision::Denied { plugin, .. } => assert_eq!(plugin, "guard", "{attack}"),
                 other => panic!("{attack}: the guard must decide, got {other:?}"),
             }
             let action = hostile_action(&ctx, "on-tool-call");
             assert!(action.starts_with("failed-open:") && action.contains(expect), "{attack}: {action}");
-            assert_eq!(ctx.get("seen").as_deref(), Some(saw), "{attack}: what the plugin read of the arguments");
+            assert_eq!(ctx.get("args:guard").as_deref(), Some("{\"path\":\"/etc\"}"), "{attack}: the guard saw the real call");
         }
         counted_once(&host, ROUNDS, false);
     }
+    // `read` reads the arguments; invalid JSON arguments are refused as invalid.
+    let (host, _d) = stream_host("read", "read").await;
+    let ctx = RequestContext::new("m");
+    host.on_tool_call(&ctx, ToolCall::function("1", "read_file", "{\"path\":\"/etc\"}")).await.unwrap();
+    assert_eq!(ctx.get("seen").as_deref(), Some("{\"path\":\"/etc\"}"));
+    let (host, _d) = stream_host("rewrite-tool-invalid", "write").await;
+    let ctx = RequestContext::new("m");
+    host.on_tool_call(&ctx, ToolCall::function("1", "read_file", "{}")).await.unwrap();
+    assert!(ctx.get("error").unwrap_or_default().starts_with("invalid:"), "{:?}", ctx.values());
+    assert_eq!(host.plugin("hostile").unwrap().stats().errors, 0);
 }
 
 async fn provider_host(attack: &str, messages: &str, max_output: &str, timeout: &str) -> (Host, PluginDir) {
@@ -256,16 +332,27 @@ async fn provider_host(attack: &str, messages: &str, max_output: &str, timeout: 
 
 #[tokio::test]
 async fn a_provider_without_message_access_does_not_read_the_prompt() {
-    for (messages, saw) in [("none", ""), ("read", "secret prompt")] {
-        let (host, _d) = provider_host("none", messages, "1KiB", "2s").await;
-        let ctx = RequestContext::new("m");
-        let resp = host.complete(&ctx, "hostile", &request("secret prompt")).await.unwrap();
-        assert_eq!(text(&resp), saw, "{messages}");
-        assert_eq!(ctx.get("seen").as_deref(), Some(saw), "{messages}");
-        let ctx = RequestContext::new("m");
-        let chunks = host.complete_stream(&ctx, "hostile", &request("secret prompt")).await.unwrap();
-        assert_eq!(chunks[0].content.as_deref(), Some(saw), "{messages}");
-    }
+    // `read`: the provider reads the prompt and answers it, whole or streamed.
+    let (host, _d) = provider_host("none", "read", "1KiB", "2s").await;
+    let ctx = RequestContext::new("m");
+    let resp = host.complete(&ctx, "hostile", &request("secret prompt")).await.unwrap();
+    assert_eq!(text(&resp), "secret prompt");
+    assert_eq!(ctx.get("seen").as_deref(), Some("secret prompt"));
+    let chunks: Vec<_> = host.stream(&RequestContext::new("m"), "hostile", request("secret prompt")).collect().await;
+    let streamed: String = chunks.iter().map(|c| delta(c.as_ref().unwrap())).collect();
+    assert_eq!(streamed, "secret prompt");
+
+    // `none`: the read is refused, and that fails the provider's call.
+    let (host, _d) = provider_host("none", "none", "1KiB", "2s").await;
+    let ctx = RequestContext::new("m");
+    let e = invalid_output(host.complete(&ctx, "hostile", &request("secret prompt")).await);
+    assert!(e.contains("`$.messages[0].content`"), "{e}");
+    assert_eq!(ctx.get("seen"), None);
+    assert!(ctx.get("error").unwrap_or_default().starts_with("denied:"), "{:?}", ctx.values());
+    let ctx = RequestContext::new("m");
+    let first = host.stream(&ctx, "hostile", request("secret prompt")).collect::<Vec<_>>().await;
+    assert!(first.iter().any(|c| c.is_err()), "{first:?}");
+    assert!(first.iter().filter_map(|c| c.as_ref().ok()).all(|c| !delta(c).contains("secret")), "{first:?}");
 }
 
 fn invalid_output(result: Result<impl std::fmt::Debug, RequestError>) -> String {
@@ -278,30 +365,62 @@ fn invalid_output(result: Result<impl std::fmt::Debug, RequestError>) -> String 
     }
 }
 
+/// Pulls `host.stream` of the hostile provider to its end; returns how
+/// many chunks came before the error it must end with.
+async fn stream_error(host: &Host, ctx: &RequestContext) -> (usize, RequestError) {
+    let mut stream = std::pin::pin!(host.stream(ctx, "hostile", request("x")));
+    let mut chunks = 0;
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(_) => chunks += 1,
+            Err(e) => {
+                assert!(stream.next().await.is_none(), "a stream ends after its error");
+                return (chunks, e);
+            }
+        }
+    }
+    panic!("the stream ended without an error after {chunks} chunks");
+}
+
 #[tokio::test]
 async fn provider_output_is_bounded_in_bytes_and_time() {
     let before = Bounds::now();
-    // A complete response past max-output.
+    // A complete response past max-output, or not JSON.
     let (host, _d) = provider_host("complete-huge", "read", "1KiB", "2s").await;
     let e = invalid_output(host.complete(&RequestContext::new("m"), "hostile", &request("x")).await);
-    assert!(e.contains("`$.choices[0].message.content`"), "{e}");
+    assert!(e.contains("max-output of 1024 bytes"), "{e}");
+    let (host, _d) = provider_host("complete-invalid", "read", "1KiB", "2s").await;
+    let e = invalid_output(host.complete(&RequestContext::new("m"), "hostile", &request("x")).await);
+    assert!(e.contains("not valid JSON"), "{e}");
 
     // A stream without end: cut off once its chunks pass max-output (1 MiB:
     // the 17th chunk of 64 KiB), never collected whole.
     let (host, _d) = provider_host("stream-flood", "read", "1MiB", "5s").await;
     for _ in 0..ROUNDS {
         let started = Instant::now();
-        let e = invalid_output(host.complete_stream(&RequestContext::new("m"), "hostile", &request("x")).await);
-        assert!(e.contains("`$.stream[15].content`") && e.contains("max-output of 1048576 bytes"), "{e}");
+        let (chunks, e) = stream_error(&host, &RequestContext::new("m")).await;
+        let RequestError::Plugin(f) = e else { panic!("expected a plugin failure, got {e:?}") };
+        assert!(matches!(&f.kind, FailureKind::InvalidOutput(m) if m.contains("1048576")), "{f}");
+        assert_eq!(chunks, 15, "the chunks within the cap were passed on");
         assert_fast("a flooding stream", started.elapsed(), Duration::from_secs(3));
     }
     counted_once(&host, ROUNDS, false);
 
+    // One giant chunk, a chunk that is not JSON.
+    let (host, _d) = provider_host("stream-giant", "read", "1MiB", "5s").await;
+    let (chunks, e) = stream_error(&host, &RequestContext::new("m")).await;
+    assert_eq!(chunks, 0);
+    assert!(matches!(&e, RequestError::Plugin(f) if matches!(&f.kind, FailureKind::InvalidOutput(_))), "{e:?}");
+    let (host, _d) = provider_host("stream-invalid", "read", "1MiB", "5s").await;
+    let (chunks, e) = stream_error(&host, &RequestContext::new("m")).await;
+    assert_eq!(chunks, 1, "the valid chunk before it was passed on");
+    assert!(e.to_string().contains("not valid JSON"), "{e}");
+
     // A stream that never yields: its deadline covers the whole stream.
     let (host, _d) = provider_host("stream-hang", "read", "1KiB", "200ms").await;
     let started = Instant::now();
-    match host.complete_stream(&RequestContext::new("m"), "hostile", &request("x")).await {
-        Err(RequestError::Plugin(f)) => assert!(matches!(f.kind, FailureKind::Timeout(_)), "{f}"),
+    match stream_error(&host, &RequestContext::new("m")).await {
+        (0, RequestError::Plugin(f)) => assert!(matches!(f.kind, FailureKind::Timeout(_)), "{f}"),
         other => panic!("expected a timeout, got {other:?}"),
     }
     assert_fast("a hanging stream", started.elapsed(), Duration::from_secs(2));
@@ -310,8 +429,8 @@ async fn provider_output_is_bounded_in_bytes_and_time() {
 
 #[tokio::test]
 async fn repeated_attacks_keep_memory_descriptors_and_latency_bounded() {
-    // 16 MiB of `extra` per request, 24 requests: 384 MiB if anything kept it.
-    let manifest = hostile("extra", "write", "1KiB").replace("default: 4194304", "default: 16777216");
+    // A 16 MiB parameter per request, 24 requests: 384 MiB if anything kept it.
+    let manifest = hostile("huge-param", "write", "1KiB").replace("default: 4194304", "default: 16777216");
     // No quarantine: every request really gets the oversized answer.
     let breaker = plugbox_host::BreakerConfig { threshold: 0, ..Default::default() };
     let (host, _d) = load_with(

@@ -225,13 +225,14 @@ async fn read_only_plugin_cannot_change_message_text() {
 
 #[tokio::test]
 async fn no_message_access_means_no_text() {
-    // With `messages: none` the plugin sees blank text: its "modify" appends to
-    // an empty message, which is a change of text and refused.
+    // With `messages: none` reading the text is refused: the plugin sees the
+    // refusal, its call fails (fail-open: skipped) and nothing changes.
     let (host, _d) = scripted_host(&[("n", scripted_with("n", 1, "modify", "continue", "fail-open", "none"))]).await;
-    let ctx = ctx();
+    let ctx = RequestContext::new("m");
     let resp = host.run_request(&ctx, request("secret prompt"), echo).await.unwrap();
     assert_eq!(text(&resp), "echo: secret prompt");
-    assert_eq!(ctx.get("seen:n").as_deref(), Some(""), "the plugin must not see the text");
+    let seen = ctx.get("seen:n").unwrap_or_default();
+    assert!(seen.starts_with("access denied") && !seen.contains("secret"), "the plugin must not see the text: {seen}");
 }
 
 #[tokio::test]

@@ -62,7 +62,7 @@ fn variant(n: usize) -> Vec<u8> {
 /// Sends "hi" through the pipeline; returns (pre tag, post tag).
 async fn tags(host: &Host) -> Result<(String, String), String> {
     let resp = host.run_request(&RequestContext::new("m"), request("hi"), echo).await.map_err(|e| e.to_string())?;
-    parse_tags(text(&resp))
+    parse_tags(&text(&resp))
 }
 
 fn parse_tags(text: &str) -> Result<(String, String), String> {
@@ -199,7 +199,7 @@ async fn a_running_request_finishes_on_the_version_it_started_with() {
     let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
     let h = host.clone();
     let request = tokio::spawn(async move {
-        let provider = |req: plugbox_host::Request| async move {
+        let provider = |req: plugbox_host::ChatRequest| async move {
             started_tx.send(()).unwrap();
             release_rx.await.unwrap();
             echo(req).await

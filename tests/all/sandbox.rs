@@ -348,7 +348,7 @@ async fn loops_in_every_hook_kind_time_out() {
     assert!(post[1].starts_with("post-response failed-open: timed out"), "{post:?}");
     let chunk = chunk("x");
     assert!(host.on_chunk(&ctx, chunk).await.unwrap().is_some(), "fail-open: the chunk goes on");
-    let call = plugbox_host::ToolCall { id: "1".into(), name: "t".into(), arguments: "{}".into() };
+    let call = plugbox_host::ToolCall::function("1", "t", "{}");
     assert!(matches!(host.on_tool_call(&ctx, call).await.unwrap(), plugbox_host::ToolDecision::Run(_)));
     let stats = host.plugin("looper").unwrap().stats();
     assert_eq!(stats.timeouts, 3, "{stats:?}");

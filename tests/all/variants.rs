@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use plugbox_host::{
-    BreakerConfig, BreakerState, Host, HostBuilder, Policy, ReloadOutcome, RequestContext, ToolDefinition,
+    BreakerConfig, BreakerState, Host, HostBuilder, Policy, ReloadOutcome, RequestContext,
 };
 
 use crate::bounds::{Bounds, MIB, assert_fast};
@@ -129,35 +129,41 @@ async fn an_upgrade_that_renames_itself_after_another_plugin_is_held() {
 
 // ---- message access --------------------------------------------------------
 
-/// Tool definitions are message data: a `none` plugin sees their names but
-/// not their descriptions or parameter schemas, and gets them back intact.
+/// Tool definitions are message data: a `none` plugin may count them but
+/// not read them (the read is refused and is a failure of its call), and
+/// the provider gets them back intact either way.
 #[tokio::test]
 async fn a_plugin_without_message_access_does_not_read_tool_definitions() {
-    for (messages, expect) in [("none", ""), ("read", "internal: call the billing API{\"k\":1}")] {
+    let tool = plugbox_host::Tool::function("bill", "internal: call the billing API", serde_json::json!({"k": 1}));
+    for messages in ["none", "read"] {
         let dir = PluginDir::new();
         with_ok(&dir);
-        dir.add("hostile", plugbox_artifacts::HOSTILE_OUTPUT, &hostile("none", messages, "1KiB", 0));
+        dir.add("hostile", plugbox_artifacts::HOSTILE_OUTPUT, &hostile("read", messages, "1KiB", 0));
         let host = load(builder(), &dir).await;
-        let mut req = request("hi");
-        let tool = ToolDefinition {
-            name: "bill".into(),
-            description: "internal: call the billing API".into(),
-            parameters: "{\"k\":1}".into(),
-        };
-        req.tools = vec![tool.clone()];
+        let req = request("hi").with_tool(tool.clone());
         let ctx = RequestContext::new("m");
-        let seen_by_provider = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let seen_by_provider = std::sync::Arc::new(parking_lot::Mutex::new(None));
         let seen = seen_by_provider.clone();
         let resp = host
-            .run_request(&ctx, req, move |r: plugbox_host::Request| {
+            .run_request(&ctx, req, move |r: plugbox_host::ChatRequest| {
                 *seen.lock() = r.tools.clone();
                 echo(r)
             })
             .await
             .unwrap();
         assert_eq!(text(&resp), "echo: hi [ok]");
-        assert_eq!(ctx.get("seen-tools").as_deref(), Some(expect), "{messages}");
-        assert_eq!(*seen_by_provider.lock(), vec![tool], "{messages}: the provider gets the real definitions");
+        let seen_tools = ctx.get("seen-tools");
+        if messages == "none" {
+            assert_eq!(seen_tools, None, "{messages}");
+            let error = ctx.get("error").unwrap_or_default();
+            assert!(error.starts_with("denied:") && error.contains("`$.tools`"), "{messages}: {error}");
+            let action = ctx.trace().into_iter().find(|t| t.plugin == "hostile").unwrap().action;
+            assert!(action.starts_with("failed-open:"), "{action}");
+        } else {
+            let seen_tools = seen_tools.unwrap_or_default();
+            assert!(seen_tools.contains("internal: call the billing API"), "{messages}: {seen_tools}");
+        }
+        assert_eq!(*seen_by_provider.lock(), Some(vec![tool.clone()]), "{messages}: the provider gets the real definitions");
     }
 }
 
@@ -184,13 +190,14 @@ async fn a_flood_of_empty_context_keys_is_refused_early() {
     before.assert_within(64, 128 * MIB);
 }
 
-/// `extra` must be a JSON object: it is checked without building it, so a
-/// wide one made of tiny values costs the host no more than its bytes, and a
-/// deep one is refused. A plugin is charged for what it changes, not for what
-/// it passes on: the plugin after one that filled `extra` up to its own
-/// budget is not pushed past a smaller one.
+/// A parameter set through `set-param` is JSON checked by the host: a wide
+/// one made of tiny values costs the host no more than its bytes and passes
+/// on; a deep one is refused as invalid (the guest sees `invalid`, nothing
+/// changes, and it is not a failure). A plugin is charged for what it
+/// changes, not for what it passes on: the plugin after one that filled the
+/// request up to its own budget is not pushed past a smaller one.
 #[tokio::test]
-async fn wide_and_deep_extra_are_checked_without_building_them() {
+async fn wide_and_deep_params_are_checked_without_building_them() {
     let dir = PluginDir::new();
     dir.add(
         "ok",
@@ -198,8 +205,8 @@ async fn wide_and_deep_extra_are_checked_without_building_them() {
         &scripted("ok", 50, "modify", "continue")
             .replace("{ timeout: 100ms, memory: 16MiB }", "{ timeout: 2s, memory: 64MiB }"),
     );
-    dir.add("hostile", plugbox_artifacts::HOSTILE_OUTPUT, &hostile("deep-extra", "none", "1MiB", 100_000));
-    let wide = hostile("wide-extra", "none", "8MiB", 6 << 20).replace("name: hostile", "name: wide").replace(
+    dir.add("hostile", plugbox_artifacts::HOSTILE_OUTPUT, &hostile("deep-param", "none", "1MiB", 100_000));
+    let wide = hostile("wide-param", "none", "8MiB", 6 << 20).replace("name: hostile", "name: wide").replace(
         "hooks: [pre-request, post-response, on-chunk, on-stream-end, on-tool-call, provider]",
         "hooks: [pre-request]",
     );
@@ -208,24 +215,27 @@ async fn wide_and_deep_extra_are_checked_without_building_them() {
     for _ in 0..3 {
         let ctx = RequestContext::new("m");
         let started = Instant::now();
-        let extra = std::sync::Arc::new(parking_lot::Mutex::new(0usize));
-        let seen = extra.clone();
+        let param = std::sync::Arc::new(parking_lot::Mutex::new(0usize));
+        let seen = param.clone();
         let resp = host
-            .run_request(&ctx, request("hi"), move |r: plugbox_host::Request| {
-                *seen.lock() = r.extra.as_ref().map_or(0, |e| e.len());
+            .run_request(&ctx, request("hi"), move |r: plugbox_host::ChatRequest| {
+                *seen.lock() = r.extra.get("a").map_or(0, |a| a.to_string().len());
                 echo(r)
             })
             .await
             .unwrap();
-        assert_fast("a wide and a deep extra", started.elapsed(), Duration::from_secs(10));
+        assert_fast("a wide and a deep parameter", started.elapsed(), Duration::from_secs(10));
         let trace = ctx.trace();
         let action = |p: &str| trace.iter().find(|t| t.plugin == p).unwrap().action.clone();
-        assert!(action("hostile").contains("`$.extra` is not valid JSON"), "{}", action("hostile"));
-        assert_eq!(action("wide"), "modify");
-        assert_eq!(action("ok"), "modify", "`ok` (max-output 4 MiB) passes the 6 MiB extra on: {trace:?}");
+        let error = ctx.get("error").unwrap_or_default();
+        assert!(error.starts_with("invalid:"), "the deep parameter is refused as invalid: {error}");
+        assert!(!action("hostile").starts_with("failed"), "an invalid value is not a failure: {trace:?}");
+        assert!(!action("wide").starts_with("failed"), "{trace:?}");
+        assert!(!action("ok").starts_with("failed"), "`ok` (max-output 4 MiB) passes the 6 MiB parameter on: {trace:?}");
         assert_eq!(text(&resp), "echo: hi [ok]");
-        assert!(*extra.lock() >= 6 << 20, "the wide extra is valid and passes on");
+        assert!(*param.lock() >= 6 << 20, "the wide parameter is valid and passes on");
     }
+    assert_eq!(host.plugin("hostile").unwrap().stats().errors, 0);
 }
 
 // ---- host resources --------------------------------------------------------
