@@ -198,9 +198,7 @@ impl PlugboxEngine {
         let engine = match options.pooling {
             Some(pooling) => {
                 let mut pooled = config.clone();
-                pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(
-                    pooling.config(options.max_wasm_stack),
-                ));
+                pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling.config(options.max_wasm_stack)));
                 Engine::new(&pooled).or_else(|e| {
                     tracing::warn!(
                         "cannot reserve the instance pool ({} instances): {}; allocating instances on demand",

@@ -101,12 +101,12 @@ pub use pipeline::{
     ChunkStream, ContextLimits, HookTrace, Outcome, Pipeline, PipelineConfig, PreStage, RequestContext, RequestError,
     RequestInfo, ToolDecision,
 };
+#[doc(hidden)]
+pub use plugin::HeldInstance;
 pub use plugin::{
     DEFAULT_IDLE_TTL, DEFAULT_POOLED_MEMORY_BUDGET, INIT_TIMEOUT, LoadedPlugin, MAX_POOLED_GROWTH, PoolOptions,
     SHUTDOWN_BUDGET, StatsSnapshot,
 };
-#[doc(hidden)]
-pub use plugin::HeldInstance;
 pub use policy::{ApprovalPolicy, ApprovedGrants, PluginPolicy, Policy};
 pub use registry::{Category, Snapshot};
 pub use reload::{PluginState, PluginStatus, ReloadOutcome, ReloadReport};

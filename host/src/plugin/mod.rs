@@ -32,8 +32,8 @@ use crate::imports::{ContextMap, DeviceReports, StoreState};
 pub use crate::loader::{PluginSource, SourceForm};
 use crate::manifest::{Hook, Manifest, ResolvedLimits};
 use instance::Factory;
-pub(crate) use instance::{ExportIndices, Live};
 pub use instance::HeldInstance;
+pub(crate) use instance::{ExportIndices, Live};
 pub(crate) use pool::PoolSet;
 pub use pool::{DEFAULT_IDLE_TTL, DEFAULT_POOLED_MEMORY_BUDGET, MAX_POOLED_GROWTH, PoolOptions};
 
