@@ -415,6 +415,34 @@ mod tests {
     }
 
     #[test]
+    fn instances_come_from_the_pool_and_a_full_pool_refuses_more() {
+        let options = EngineOptions {
+            cache_dir: None,
+            pooling: Some(InstancePooling { instances: 2, max_memory: 16 * 1024 * 1024, keep_resident: 0 }),
+            ..Default::default()
+        };
+        let engine = PlugboxEngine::new(&options).unwrap().engine;
+        let bytes = wasm_encoder::Component::new().finish();
+        let component = Component::new(&engine, &bytes).unwrap();
+        let linker = wasmtime::component::Linker::<()>::new(&engine);
+        let mut store = wasmtime::Store::new(&engine, ());
+        linker.instantiate(&mut store, &component).unwrap();
+        linker.instantiate(&mut store, &component).unwrap();
+        let e = linker.instantiate(&mut store, &component).err().expect("a third instance in two slots");
+        assert!(format!("{e:#}").contains("maximum concurrent"), "{e:#}");
+        // Slots are given back with their store.
+        drop(store);
+        let mut store = wasmtime::Store::new(&engine, ());
+        linker.instantiate(&mut store, &component).unwrap();
+    }
+
+    #[test]
+    fn the_instance_pool_is_on_by_default() {
+        assert_eq!(EngineOptions::default().pooling, Some(InstancePooling::default()));
+        assert_eq!(InstancePooling::default().instances, DEFAULT_POOLED_INSTANCES);
+    }
+
+    #[test]
     fn a_missing_cache_dir_is_created_private() {
         let base = tempfile::tempdir().unwrap();
         let dir = base.path().join("a/b/compiled");
