@@ -428,7 +428,7 @@ mod tests {
         let mut store = wasmtime::Store::new(&engine, ());
         linker.instantiate(&mut store, &component).unwrap();
         linker.instantiate(&mut store, &component).unwrap();
-        let e = linker.instantiate(&mut store, &component).err().expect("a third instance in two slots");
+        let Err(e) = linker.instantiate(&mut store, &component) else { panic!("a third instance in two slots") };
         assert!(format!("{e:#}").contains("maximum concurrent"), "{e:#}");
         // Slots are given back with their store.
         drop(store);
