@@ -7,7 +7,9 @@
 //! grants), creates [`INSTANCES`] initialised instances and holds them, and
 //! prints the growth of the process's `Private_Dirty` memory
 //! (`/proc/self/smaps_rollup`) per instance, and the mean time to create one.
-//! Target: at most 64 KiB per idle pooled instance.
+//! Target: at most 64 KiB per idle pooled instance. After the instances are
+//! dropped it prints what their slots keep resident (the pool's
+//! `keep_resident`; `pooled-keep-2MiB` shows the cost of a larger one).
 
 use std::time::Instant;
 
@@ -45,20 +47,35 @@ fn measure(rt: &tokio::runtime::Runtime, label: &str, options: EngineOptions) {
          ({INSTANCES} held); {per_create:.2?} to create and initialise one"
     );
     drop(held);
+    let rss_freed = rollup_kib("Rss");
+    let per_freed = (rss_freed.saturating_sub(rss)) as f64 / INSTANCES as f64;
+    println!("idle/{label}: {per_freed:.1} KiB Rss per slot still resident after the instances were dropped");
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; a filter argument selects one setting.
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    // `cargo bench` passes `--bench`; an argument names one setting. Without
+    // one, each setting runs in a process of its own (so no setting inherits
+    // the heap another one grew).
+    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let pooled = InstancePooling { instances: INSTANCES as u32 + 100, ..Default::default() };
+    let keep_2mib = InstancePooling { keep_resident: 2 << 20, ..pooled };
     let settings = [
         ("pooled", EngineOptions { pooling: Some(pooled), ..Default::default() }),
+        ("pooled-keep-2MiB", EngineOptions { pooling: Some(keep_2mib), ..Default::default() }),
         ("on-demand", EngineOptions { pooling: None, ..Default::default() }),
     ];
     for (label, options) in settings {
-        if filter.as_deref().is_none_or(|f| label.contains(f)) {
-            measure(&rt, label, options);
+        match &only {
+            Some(name) if name == label => {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                measure(&rt, label, options);
+            }
+            Some(_) => {}
+            None => {
+                let me = std::env::current_exe().expect("the bench's own path");
+                let status = std::process::Command::new(me).arg(label).status().expect("run one setting");
+                assert!(status.success(), "setting `{label}` failed");
+            }
         }
     }
 }

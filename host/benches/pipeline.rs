@@ -23,7 +23,9 @@
 //! - `instance/pooled-call` vs `instance/fresh` (pooled slots) vs
 //!   `instance/fresh-on-demand` (no instance pool): a call on a warm
 //!   instance against creating, instantiating and initialising a fresh
-//!   instance of a plugin without grants (`hello-world`).
+//!   instance of a plugin without grants (`hello-world`);
+//!   `instance/fresh-keep-2MiB`: the pool keeping 2 MiB of a freed slot's
+//!   memory mapped (the default keeps 64 KiB).
 //! - `peer/plugbox`: the `system-prompt` and `pii-redact` examples' pre hooks
 //!   on the peer bench's request (see benches/extism-peer).
 //! - `load/cold` (compile) vs `load/warm` (compile cache).
@@ -39,7 +41,8 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use parking_lot::Mutex;
 use plugbox_host::{
-    ChatChunk, ChatMessage, ChatRequest, ChatResponse, EngineOptions, Host, HostBuilder, Outcome, RequestContext, Role,
+    ChatChunk, ChatMessage, ChatRequest, ChatResponse, EngineOptions, Host, HostBuilder, InstancePooling, Outcome,
+    RequestContext, Role,
 };
 
 fn request(bytes: usize) -> ChatRequest {
@@ -255,6 +258,14 @@ fn benches(c: &mut Criterion) {
         HostBuilder::new().engine_options(EngineOptions { pooling: None, ..Default::default() }),
     ));
     let masks_off = serde_json::json!({"cards": false, "emails": false, "phones": false});
+    let keep_2mib_host = rt.block_on(host_with(
+        hello.path(),
+        HostBuilder::new().engine_options(EngineOptions {
+            pooling: Some(InstancePooling { keep_resident: 2 << 20, ..Default::default() }),
+            ..Default::default()
+        }),
+    ));
+    let keep_2mib = keep_2mib_host.plugin("hello-world").unwrap();
     let reader = rt.block_on(host_with(
         redact.path(),
         HostBuilder::new().plugin_config("pii-redact", masks_off.as_object().unwrap().clone()),
@@ -348,6 +359,9 @@ fn benches(c: &mut Criterion) {
         })
     });
     g.bench_function("fresh", |b| b.to_async(&rt).iter(|| async { plugin.instantiate_fresh().await.unwrap() }));
+    g.bench_function("fresh-keep-2MiB", |b| {
+        b.to_async(&rt).iter(|| async { keep_2mib.instantiate_fresh().await.unwrap() })
+    });
     g.bench_function("fresh-on-demand", |b| {
         b.to_async(&rt).iter(|| async { on_demand.instantiate_fresh().await.unwrap() })
     });
