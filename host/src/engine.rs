@@ -1,7 +1,7 @@
 //! The one wasmtime [`Engine`] of a host: configuration, epoch ticker and the
 //! on-disk compile cache.
 //!
-//! Defaults (DESIGN.md, "Facts measured here"):
+//! Defaults:
 //! - component model on, `concurrency_support` off (component-model async is not
 //!   used; leaving it on makes every call ~2x slower);
 //! - epoch interruption on, with a ticker thread advancing the epoch every
@@ -97,8 +97,9 @@ pub struct InstancePooling {
     /// zeroed and kept mapped for the next instance instead of given back to
     /// the kernel (default 0). Every slot that was ever used then keeps that
     /// much resident; it pays only when it covers the pages `init` touches
-    /// (a Rust guest's stack and heap start past its first MiB: 2 MiB cuts a
-    /// fresh instance by about a quarter, for 1.1 MiB resident per used slot).
+    /// (a Rust guest touches its stack top and heap past its first MiB: 2 MiB
+    /// cuts a fresh instance by about a third, for 1.1 MiB resident per used
+    /// slot).
     pub keep_resident: usize,
 }
 
