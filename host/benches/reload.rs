@@ -21,49 +21,19 @@
 //! sees the new version's tag in the answer.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use plugbox_host::{
-    Choice, Host, HostBuilder, Message, Outcome, Request, RequestContext, Response, Role, WatchOptions,
-};
+use plugbox_host::{ChatMessage, ChatRequest, ChatResponse, Host, HostBuilder, Outcome, RequestContext, WatchOptions};
 
-fn request() -> Request {
-    Request {
-        model: "bench".into(),
-        messages: vec![Message {
-            role: Role::User,
-            content: "hi".into(),
-            name: None,
-            tool_calls: vec![],
-            tool_call_id: None,
-        }],
-        temperature: None,
-        max_tokens: None,
-        stream: false,
-        tools: vec![],
-        extra: None,
-    }
+fn request() -> ChatRequest {
+    ChatRequest::new("bench", vec![ChatMessage::user("hi")])
 }
 
-async fn echo(req: Request) -> Outcome {
-    let text = req.messages.last().map(|m| m.content.clone()).unwrap_or_default();
-    Ok(Response {
-        id: "b".into(),
-        model: req.model,
-        choices: vec![Choice {
-            index: 0,
-            message: Message {
-                role: Role::Assistant,
-                content: text,
-                name: None,
-                tool_calls: vec![],
-                tool_call_id: None,
-            },
-            finish_reason: None,
-        }],
-        usage: None,
-        extra: None,
-    })
+/// Answers with the text of the request's last message.
+async fn echo(req: Arc<ChatRequest>) -> Outcome {
+    let text = req.messages.last().and_then(|m| m.text()).map(|t| t.into_owned()).unwrap_or_default();
+    Ok(ChatResponse::text("b", &req.model, text))
 }
 
 fn manifest(version: &str) -> String {
@@ -85,7 +55,7 @@ async fn until_served_by(host: &Host, version: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let resp = host.run_request(&RequestContext::new("bench"), request(), echo).await.unwrap();
-        if resp.choices[0].message.content.ends_with(&wanted) {
+        if resp.choices[0].message.text().is_some_and(|t| t.ends_with(&wanted)) {
             return;
         }
         assert!(Instant::now() < deadline, "version {version} never served");

@@ -1,14 +1,20 @@
 //! The one wasmtime [`Engine`] of a host: configuration, epoch ticker and the
 //! on-disk compile cache.
 //!
-//! Defaults (DESIGN.md, "Facts measured here"):
+//! Defaults:
 //! - component model on, `concurrency_support` off (component-model async is not
 //!   used; leaving it on makes every call ~2x slower);
 //! - epoch interruption on, with a ticker thread advancing the epoch every
 //!   [`EPOCH_TICK`]; callers give a wall-clock budget, never raw ticks;
 //! - wasm stack capped at [`DEFAULT_MAX_WASM_STACK`];
 //! - compiled components cached on disk, keyed by the SHA-256 of the component
-//!   bytes and the engine's compatibility hash, so a warm load is a `mmap`.
+//!   bytes and the engine's compatibility hash, so a warm load is a `mmap`;
+//! - instances allocated from a pool of pre-reserved slots (wasmtime's pooling
+//!   allocator, sized by [`InstancePooling`]) with copy-on-write memory images:
+//!   creating an instance maps no memory and copies no data segment, and a
+//!   dropped instance's slot is reset and reused. When the pool cannot be
+//!   reserved (a process with a small address-space limit), the engine falls
+//!   back to allocating each instance on demand, with a warning.
 //!
 //! # The compile cache is private
 //!
@@ -29,7 +35,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::error::{Error, Result};
 
@@ -54,6 +60,9 @@ pub struct EngineOptions {
     /// Only turn it off to measure what deadlines cost: without it a plugin
     /// that loops forever keeps its thread busy forever.
     pub epoch_interruption: bool,
+    /// The instance pool; `None` allocates every instance on demand (slower
+    /// to create, nothing reserved up front).
+    pub pooling: Option<InstancePooling>,
 }
 
 impl Default for EngineOptions {
@@ -63,7 +72,79 @@ impl Default for EngineOptions {
             max_wasm_stack: DEFAULT_MAX_WASM_STACK,
             fuel: false,
             epoch_interruption: true,
+            pooling: Some(InstancePooling::default()),
         }
+    }
+}
+
+/// Sizes of the engine's instance pool (wasmtime's pooling allocator).
+///
+/// Every slot is reserved (address space, not memory) when the host is built;
+/// memory is committed only as instances touch it, and given back when an
+/// instance is dropped beyond [`keep_resident`](Self::keep_resident).
+/// Creating an instance when every slot is taken fails (the call fails as a
+/// plugin failure), so [`instances`](Self::instances) must cover the sum of
+/// the loaded plugins' `limits.instances` (4 each by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstancePooling {
+    /// Most instances alive at once, host-wide (default 1,000).
+    pub instances: u32,
+    /// Most linear memory one instance may grow to (default 4 GiB, the
+    /// largest `limits.memory`; a plugin's own limit still applies below it).
+    /// Each slot reserves this much address space plus a guard region.
+    pub max_memory: u64,
+    /// Bytes at the start of a dropped instance's linear memory that are
+    /// zeroed and kept mapped for the next instance instead of given back to
+    /// the kernel (default 0). Every slot that was ever used then keeps that
+    /// much resident; it pays only when it covers the pages `init` touches
+    /// (a Rust guest touches its stack top and heap past its first MiB: 2 MiB
+    /// cuts a fresh instance by about a third, for 1.1 MiB resident per used
+    /// slot).
+    pub keep_resident: usize,
+}
+
+impl Default for InstancePooling {
+    fn default() -> Self {
+        InstancePooling { instances: DEFAULT_POOLED_INSTANCES, max_memory: 4 * 1024 * 1024 * 1024, keep_resident: 0 }
+    }
+}
+
+/// Default of [`InstancePooling::instances`].
+pub const DEFAULT_POOLED_INSTANCES: u32 = 1000;
+
+/// Core instances (modules) of one component: a Rust guest has its main
+/// module plus the adapter and shim modules `wit-component` adds.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
+
+/// Elements of a pooled table slot: the instance limiter's cap on table
+/// growth (`imports::limiter::MAX_TABLE_ELEMENTS`), so the limiter, not the
+/// pool, is what refuses a table that grows too far.
+const POOLED_TABLE_ELEMENTS: usize = 100_000;
+
+impl InstancePooling {
+    fn config(&self, max_wasm_stack: usize) -> PoolingAllocationConfig {
+        let mut p = PoolingAllocationConfig::new();
+        let n = self.instances.max(1);
+        let cores = n.saturating_mul(CORE_INSTANCES_PER_COMPONENT);
+        p.total_component_instances(n)
+            .total_core_instances(cores)
+            .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+            // One linear memory per component (the guest's; shims have none).
+            .total_memories(n)
+            .max_memories_per_component(2)
+            .total_tables(cores)
+            .max_tables_per_component(CORE_INSTANCES_PER_COMPONENT)
+            // As many elements as the instance limiter lets a table grow to.
+            .table_elements(POOLED_TABLE_ELEMENTS)
+            // Fiber stacks of running calls: at most one per instance.
+            .total_stacks(n)
+            .max_memory_size(usize::try_from(self.max_memory).unwrap_or(usize::MAX))
+            .linear_memory_keep_resident(self.keep_resident)
+            .table_keep_resident(self.keep_resident.min(64 * 1024))
+            // Stack pages touched by a call stay mapped for the next one,
+            // up to the wasm stack size (they are zeroed on reuse).
+            .async_stack_keep_resident(max_wasm_stack.min(64 * 1024));
+        p
     }
 }
 
@@ -109,8 +190,27 @@ impl PlugboxEngine {
             .consume_fuel(options.fuel)
             .max_wasm_stack(options.max_wasm_stack)
             // Fibers for async calls need room for the wasm stack plus host frames.
-            .async_stack_size(options.max_wasm_stack + 1024 * 1024);
-        let engine = Engine::new(&config).map_err(|e| Error::Engine(format!("{e:#}")))?;
+            .async_stack_size(options.max_wasm_stack + 1024 * 1024)
+            // Linear memories start as copy-on-write mappings of the
+            // component's initial image (the default; stated because the
+            // cost of a fresh instance depends on it).
+            .memory_init_cow(true);
+        let engine = match options.pooling {
+            Some(pooling) => {
+                let mut pooled = config.clone();
+                pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling.config(options.max_wasm_stack)));
+                Engine::new(&pooled).or_else(|e| {
+                    tracing::warn!(
+                        "cannot reserve the instance pool ({} instances): {}; allocating instances on demand",
+                        pooling.instances,
+                        first_line(&e)
+                    );
+                    Engine::new(&config)
+                })
+            }
+            None => Engine::new(&config),
+        }
+        .map_err(|e| Error::Engine(format!("{e:#}")))?;
         if options.epoch_interruption {
             spawn_epoch_ticker(&engine);
         }
@@ -368,6 +468,34 @@ mod tests {
 
     fn engine() -> Engine {
         Engine::new(Config::new().wasm_component_model(true)).unwrap()
+    }
+
+    #[test]
+    fn instances_come_from_the_pool_and_a_full_pool_refuses_more() {
+        let options = EngineOptions {
+            cache_dir: None,
+            pooling: Some(InstancePooling { instances: 2, max_memory: 16 * 1024 * 1024, keep_resident: 0 }),
+            ..Default::default()
+        };
+        let engine = PlugboxEngine::new(&options).unwrap().engine;
+        let bytes = wasm_encoder::Component::new().finish();
+        let component = Component::new(&engine, &bytes).unwrap();
+        let linker = wasmtime::component::Linker::<()>::new(&engine);
+        let mut store = wasmtime::Store::new(&engine, ());
+        linker.instantiate(&mut store, &component).unwrap();
+        linker.instantiate(&mut store, &component).unwrap();
+        let Err(e) = linker.instantiate(&mut store, &component) else { panic!("a third instance in two slots") };
+        assert!(format!("{e:#}").contains("maximum concurrent"), "{e:#}");
+        // Slots are given back with their store.
+        drop(store);
+        let mut store = wasmtime::Store::new(&engine, ());
+        linker.instantiate(&mut store, &component).unwrap();
+    }
+
+    #[test]
+    fn the_instance_pool_is_on_by_default() {
+        assert_eq!(EngineOptions::default().pooling, Some(InstancePooling::default()));
+        assert_eq!(InstancePooling::default().instances, DEFAULT_POOLED_INSTANCES);
     }
 
     #[test]

@@ -80,6 +80,7 @@ pub use breaker::{BreakerConfig, BreakerState};
 pub use capability::{Capabilities, CapabilityDiff, Grant, Preopen};
 pub use devices::{Admission, DeviceOptions, DeviceSnapshot, GpuBackend};
 pub use engine::{CompileSource, EngineOptions};
+pub use engine::{DEFAULT_POOLED_INSTANCES, InstancePooling};
 pub use error::{Error, Result};
 pub use events::{PluginEvent, PluginEventKind};
 pub use failure::{FailureKind, PluginFailure};
@@ -100,6 +101,8 @@ pub use pipeline::{
     ChunkStream, ContextLimits, HookTrace, Outcome, Pipeline, PipelineConfig, PreStage, RequestContext, RequestError,
     RequestInfo, ToolDecision,
 };
+#[doc(hidden)]
+pub use plugin::HeldInstance;
 pub use plugin::{
     DEFAULT_IDLE_TTL, DEFAULT_POOLED_MEMORY_BUDGET, INIT_TIMEOUT, LoadedPlugin, MAX_POOLED_GROWTH, PoolOptions,
     SHUTDOWN_BUDGET, StatsSnapshot,

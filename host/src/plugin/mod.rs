@@ -32,6 +32,7 @@ use crate::imports::{ContextMap, DeviceReports, StoreState};
 pub use crate::loader::{PluginSource, SourceForm};
 use crate::manifest::{Hook, Manifest, ResolvedLimits};
 use instance::Factory;
+pub use instance::HeldInstance;
 pub(crate) use instance::{ExportIndices, Live};
 pub(crate) use pool::PoolSet;
 pub use pool::{DEFAULT_IDLE_TTL, DEFAULT_POOLED_MEMORY_BUDGET, MAX_POOLED_GROWTH, PoolOptions};
@@ -329,6 +330,16 @@ impl LoadedPlugin {
     pub async fn instantiate_fresh(&self) -> Result<(), PluginFailure> {
         let alive = self.pool.reserve();
         self.factory.instantiate(INIT_TIMEOUT, alive).await.map(drop).map_err(|kind| self.failure("init", kind))
+    }
+
+    /// Like [`instantiate_fresh`](Self::instantiate_fresh), but returns the
+    /// instance, held outside the pool until dropped (it counts against the
+    /// engine's instance slots, not against `limits.instances`): benches
+    /// measure what an idle instance costs with it.
+    #[doc(hidden)]
+    pub async fn instantiate_held(&self) -> Result<HeldInstance, PluginFailure> {
+        let alive = self.pool.reserve();
+        self.factory.instantiate(INIT_TIMEOUT, alive).await.map(HeldInstance).map_err(|kind| self.failure("init", kind))
     }
 
     /// Puts a healthy instance back into the pool (used at load); dropped
