@@ -230,11 +230,18 @@ impl Manifest {
         if !self.api.matches(&host) {
             let line = error::key_line(src, &["api"]);
             let default = if line.is_none() { " (the default when `api` is not set)" } else { "" };
+            // A requirement above this host's version asks for a newer host first.
+            let newer = self
+                .api
+                .comparators
+                .iter()
+                .any(|c| (c.major, c.minor.unwrap_or(0)) > (host.major, host.minor));
+            let upgrade = if newer { "upgrade plugbox, or " } else { "" };
             return Err(ManifestError::Invalid {
                 path: origin.to_owned(),
                 line,
                 message: format!(
-                    "plugin needs plugbox API `{}`{default}, but this host provides `{host}`: rebuild it with \
+                    "plugin needs plugbox API `{}`{default}, but this host provides `{host}`: {upgrade}rebuild it with \
                      plugbox-sdk {}.{} (`cargo build --release --target wasm32-wasip2`) and set `api: \"^{}.{}\"`",
                     self.api, host.major, host.minor, host.major, host.minor
                 ),

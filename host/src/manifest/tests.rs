@@ -172,7 +172,7 @@ fn api_mismatch_without_api_key_explains_the_default() {
     assert_eq!(
         err.to_string(),
         "p.yaml: plugin needs plugbox API `^9` (the default when `api` is not set), but this host provides `0.2.0`: \
-         rebuild it with plugbox-sdk 0.2 (`cargo build --release --target wasm32-wasip2`) and set `api: \"^0.2\"`"
+         upgrade plugbox, or rebuild it with plugbox-sdk 0.2 (`cargo build --release --target wasm32-wasip2`) and set `api: \"^0.2\"`"
     );
 }
 
