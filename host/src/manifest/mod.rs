@@ -231,11 +231,7 @@ impl Manifest {
             let line = error::key_line(src, &["api"]);
             let default = if line.is_none() { " (the default when `api` is not set)" } else { "" };
             // A requirement above this host's version asks for a newer host first.
-            let newer = self
-                .api
-                .comparators
-                .iter()
-                .any(|c| (c.major, c.minor.unwrap_or(0)) > (host.major, host.minor));
+            let newer = self.api.comparators.iter().any(|c| (c.major, c.minor.unwrap_or(0)) > (host.major, host.minor));
             let upgrade = if newer { "upgrade plugbox, or " } else { "" };
             return Err(ManifestError::Invalid {
                 path: origin.to_owned(),
