@@ -125,8 +125,10 @@ impl StreamEndEntry {
 
     pub(crate) fn append_json(&mut self, rules: &mut CallRules, text: String) -> Result<(), AccessError> {
         self.append(rules, text.len(), || {
-            ChatChunk::from_json(&text)
-                .map_err(|e| invalid(format_args!("the appended chunk is not a valid chunk: {e}")))
+            let chunk = ChatChunk::from_json(&text)
+                .map_err(|e| invalid(format_args!("the appended chunk is not a valid chunk: {e}")))?;
+            super::check_chunk(&"$.append", &chunk).map_err(invalid)?;
+            Ok(chunk)
         })
     }
 }

@@ -45,6 +45,7 @@ mod chunk;
 mod request;
 mod response;
 mod rules;
+mod shape;
 mod tool_call;
 mod wit_traits;
 
@@ -55,6 +56,7 @@ pub use chunk::{ChunkEntry, StreamEndEntry};
 pub use request::RequestEntry;
 pub use response::ResponseEntry;
 pub(crate) use rules::{CallRules, Draft};
+pub(crate) use shape::{check_chunk, check_response};
 pub use tool_call::ToolCallEntry;
 
 /// The facts of the request being processed, as plugins see them through

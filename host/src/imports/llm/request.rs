@@ -75,6 +75,10 @@ fn is_typed_request_field(name: &str) -> bool {
     request_fields!(typed)
 }
 
+/// Top-level fields of a request that plugins read but never change: the
+/// host (or the gateway) decided them, and they change what it receives.
+pub(crate) const HOST_OWNED: [&str; 2] = ["stream", "stream_options"];
+
 /// The request of one hook call (resource `request`).
 #[derive(Debug)]
 pub struct RequestEntry {
@@ -207,6 +211,12 @@ impl RequestEntry {
         Self::own_methods(name)?;
         let path = format_args!("$.{name}");
         rules.edit(self.editable, "request", &path)?;
+        if HOST_OWNED.contains(&name) {
+            return Err(rules.deny(format!(
+                "`{path}` is host-owned (the caller decides whether and how the response is streamed): \
+                 the change is refused"
+            )));
+        }
         rules.charge(&path, name.len() + value.as_ref().map_or(0, String::len))?;
         let value = parse_param(name, value.as_deref())?;
         let r = self.data.edit();

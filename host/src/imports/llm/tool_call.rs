@@ -31,6 +31,10 @@ impl ToolCallEntry {
         rules.charge(&path, text.len())?;
         serde_json::from_str::<serde::de::IgnoredAny>(&text)
             .map_err(|e| invalid(format_args!("`{path}` is not valid JSON: {e}")))?;
+        // Valid JSON that starts with `{` is an object.
+        if !text.trim_start().starts_with('{') {
+            return Err(invalid(format_args!("`{path}` must be a JSON object (the function's named arguments)")));
+        }
         self.data.edit().function.arguments = text;
         Ok(())
     }
@@ -39,7 +43,18 @@ impl ToolCallEntry {
         let path = "$.function.name";
         rules.write(self.editable, "tool call", &path)?;
         rules.charge(&path, name.len())?;
+        if !is_function_name(&name) {
+            return Err(invalid(format_args!(
+                "`{path}` must be 1 to 64 letters, digits, `_` or `-` (the rule for function names)"
+            )));
+        }
         self.data.edit().function.name = name;
         Ok(())
     }
+}
+
+/// Whether `name` is a function name as OpenAI defines it: 1 to 64 ASCII
+/// letters, digits, `_` or `-`.
+pub(crate) fn is_function_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
