@@ -183,3 +183,41 @@ async fn a_hook_reading_the_request_in_a_loop_ends_at_its_deadline() {
     assert_eq!(stats.timeouts, 3, "{stats:?}");
     before.assert_within(64, 256 * MIB);
 }
+
+#[tokio::test]
+async fn a_dropped_stream_lets_go_of_its_instance() {
+    // `instances: 1`: the provider's one instance serves one stream at a time.
+    let (host, _d) = load(builder(), hostile("none", 0, "read", "1KiB", "300ms")).await;
+    let words = "one two three four";
+    for round in 1..=3 {
+        // The consumer takes one chunk and drops the stream: the instance,
+        // in the middle of its stream, is discarded (not parked with a live
+        // `chunk-stream` in it).
+        let mut stream = host.stream(&RequestContext::new("m"), "hostile", request(words));
+        assert_eq!(delta(&stream.next().await.unwrap().unwrap()), "one ");
+        drop(stream);
+        let stats = host.plugin("hostile").unwrap().stats();
+        assert_eq!(stats.instances_discarded, round, "{stats:?}");
+    }
+    // A whole stream still runs, and its instance is parked at the end.
+    let chunks: Vec<_> = host.stream(&RequestContext::new("m"), "hostile", request(words)).collect().await;
+    let text: String = chunks.iter().map(|c| delta(c.as_ref().unwrap())).collect();
+    assert_eq!(text, words);
+    let stats = host.plugin("hostile").unwrap().stats();
+    assert_eq!(stats.instances_discarded, 3, "{stats:?}");
+    assert_eq!((stats.errors, stats.traps, stats.timeouts), (0, 0, 0), "{stats:?}");
+
+    // Eight streams open at once, each one chunk in: each holds an instance
+    // of its own between its calls (`instances` bounds calls running at
+    // once, not streams held open), and each goes on to its end.
+    let mut open = Vec::new();
+    for _ in 0..8 {
+        let mut s = host.stream(&RequestContext::new("m"), "hostile", request(words));
+        assert_eq!(delta(&s.next().await.unwrap().unwrap()), "one ");
+        open.push(s);
+    }
+    for s in open {
+        let rest: String = s.map(|c| delta(&c.unwrap())).collect::<Vec<_>>().await.concat();
+        assert_eq!(rest, "two three four");
+    }
+}
