@@ -34,6 +34,9 @@ pub const ELEMENT_COST: u64 = 16;
 pub const MAX_MESSAGES: usize = 10_000;
 /// Most chunks one `on-stream-end` answer may append.
 pub const MAX_END_CHUNKS: usize = 1_024;
+/// Most choices a response or a chunk may have, and the bound of a choice's
+/// `index` in a chunk: the largest `n` a request may ask for.
+pub const MAX_CHOICES: usize = 128;
 /// Most chunks one provider stream may produce.
 pub const MAX_STREAM_CHUNKS: usize = 100_000;
 

@@ -2,6 +2,7 @@
 //! plugins from `plugbox-artifacts` (built for wasm32-wasip2 by its build script).
 
 mod access;
+mod api_attacks;
 mod bounds;
 mod cli;
 mod corpus;

@@ -20,7 +20,7 @@
 
 use crate::bindings::types::LlmError;
 use crate::budget::OutputBudget;
-use crate::imports::llm::CallRules;
+use crate::imports::llm::{CallRules, check_chunk, check_response};
 use crate::manifest::MessageAccess;
 use crate::openai::{ChatChunk, ChatResponse};
 
@@ -59,6 +59,7 @@ fn parse_error(path: &dyn std::fmt::Display, what: &str, e: &serde_json::Error) 
 pub(crate) fn accept_response_json(path: &str, body: &str, budget: &mut OutputBudget) -> Result<ChatResponse, String> {
     budget.text(&path, body)?;
     let resp = ChatResponse::from_json(body).map_err(|e| parse_error(&path, "chat.completion", &e))?;
+    check_response(&path, &resp)?;
     if resp.choices.is_empty() {
         return Err(format!("`{path}` has no choices (`{path}.choices` is empty)"));
     }
@@ -72,7 +73,9 @@ pub(crate) fn accept_chunk_json(
     budget: &mut OutputBudget,
 ) -> Result<ChatChunk, String> {
     budget.text(path, body)?;
-    ChatChunk::from_json(body).map_err(|e| parse_error(path, "chat.completion.chunk", &e))
+    let chunk = ChatChunk::from_json(body).map_err(|e| parse_error(path, "chat.completion.chunk", &e))?;
+    check_chunk(path, &chunk)?;
+    Ok(chunk)
 }
 
 /// Charges an error a hook ends the request, response or stream with (`fail`).
