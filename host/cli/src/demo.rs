@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
+use futures_util::{StreamExt, stream};
 use plugbox_host::{
-    ChatMessage, ChatRequest, Host, HostBuilder, PluginEvent, PluginEventKind, RequestContext, RequestError, Role,
+    ChatChunk, ChatMessage, ChatRequest, Host, HostBuilder, PluginEvent, PluginEventKind, RequestContext, RequestError,
+    Role,
 };
 use serde_json::json;
 
@@ -137,6 +139,41 @@ async fn send(host: &Host, caller: &str, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// Prints each chunk of `chunks` as it arrives, with the time since `started`.
+async fn print_stream(mut chunks: plugbox_host::ChunkStream, started: std::time::Instant) {
+    while let Some(chunk) = chunks.next().await {
+        let at = started.elapsed().as_micros();
+        match chunk {
+            Ok(c) => match (c.text_delta(), c.usage()) {
+                (Some(t), _) => println!("    {at:>7} us  chunk {t:?}"),
+                (None, Some(u)) => {
+                    println!("    {at:>7} us  usage {} + {} tokens", u.prompt_tokens, u.completion_tokens)
+                }
+                (None, None) => {}
+            },
+            Err(e) => println!("    {at:>7} us  error: {e}"),
+        }
+    }
+}
+
+/// Streams: the echo provider's stream pulled chunk by chunk through the
+/// `on-chunk` hooks, then an upstream's chunks (made up here) through the
+/// same hooks, where pii-redact holds a card number split across chunks.
+async fn streams(host: &Host) {
+    let ctx = RequestContext::new("demo-model").with_caller("dave").with_provider("echo").with_streaming(true);
+    let req = request("Streams arrive one word at a time.").with_stream(true).with_include_usage(true);
+    println!("    the echo provider, pulled as the chunks are taken:");
+    print_stream(host.stream(&ctx, "echo", req), std::time::Instant::now()).await;
+    let upstream = ["Your card 4111 1111", " 1111 1111", " is on file."].map(|t| Ok(ChatChunk::text(t)));
+    let ctx = RequestContext::new("demo-model").with_caller("dave").with_streaming(true);
+    println!("    an upstream's three chunks; pii-redact holds the split card number until it is whole:");
+    print_stream(host.filter_stream(&ctx, stream::iter(upstream)), std::time::Instant::now()).await;
+    for t in ctx.trace().iter().filter(|t| t.plugin == "pii-redact") {
+        println!("    {:<15} {:<14} {:<40} {:>6} us", t.plugin, t.hook, t.action, t.micros);
+    }
+    println!();
+}
+
 pub async fn run(builder: HostBuilder, plugins: Option<&Path>) -> Result<ExitCode> {
     let scratch = std::env::temp_dir().join(format!("plugbox-demo-{}", std::process::id()));
     let dir = match plugins {
@@ -238,6 +275,9 @@ pub async fn run(builder: HostBuilder, plugins: Option<&Path>) -> Result<ExitCod
     model.memory_mb.insert("memory".into(), free + 1024);
     println!("    {}", host.admit(&model).await);
     println!();
+
+    println!("8. streaming, chunk by chunk: on-chunk hooks run as each chunk flows, on-stream-end at the end");
+    streams(&host).await;
 
     println!("per-plugin counters:");
     println!("  {:<15} {:>6} {:>7} {:>6} {:>9} {:>10}", "plugin", "calls", "errors", "traps", "timeouts", "mean us");
