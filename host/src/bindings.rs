@@ -5,7 +5,8 @@
 //! host API. The request, response, chunk, stream end and tool call of
 //! interface `llm` are host resources backed by the entry types of
 //! [`crate::imports::llm`]; their methods are synchronous, never trace, and
-//! lower only what they return.
+//! lower only what they return. The `context` import (the request's shared
+//! map) is synchronous and untraced too: both are on every hook's hot path.
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -15,6 +16,8 @@ wasmtime::component::bindgen!({
         // calls (trappable only so that a stale handle traps instead of
         // panicking), no tracing span per call.
         "plugbox:plugin/llm": trappable,
+        // The request's context map: a lock and a map lookup, never waits.
+        "plugbox:plugin/context": trappable,
         default: async | trappable | tracing,
     },
     exports: { default: async },

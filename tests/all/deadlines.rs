@@ -108,6 +108,27 @@ async fn a_sleeping_init_is_cut_at_the_hook_deadline_too() {
     assert_still_serving(&host).await;
 }
 
+#[tokio::test]
+async fn a_hook_waiting_in_a_host_import_is_cut_at_its_deadline() {
+    // `pre: sleep` waits 50 ms in a host import (a WASI poll): the epoch
+    // deadline cannot end that, the call's own timer (armed only once the
+    // call waits) does, at the hook's 20 ms.
+    let host = builder().build().unwrap();
+    let _dir = load(&host, &[("sleepy", slow("sleepy", "20ms", 1, &[("pre", "sleep")]))]).await;
+    for i in 0..2 {
+        let ctx = RequestContext::new("m");
+        let resp = host.run_request(&ctx, request("hi"), echo).await.unwrap();
+        assert_eq!(text(&resp), "echo: hi [ok]");
+        let trace = ctx.trace().into_iter().find(|t| t.plugin == "sleepy").unwrap();
+        let timed_out = FailureKind::Timeout(Duration::from_millis(20)).to_string();
+        assert!(trace.action.contains(&timed_out), "call {i}: got `{}`", trace.action);
+        assert!(trace.micros >= 20_000, "call {i} was cut before its deadline: {trace:?}");
+    }
+    let stats = host.plugin("sleepy").unwrap().stats();
+    assert_eq!((stats.timeouts, stats.instances_discarded), (2, 2), "{stats:?}");
+    assert_still_serving(&host).await;
+}
+
 /// Counts ticks of a 5 ms interval and the longest gap between two ticks.
 pub(crate) fn ticker() -> (Arc<AtomicU64>, Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
     let (ticks, gap) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));

@@ -225,20 +225,20 @@ impl log::Host for StoreState {
 }
 
 impl context::Host for StoreState {
-    async fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
         Ok(self.context.as_ref().and_then(|c| c.get(&key)))
     }
 
     /// Refused (the call traps with a message naming the plugin and the
     /// limit) when the write breaks the request's [`ContextLimits`].
-    async fn set(&mut self, key: String, value: String) -> wasmtime::Result<()> {
+    fn set(&mut self, key: String, value: String) -> wasmtime::Result<()> {
         if let Some(c) = &self.context {
             c.try_set(&self.plugin, key, value).map_err(|e| wasmtime::format_err!("{e}"))?;
         }
         Ok(())
     }
 
-    async fn remove(&mut self, key: String) -> wasmtime::Result<()> {
+    fn remove(&mut self, key: String) -> wasmtime::Result<()> {
         if let Some(c) = &self.context {
             c.remove(&key);
         }

@@ -111,7 +111,7 @@ pub struct RequestContext {
     /// The request as the pre stage passed it on (what stream and tool hooks
     /// see) and the chunks plugins hold back.
     stream: Arc<Mutex<StreamState>>,
-    trace: Arc<Mutex<Vec<HookTrace>>>,
+    trace: Arc<Mutex<Vec<TraceEntry>>>,
     /// The plugins this request runs on, fixed at its first hook call, so a
     /// reload in the middle of a request (or of a stream) never mixes versions.
     plugins: Arc<std::sync::OnceLock<Arc<Snapshot>>>,
@@ -131,6 +131,16 @@ pub struct HookTrace {
     pub action: String,
     /// How long the call took, in microseconds.
     pub micros: u64,
+}
+
+/// A [`HookTrace`] as recorded per call: the plugin's shared name and a
+/// fixed label when the action has one (no allocation per call).
+#[derive(Debug)]
+struct TraceEntry {
+    plugin: Arc<str>,
+    hook: &'static str,
+    action: std::borrow::Cow<'static, str>,
+    micros: u64,
 }
 
 /// The per-request state of stream and tool hooks.
@@ -249,21 +259,28 @@ impl RequestContext {
     }
     /// Every hook call made for this request so far, in order.
     pub fn trace(&self) -> Vec<HookTrace> {
-        self.trace.lock().clone()
+        let trace = self.trace.lock();
+        trace
+            .iter()
+            .map(|t| HookTrace {
+                plugin: t.plugin.to_string(),
+                hook: t.hook,
+                action: t.action.to_string(),
+                micros: t.micros,
+            })
+            .collect()
     }
+    /// Records one hook call that took `took`.
     pub(crate) fn record(
         &self,
         plugin: &LoadedPlugin,
         hook: &'static str,
-        action: impl Into<String>,
-        started: Instant,
+        action: impl Into<std::borrow::Cow<'static, str>>,
+        took: Duration,
     ) {
-        self.trace.lock().push(HookTrace {
-            plugin: plugin.name().to_string(),
-            hook,
-            action: action.into(),
-            micros: started.elapsed().as_micros() as u64,
-        });
+        let entry =
+            TraceEntry { plugin: plugin.name.clone(), hook, action: action.into(), micros: took.as_micros() as u64 };
+        self.trace.lock().push(entry);
     }
 }
 
@@ -400,8 +417,8 @@ impl<'c> Pipeline<'c> {
             let rules = CallRules::new("pre-request", access, plugin.limits.max_output);
             let req = RequestEntry::new(current.clone(), ctx.info.clone(), true);
             let call = invoke::PreRequest { req, rules };
-            let decided = plugin
-                .call_checked(Some(ctx.map()), hook_timeout(plugin, cap), call, move |called| {
+            let (decided, took) = plugin
+                .call_timed(started, Some(ctx.map()), hook_timeout(plugin, cap), call, move |called| {
                     let invoke::Called { answer, entry, mut rules } = called;
                     access::violation(&mut rules).map_err(FailureKind::InvalidOutput)?;
                     let budget = &mut rules.budget;
@@ -421,25 +438,25 @@ impl<'c> Pipeline<'c> {
             match decided {
                 Ok(PreDecision::Continue(edited)) => {
                     let label = if edited.is_some() { "modify" } else { "continue" };
-                    ctx.record(plugin, "pre-request", label, started);
+                    ctx.record(plugin, "pre-request", label, took);
                     if let Some(r) = edited {
                         current = r;
                     }
                     reached.push(plugin.clone())
                 }
                 Ok(PreDecision::ShortCircuit(outcome, label)) => {
-                    ctx.record(plugin, "pre-request", label, started);
+                    ctx.record(plugin, "pre-request", label, took);
                     reached.push(plugin.clone());
                     ctx.set_request(current.clone());
                     return PreStage { request: current, short_circuit: Some(*outcome), failure: None, reached };
                 }
                 Err(f) if self.fails_closed(plugin) => {
-                    ctx.record(plugin, "pre-request", format!("failed-closed: {}", f.kind), started);
+                    ctx.record(plugin, "pre-request", format!("failed-closed: {}", f.kind), took);
                     ctx.set_request(current.clone());
                     return PreStage { request: current, short_circuit: None, failure: Some(f), reached };
                 }
                 Err(f) => {
-                    ctx.record(plugin, "pre-request", format!("failed-open: {}", f.kind), started);
+                    ctx.record(plugin, "pre-request", format!("failed-open: {}", f.kind), took);
                     tracing::warn!(plugin = plugin.name(), "fail-open: {f}")
                 }
             }
@@ -477,8 +494,8 @@ impl<'c> Pipeline<'c> {
                 Err(e) => ResponseEntry::failed(e.clone(), empty_response()),
             };
             let call = invoke::PostResponse { req, resp, rules };
-            let decided = plugin
-                .call_checked(Some(ctx.map()), hook_timeout(plugin, cap), call, move |called| {
+            let (decided, took) = plugin
+                .call_timed(started, Some(ctx.map()), hook_timeout(plugin, cap), call, move |called| {
                     let invoke::Called { answer, entry, mut rules } = called;
                     access::violation(&mut rules).map_err(FailureKind::InvalidOutput)?;
                     let budget = &mut rules.budget;
@@ -500,24 +517,24 @@ impl<'c> Pipeline<'c> {
                 })
                 .await;
             if locked.is_some() {
-                ctx.record(plugin, "post-response", "observed (outcome locked)", started);
+                ctx.record(plugin, "post-response", "observed (outcome locked)", took);
                 continue;
             }
             match decided {
                 Ok((next, label)) => {
-                    ctx.record(plugin, "post-response", label, started);
+                    ctx.record(plugin, "post-response", label, took);
                     if let Some(next) = next {
                         outcome = next;
                     }
                 }
                 Err(f) if self.fails_closed(plugin) => {
-                    ctx.record(plugin, "post-response", format!("failed-closed: {}", f.kind), started);
+                    ctx.record(plugin, "post-response", format!("failed-closed: {}", f.kind), took);
                     outcome = Err(internal(f.to_string()));
                     closed = Some(f);
                     break;
                 }
                 Err(f) => {
-                    ctx.record(plugin, "post-response", format!("failed-open: {}", f.kind), started);
+                    ctx.record(plugin, "post-response", format!("failed-open: {}", f.kind), took);
                     tracing::warn!(plugin = plugin.name(), "fail-open: {f}")
                 }
             }

@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_core::Stream;
 use futures_util::StreamExt;
@@ -100,10 +100,10 @@ enum ChunkDecision {
 
 impl Pipeline<'_> {
     /// Records a failed call of `plugin` and says whether it ends the operation.
-    fn failed(&self, ctx: &RequestContext, plugin: &LoadedPlugin, f: &PluginFailure, started: Instant) -> bool {
+    fn failed(&self, ctx: &RequestContext, plugin: &LoadedPlugin, f: &PluginFailure, took: Duration) -> bool {
         let closed = self.fails_closed(plugin);
         let verdict = if closed { "failed-closed" } else { "failed-open" };
-        ctx.record(plugin, f.hook, format!("{verdict}: {}", f.kind), started);
+        ctx.record(plugin, f.hook, format!("{verdict}: {}", f.kind), took);
         if !closed {
             tracing::warn!(plugin = plugin.name(), "fail-open: {f}");
         }
@@ -148,8 +148,8 @@ impl Pipeline<'_> {
             let chunk = ChunkEntry::new(current.clone(), is_last);
             let shown = current.clone();
             let call = invoke::OnChunk { req, chunk, rules };
-            let decided = plugin
-                .call_checked(Some(ctx.map()), hook_timeout(plugin, cap), call, move |called| {
+            let (decided, took) = plugin
+                .call_timed(started, Some(ctx.map()), hook_timeout(plugin, cap), call, move |called| {
                     let invoke::Called { answer, entry, mut rules } = called;
                     access::violation(&mut rules).map_err(FailureKind::InvalidOutput)?;
                     let budget = &mut rules.budget;
@@ -174,25 +174,25 @@ impl Pipeline<'_> {
                 .await;
             match decided {
                 Ok(ChunkDecision::Continue(edited)) => {
-                    ctx.record(plugin, "on-chunk", if edited.is_some() { "modify" } else { "continue" }, started);
+                    ctx.record(plugin, "on-chunk", if edited.is_some() { "modify" } else { "continue" }, took);
                     if let Some(c) = edited {
                         current = Arc::new(c);
                     }
                 }
                 Ok(ChunkDecision::Drop) => {
-                    ctx.record(plugin, "on-chunk", "drop", started);
+                    ctx.record(plugin, "on-chunk", "drop", took);
                     return Ok(None);
                 }
                 Ok(ChunkDecision::Hold(held)) => {
-                    ctx.record(plugin, "on-chunk", "hold", started);
+                    ctx.record(plugin, "on-chunk", "hold", took);
                     ctx.hold(&plugin.name, held);
                     return Ok(None);
                 }
                 Ok(ChunkDecision::Fail(e)) => {
-                    ctx.record(plugin, "on-chunk", "fail", started);
+                    ctx.record(plugin, "on-chunk", "fail", took);
                     return Err(RequestError::Llm(e));
                 }
-                Err(f) if self.failed(ctx, plugin, &f, started) => return Err(RequestError::Plugin(f)),
+                Err(f) if self.failed(ctx, plugin, &f, took) => return Err(RequestError::Plugin(f)),
                 Err(_) => {}
             }
         }
@@ -232,8 +232,8 @@ impl Pipeline<'_> {
             let req = RequestEntry::new(request.clone(), ctx.info_arc().clone(), false);
             let end = StreamEndEntry { usage: usage.clone(), appended: Vec::new(), before: out.len() };
             let call = invoke::OnStreamEnd { req, end, rules };
-            let decided = plugin
-                .call_checked(Some(ctx.map()), hook_timeout(plugin, cap), call, move |called| {
+            let (decided, took) = plugin
+                .call_timed(started, Some(ctx.map()), hook_timeout(plugin, cap), call, move |called| {
                     let invoke::Called { answer, entry, mut rules } = called;
                     access::violation(&mut rules).map_err(FailureKind::InvalidOutput)?;
                     match answer {
@@ -245,10 +245,10 @@ impl Pipeline<'_> {
             match decided {
                 Ok(chunks) => {
                     let label = if chunks.is_empty() { "continue" } else { "append" };
-                    ctx.record(plugin, "on-stream-end", label, started);
+                    ctx.record(plugin, "on-stream-end", label, took);
                     out.extend(chunks)
                 }
-                Err(f) if self.failed(ctx, plugin, &f, started) => return Err(RequestError::Plugin(f)),
+                Err(f) if self.failed(ctx, plugin, &f, took) => return Err(RequestError::Plugin(f)),
                 Err(_) => {}
             }
         }
@@ -275,8 +275,8 @@ impl Pipeline<'_> {
             let rules = CallRules::new("on-tool-call", access, plugin.limits.max_output);
             let req = RequestEntry::new(request.clone(), ctx.info_arc().clone(), false);
             let invoke = invoke::OnToolCall { req, call: ToolCallEntry::new(current.clone()), rules };
-            let decided = plugin
-                .call_checked(Some(ctx.map()), hook_timeout(plugin, cap), invoke, move |called| {
+            let (decided, took) = plugin
+                .call_timed(started, Some(ctx.map()), hook_timeout(plugin, cap), invoke, move |called| {
                     let invoke::Called { answer, entry, mut rules } = called;
                     access::violation(&mut rules).map_err(FailureKind::InvalidOutput)?;
                     let budget = &mut rules.budget;
@@ -295,20 +295,20 @@ impl Pipeline<'_> {
                 .await;
             match decided {
                 Ok(Ok(edited)) => {
-                    ctx.record(plugin, "on-tool-call", if edited.is_some() { "rewrite" } else { "allow" }, started);
+                    ctx.record(plugin, "on-tool-call", if edited.is_some() { "rewrite" } else { "allow" }, took);
                     if let Some(c) = edited {
                         current = Arc::new(c);
                     }
                 }
                 Ok(Err(Ok(reason))) => {
-                    ctx.record(plugin, "on-tool-call", "deny", started);
+                    ctx.record(plugin, "on-tool-call", "deny", took);
                     return Ok(ToolDecision::Denied { plugin: plugin.name().to_string(), reason });
                 }
                 Ok(Err(Err(result))) => {
-                    ctx.record(plugin, "on-tool-call", "answer", started);
+                    ctx.record(plugin, "on-tool-call", "answer", took);
                     return Ok(ToolDecision::Answered { plugin: plugin.name().to_string(), result });
                 }
-                Err(f) if self.failed(ctx, plugin, &f, started) => return Err(RequestError::Plugin(f)),
+                Err(f) if self.failed(ctx, plugin, &f, took) => return Err(RequestError::Plugin(f)),
                 Err(_) => {}
             }
         }
@@ -354,15 +354,15 @@ fn finish_provider<T>(
 ) -> Result<T, RequestError> {
     match result {
         Ok(Ok(value)) => {
-            ctx.record(provider, "provider", "ok", started);
+            ctx.record(provider, "provider", "ok", started.elapsed());
             Ok(value)
         }
         Ok(Err(e)) => {
-            ctx.record(provider, "provider", "fail", started);
+            ctx.record(provider, "provider", "fail", started.elapsed());
             Err(RequestError::Llm(e))
         }
         Err(f) => {
-            ctx.record(provider, "provider", format!("failed-closed: {}", f.kind), started);
+            ctx.record(provider, "provider", format!("failed-closed: {}", f.kind), started.elapsed());
             Err(RequestError::Plugin(f))
         }
     }

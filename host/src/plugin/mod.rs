@@ -18,6 +18,7 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 use wasmtime::component::InstancePre;
 
+mod deadline;
 mod instance;
 pub(crate) mod invoke;
 mod pool;
@@ -124,6 +125,9 @@ impl PluginStats {
         }
     }
 }
+
+/// The future of one hook call, boxed once (see `LoadedPlugin::call`).
+pub(crate) type HookFuture<'s, R> = Pin<Box<dyn Future<Output = R> + Send + 's>>;
 
 /// A typed hook invocation: what to call on a [`Live`] instance.
 pub(crate) trait Invoke: Send {
@@ -393,7 +397,7 @@ impl LoadedPlugin {
         context: Option<&'s ContextMap>,
         timeout: Duration,
         invoke: I,
-    ) -> Pin<Box<dyn Future<Output = Result<I::Output, PluginFailure>> + Send + 's>> {
+    ) -> HookFuture<'s, Result<I::Output, PluginFailure>> {
         self.call_checked(context, timeout, invoke, Ok)
     }
 
@@ -407,38 +411,132 @@ impl LoadedPlugin {
         timeout: Duration,
         invoke: I,
         check: impl FnOnce(I::Output) -> Result<T, FailureKind> + Send + 's,
-    ) -> Pin<Box<dyn Future<Output = Result<T, PluginFailure>> + Send + 's>> {
-        // Boxed: keeps callers' futures `Send` (and small) whatever `I` is.
-        let span = tracing::debug_span!("plugbox.hook", plugin = %self.name, hook = I::HOOK);
-        let started = Instant::now();
-        let run = async move {
-            self.call_inner(context, timeout, invoke, started)
-                .await
-                .and_then(|out| check(out).map_err(|kind| self.failure(I::HOOK, kind)))
-        };
-        Box::pin(self.judged(I::HOOK, started, run).instrument(span))
+    ) -> HookFuture<'s, Result<T, PluginFailure>> {
+        self.run(Instant::now(), context, timeout, invoke, check, |result, _| result)
     }
 
-    /// Admits a call through the circuit breaker, runs it, and judges it once:
-    /// the breaker's verdict, the stats counters, the debug log.
-    async fn judged<T>(
+    /// Like [`call_checked`](Self::call_checked), for a call whose caller
+    /// already read the clock at `started` (a pipeline that records how long
+    /// each hook took): the answer comes with the call's duration, measured
+    /// once for the plugin's stats and the caller's trace.
+    pub(crate) fn call_timed<'s, I: Invoke + 's, T: Send + 's>(
+        &'s self,
+        started: Instant,
+        context: Option<&'s ContextMap>,
+        timeout: Duration,
+        invoke: I,
+        check: impl FnOnce(I::Output) -> Result<T, FailureKind> + Send + 's,
+    ) -> HookFuture<'s, (Result<T, PluginFailure>, Duration)> {
+        self.run(started, context, timeout, invoke, check, |result, took| (result, took))
+    }
+
+    /// One hook call, start to verdict, as one future boxed once: the
+    /// breaker admits it; a permit and a warm instance are taken without
+    /// waiting when both are free (the slow path, boxed apart, waits for a
+    /// permit and makes an instance within the call's budget); the call runs
+    /// until the epoch deadline traps spinning guest code, and a timer
+    /// ([`deadline::Within`]) is armed only if the call waits in a host
+    /// import; then the after-call checks, the pool, and one verdict for the
+    /// breaker and the stats. The clock is read at `started` and once at the
+    /// end (plus once when the instance is parked). The `plugbox.hook`
+    /// tracing span is made only when a subscriber wants it.
+    fn run<'s, I: Invoke + 's, T: Send + 's, R: 's>(
+        &'s self,
+        started: Instant,
+        context: Option<&'s ContextMap>,
+        timeout: Duration,
+        invoke: I,
+        check: impl FnOnce(I::Output) -> Result<T, FailureKind> + Send + 's,
+        finish: impl FnOnce(Result<T, PluginFailure>, Duration) -> R + Send + 's,
+    ) -> HookFuture<'s, R> {
+        let run = async move {
+            let ticket = match self.breaker.admit() {
+                Ok(ticket) => ticket,
+                Err(left) => {
+                    return finish(Err(self.failure(I::HOOK, FailureKind::Quarantined(left))), started.elapsed());
+                }
+            };
+            self.stats.calls.fetch_add(1, Ordering::Relaxed);
+            let result: Result<I::Output, PluginFailure> = 'call: {
+                let _call = self.pool.call_started();
+                let permit = self.permits.try_acquire().ok();
+                let idle = if permit.is_some() { self.pool.take() } else { None };
+                let (_permit, mut live, remaining) = match (permit, idle) {
+                    (Some(permit), Some(live)) => (permit, live, timeout),
+                    (permit, _) => match Box::pin(self.checkout(I::HOOK, timeout, started, permit)).await {
+                        Ok((permit, live)) => {
+                            let remaining = timeout.saturating_sub(started.elapsed());
+                            if remaining.is_zero() {
+                                self.park(live);
+                                break 'call Err(self.failure(I::HOOK, FailureKind::Timeout(timeout)));
+                            }
+                            (permit, live, remaining)
+                        }
+                        Err(f) => break 'call Err(f),
+                    },
+                };
+                live.store.data_mut().context = context.cloned();
+                self.factory.arm(&mut live.store, remaining);
+                let outcome = {
+                    let mut call = std::pin::pin!(invoke.invoke(&mut live));
+                    deadline::Within::new(call.as_mut(), started + timeout + EPOCH_TICK * 2).await
+                };
+                live.store.data_mut().context = None;
+                let after = self.after_call(&mut live).await;
+                let discard = || self.stats.instances_discarded.fetch_add(1, Ordering::Relaxed);
+                match (outcome, after) {
+                    (Some(Ok(value)), AfterCall::Park) => {
+                        self.park(live);
+                        Ok(value)
+                    }
+                    (Some(Ok(value)), AfterCall::Discard) => {
+                        discard();
+                        Ok(value)
+                    }
+                    (Some(Ok(_)), AfterCall::Fail(why)) => {
+                        discard();
+                        Err(self.failure(I::HOOK, FailureKind::ResourceLimit(why)))
+                    }
+                    (Some(Err(e)), _) => {
+                        discard();
+                        let kind = instance::classify(&e, live.store.data(), self.limits.memory, timeout);
+                        Err(self.failure(I::HOOK, kind))
+                    }
+                    (None, _) => {
+                        discard();
+                        Err(self.failure(I::HOOK, FailureKind::Timeout(timeout)))
+                    }
+                }
+            };
+            let result = result.and_then(|out| check(out).map_err(|kind| self.failure(I::HOOK, kind)));
+            let took = self.judge(ticket, I::HOOK, started, &result);
+            finish(result, took)
+        };
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let span = tracing::debug_span!("plugbox.hook", plugin = %self.name, hook = I::HOOK);
+            Box::pin(run.instrument(span))
+        } else {
+            Box::pin(run)
+        }
+    }
+
+    /// The verdict on one admitted call: the breaker's, the stats counters,
+    /// the debug log. Returns the call's duration (the one clock read after
+    /// the call).
+    fn judge<T>(
         &self,
+        ticket: crate::breaker::Ticket<'_>,
         hook: &'static str,
         started: Instant,
-        run: impl Future<Output = Result<T, PluginFailure>>,
-    ) -> Result<T, PluginFailure> {
-        let ticket = match self.breaker.admit() {
-            Ok(ticket) => ticket,
-            Err(left) => return Err(self.failure(hook, FailureKind::Quarantined(left))),
-        };
-        self.stats.calls.fetch_add(1, Ordering::Relaxed);
-        let result = run.await;
-        match &result {
+        result: &Result<T, PluginFailure>,
+    ) -> Duration {
+        match result {
             Ok(_) => ticket.succeeded(),
             Err(f) => self.record_failure(ticket, f),
         }
-        self.stats.busy_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        if let Err(f) = &result {
+        let took = started.elapsed();
+        self.stats.busy_nanos.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+        if let Err(f) = result {
             let counter = match f.kind {
                 FailureKind::Timeout(_) => &self.stats.timeouts,
                 FailureKind::Trap(_)
@@ -450,20 +548,27 @@ impl LoadedPlugin {
             counter.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(plugin = %self.name, hook, "{}", f.kind);
         }
-        result
+        took
     }
 
     /// A permit and an instance (pooled, or made within what is left of
-    /// `timeout` since `started`) for one call or one session.
-    async fn checkout(
-        &self,
+    /// `timeout` since `started`) for one call or one session: the path a
+    /// call takes when it could not get both at once. `permit` is the one
+    /// the caller already got, if any; otherwise it waits for one at most
+    /// `timeout`.
+    async fn checkout<'p>(
+        &'p self,
         hook: &'static str,
         timeout: Duration,
         started: Instant,
-    ) -> Result<(tokio::sync::SemaphorePermit<'_>, Live), PluginFailure> {
-        let permit = match tokio::time::timeout(timeout, self.permits.acquire()).await {
-            Ok(Ok(p)) => p,
-            _ => return Err(self.failure(hook, FailureKind::Busy(self.limits.instances))),
+        permit: Option<tokio::sync::SemaphorePermit<'p>>,
+    ) -> Result<(tokio::sync::SemaphorePermit<'p>, Live), PluginFailure> {
+        let permit = match permit {
+            Some(p) => p,
+            None => match tokio::time::timeout(timeout, self.permits.acquire()).await {
+                Ok(Ok(p)) => p,
+                _ => return Err(self.failure(hook, FailureKind::Busy(self.limits.instances))),
+            },
         };
         if let Some(live) = self.pool.take() {
             return Ok((permit, live));
@@ -490,51 +595,6 @@ impl LoadedPlugin {
         }
     }
 
-    async fn call_inner<I: Invoke>(
-        &self,
-        context: Option<&ContextMap>,
-        timeout: Duration,
-        invoke: I,
-        started: Instant,
-    ) -> Result<I::Output, PluginFailure> {
-        let _call = self.pool.call_started();
-        let (_permit, mut live) = self.checkout(I::HOOK, timeout, started).await?;
-        let remaining = timeout.saturating_sub(started.elapsed());
-        if remaining.is_zero() {
-            self.park(live);
-            return Err(self.failure(I::HOOK, FailureKind::Timeout(timeout)));
-        }
-        live.store.data_mut().context = context.cloned();
-        self.factory.arm(&mut live.store, remaining);
-        // The epoch deadline stops wasm code; the outer timeout also covers time
-        // spent awaiting in host imports.
-        let outcome = tokio::time::timeout(remaining + EPOCH_TICK * 2, invoke.invoke(&mut live)).await;
-        live.store.data_mut().context = None;
-        let after = self.after_call(&mut live).await;
-        match (outcome, after) {
-            (Ok(Ok(value)), AfterCall::Park) => {
-                self.park(live);
-                Ok(value)
-            }
-            (Ok(Ok(value)), AfterCall::Discard) => {
-                self.stats.instances_discarded.fetch_add(1, Ordering::Relaxed);
-                Ok(value)
-            }
-            (Ok(Ok(_)), AfterCall::Fail(why)) => {
-                self.stats.instances_discarded.fetch_add(1, Ordering::Relaxed);
-                Err(self.failure(I::HOOK, FailureKind::ResourceLimit(why)))
-            }
-            (Ok(Err(e)), _) => {
-                self.stats.instances_discarded.fetch_add(1, Ordering::Relaxed);
-                Err(self.failure(I::HOOK, instance::classify(&e, live.store.data(), self.limits.memory, timeout)))
-            }
-            (Err(_), _) => {
-                self.stats.instances_discarded.fetch_add(1, Ordering::Relaxed);
-                Err(self.failure(I::HOOK, FailureKind::Timeout(timeout)))
-            }
-        }
-    }
-
     /// Checks an instance out of the pool for a [`Session`] of several calls
     /// (a provider stream, whose guest resource lives in that instance). The
     /// instance stays with the session until it is closed or dropped;
@@ -548,7 +608,7 @@ impl LoadedPlugin {
     ) -> Result<Session, PluginFailure> {
         let started = Instant::now();
         let call = self.pool.call_started();
-        let (_permit, live) = self.checkout(hook, timeout, started).await?;
+        let (_permit, live) = self.checkout(hook, timeout, started, None).await?;
         Ok(Session { plugin: self.clone(), live: Some(live), _call: call })
     }
 
@@ -627,34 +687,46 @@ impl Session {
         timeout: Duration,
         invoke: I,
         check: impl FnOnce(I::Output) -> Result<T, FailureKind> + Send + 's,
-    ) -> Pin<Box<dyn Future<Output = Result<T, PluginFailure>> + Send + 's>> {
-        let plugin = self.plugin.clone();
+    ) -> HookFuture<'s, Result<T, PluginFailure>> {
+        let plugin = &self.plugin;
         let started = Instant::now();
         let live = &mut self.live;
         Box::pin(async move {
-            let run = async {
-                let _permit = match tokio::time::timeout(timeout, plugin.permits.acquire()).await {
-                    Ok(Ok(p)) => p,
-                    _ => return Err(plugin.failure(I::HOOK, FailureKind::Busy(plugin.limits.instances))),
+            let ticket = match plugin.breaker.admit() {
+                Ok(ticket) => ticket,
+                Err(left) => return Err(plugin.failure(I::HOOK, FailureKind::Quarantined(left))),
+            };
+            plugin.stats.calls.fetch_add(1, Ordering::Relaxed);
+            let result = 'call: {
+                let _permit = match plugin.permits.try_acquire() {
+                    Ok(p) => p,
+                    Err(_) => match tokio::time::timeout(timeout, plugin.permits.acquire()).await {
+                        Ok(Ok(p)) => p,
+                        _ => break 'call Err(plugin.failure(I::HOOK, FailureKind::Busy(plugin.limits.instances))),
+                    },
                 };
                 let Some(l) = live.as_mut() else {
                     let why = "the instance of this stream failed in an earlier call".to_string();
-                    return Err(plugin.failure(I::HOOK, FailureKind::Error(why)));
+                    break 'call Err(plugin.failure(I::HOOK, FailureKind::Error(why)));
                 };
                 l.store.data_mut().context = context.cloned();
                 plugin.factory.arm(&mut l.store, timeout);
-                let outcome = tokio::time::timeout(timeout + EPOCH_TICK * 2, invoke.invoke(l)).await;
+                let outcome = {
+                    let mut call = std::pin::pin!(invoke.invoke(l));
+                    deadline::Within::new(call.as_mut(), started + timeout + EPOCH_TICK * 2).await
+                };
                 l.store.data_mut().context = None;
                 let kind = match outcome {
-                    Ok(Ok(value)) => return check(value).map_err(|kind| plugin.failure(I::HOOK, kind)),
-                    Ok(Err(e)) => instance::classify(&e, l.store.data(), plugin.limits.memory, timeout),
-                    Err(_) => FailureKind::Timeout(timeout),
+                    Some(Ok(value)) => break 'call check(value).map_err(|kind| plugin.failure(I::HOOK, kind)),
+                    Some(Err(e)) => instance::classify(&e, l.store.data(), plugin.limits.memory, timeout),
+                    None => FailureKind::Timeout(timeout),
                 };
                 *live = None;
                 plugin.stats.instances_discarded.fetch_add(1, Ordering::Relaxed);
                 Err(plugin.failure(I::HOOK, kind))
             };
-            plugin.judged(I::HOOK, started, run).await
+            plugin.judge(ticket, I::HOOK, started, &result);
+            result
         })
     }
 
