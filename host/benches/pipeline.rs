@@ -6,7 +6,12 @@
 //!   wasmtime, on an engine set up like the host's: what crossing into wasm
 //!   and back costs, with no host machinery around it.
 //! - `hook/noop-1KB`: one pre-request hook that reads nothing
-//!   (`bare-request-hooks`), through the host, 1 KB request.
+//!   (`bare-request-hooks`), through the host, 1 KB request, including what
+//!   the embedder spends per request (a fresh `RequestContext`, a copy of
+//!   the request to hand over).
+//! - `hook/noop-call`: the same hook call with the context and the request
+//!   copy made (and dropped) outside the timed part: what the host adds per
+//!   hook call on top of the bare floor.
 //! - `pipeline/wasm-4-plugins`: 4 plugins (pre + post), 1 KB request, pooled
 //!   instances; each pre hook reads the last user message's text and writes
 //!   it and its tag to the request context, each post hook appends its tag.
@@ -308,6 +313,17 @@ fn benches(c: &mut Criterion) {
             let ctx = RequestContext::new("bench");
             one.pre_request(&ctx, req_1k.clone()).await
         })
+    });
+    g.bench_function("noop-call", |b| {
+        let one = &one;
+        b.to_async(&rt).iter_batched(
+            || (RequestContext::new("bench"), req_1k.clone()),
+            |(ctx, req)| async move {
+                let stage = one.pre_request(&ctx, req).await;
+                (ctx, stage)
+            },
+            criterion::BatchSize::SmallInput,
+        )
     });
     g.finish();
 
