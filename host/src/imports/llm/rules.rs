@@ -95,11 +95,12 @@ impl CallRules {
 }
 
 /// Host data a hook may edit, copy-on-write: the shared `base` until the
-/// first edit, then an edited copy.
+/// first edit, then an edited copy. The copy is boxed so that an entry stays
+/// small: entries are moved into and out of the store's table on every call.
 #[derive(Debug)]
 pub(crate) struct Draft<T: Clone> {
     base: Arc<T>,
-    edited: Option<T>,
+    edited: Option<Box<T>>,
 }
 
 impl<T: Clone> Draft<T> {
@@ -108,12 +109,12 @@ impl<T: Clone> Draft<T> {
     }
     /// The data as it stands (edited or not).
     pub(crate) fn get(&self) -> &T {
-        self.edited.as_ref().unwrap_or(&self.base)
+        self.edited.as_deref().unwrap_or(&self.base)
     }
     /// The data to edit: the copy, made on the first call.
     pub(crate) fn edit(&mut self) -> &mut T {
         let base = &self.base;
-        self.edited.get_or_insert_with(|| T::clone(base))
+        self.edited.get_or_insert_with(|| Box::new(T::clone(base)))
     }
     /// Whether an edit was made.
     pub(crate) fn is_edited(&self) -> bool {
@@ -121,6 +122,6 @@ impl<T: Clone> Draft<T> {
     }
     /// The edited copy, if an edit was made.
     pub(crate) fn into_edited(self) -> Option<T> {
-        self.edited
+        self.edited.map(|b| *b)
     }
 }
