@@ -22,6 +22,7 @@ mod reload;
 mod resources;
 mod sandbox;
 mod streaming;
+mod tools;
 mod variants;
 mod workers;
 

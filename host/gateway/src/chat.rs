@@ -1,0 +1,1 @@
+//! OWNED BY THE SERVER WORK (to be written).

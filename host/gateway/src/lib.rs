@@ -1,0 +1,34 @@
+//! # plugbox-gateway
+//!
+//! An OpenAI-compatible LLM gateway in front of providers, where every
+//! request, stream and tool call passes through plugbox's sandboxed plugins.
+//! The `plugbox serve` command runs it; an embedder builds a [`Gateway`] over
+//! its own [`plugbox_host::Host`] and serves [`Gateway::router`] itself.
+//!
+//! Rooms:
+//!
+//! * [`config`]: the gateway config file (YAML): listen address, providers,
+//!   model routes, client API keys, limits; validated, hot-reloaded;
+//! * [`upstream`]: OpenAI-compatible upstreams over HTTP (timeouts, retries,
+//!   pooled connections, streams relayed as they arrive);
+//! * [`routes`]: model alias → ordered providers, weights, fallback;
+//! * the server (state, handlers, errors, auth, limits, the tool-call loop,
+//!   lifecycle): [`Gateway`].
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod routes;
+pub mod upstream;
+
+mod auth;
+mod chat;
+mod embeddings;
+mod error;
+mod models;
+mod server;
+mod state;
+mod tools;
+
+pub use error::ApiError;
+pub use server::{Gateway, GatewayBuilder, ShutdownHandle};
