@@ -113,8 +113,10 @@ impl Default for InstancePooling {
 pub const DEFAULT_POOLED_INSTANCES: u32 = 1000;
 
 /// Core instances (modules) of one component: a Rust guest has its main
-/// module plus the adapter and shim modules `wit-component` adds.
-const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
+/// module plus the adapter and shim modules `wit-component` adds (up to 8);
+/// a componentize-py guest links libc, libpython and its extension modules
+/// as separate core instances (14 with componentize-py 0.25).
+const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
 
 /// Elements of a pooled table slot: the instance limiter's cap on table
 /// growth (`imports::limiter::MAX_TABLE_ELEMENTS`), so the limiter, not the
