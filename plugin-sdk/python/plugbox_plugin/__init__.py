@@ -34,9 +34,10 @@ How it maps to the WIT (the same shape as the Rust SDK, ``plugbox-sdk``):
   :class:`Deny`, :class:`Answer`); ``None`` means continue / allow.
   Raising :class:`LlmError` from a request or stream hook is the same as
   returning ``Fail(error)``: a deliberate refusal.
-* Any other exception is a plugin failure: the hook returns the WIT
-  ``err`` with ``"<ExceptionType>: <message>"`` and the host applies the
-  manifest's ``on-error`` policy. A refused read or edit raises
+* Any other exception is a plugin failure and the host applies the
+  manifest's ``on-error`` policy: :class:`PluginError` (and the
+  :class:`Config` getters' errors) become the WIT ``err`` with their message
+  alone, anything else with ``"<ExceptionType>: <message>"``. A refused read or edit raises
   :class:`AccessError` (its text names the JSON path and the permission).
 * Instances are pooled: the host may create several (each runs
   ``__init__``) and drop any of them; shared state belongs in :mod:`kv`
@@ -74,7 +75,7 @@ Health = _types.Health
 LogLevel = _types.LogLevel
 
 __all__ = [
-    "AccessError", "Allow", "Answer", "Chunk", "Config", "Continue", "Deny", "DeviceKind", "DeviceReport", "Drop",
+    "AccessError", "PluginError", "Allow", "Answer", "Chunk", "Config", "Continue", "Deny", "DeviceKind", "DeviceReport", "Drop",
     "ErrorKind", "Fail", "Health", "Hold", "KvError", "LlmError", "LogLevel", "Plugin", "Request", "Respond",
     "Response", "Role", "StreamEnd", "ToolCall", "ToolCallFragment", "ToolCallRef", "Usage", "context_get",
     "context_remove", "context_set", "devices", "export", "healthy", "kv_compare_and_swap", "kv_delete", "kv_get",
@@ -123,6 +124,11 @@ def _call(method, *args):
         return method(*args)
     except _Err as e:
         raise _access_error(e.value) from None
+
+
+class PluginError(Exception):
+    """A failure with a message for the operator (a bad config, unreadable
+    data): the hook's ``err`` (or the refused load) carries the message alone."""
 
 
 class LlmError(Exception):
@@ -249,7 +255,7 @@ def unhealthy(message: str) -> Health:
 class Config:
     """The effective configuration: the manifest's defaults merged with the
     operator's values. Typed getters return ``None`` for an absent (or null)
-    key and raise ``ValueError`` for a value of the wrong type."""
+    key and raise :class:`PluginError` for a value of the wrong type."""
 
     def __init__(self, values: Dict[str, Any]):
         self.values = values
@@ -258,7 +264,7 @@ class Config:
     def from_json(cls, text: str) -> "Config":
         values = _json.loads(text) if text.strip() else {}
         if not isinstance(values, dict):
-            raise ValueError("the config is not a JSON object")
+            raise PluginError("the config is not a JSON object")
         return cls(values)
 
     def get(self, key: str) -> Any:
@@ -269,7 +275,7 @@ class Config:
         if v is None:
             return None
         if not ok(v):
-            raise ValueError(f"config `{key}` must be {what}, got `{_json.dumps(v)}`")
+            raise PluginError(f"config `{key}` must be {what}, got `{_json.dumps(v)}`")
         return v
 
     def get_str(self, key: str) -> Optional[str]:
@@ -291,7 +297,7 @@ class Config:
     def require_str(self, key: str) -> str:
         v = self.get_str(key)
         if v is None:
-            raise ValueError(f"config `{key}` is required")
+            raise PluginError(f"config `{key}` is required")
         return v
 
 
@@ -652,7 +658,7 @@ class Plugin:
 
     def validate_request(self, path: str, model_alias: str) -> None:
         """Raise (any exception) with the reason when the request does not fit the mode."""
-        raise ValueError(f"this plugin does not validate requests (`{path}`)")
+        raise PluginError(f"this plugin does not validate requests (`{path}`)")
 
     def health_check(self, model_alias: str, base_url: str, elapsed_ms: int, timeout_ms: int) -> Health:
         return unhealthy("this plugin does not implement health checks")
@@ -674,7 +680,7 @@ def export(cls: type) -> type:
 def _describe(e: BaseException) -> str:
     text = str(e)
     name = type(e).__name__
-    if isinstance(e, (AccessError, KvError)):
+    if isinstance(e, (AccessError, KvError, PluginError)):
         return text
     return f"{name}: {text}" if text else name
 
