@@ -17,7 +17,7 @@ use crate::devices::{example_manifest, example_wasm, load};
 use crate::*;
 
 #[derive(Clone, Copy, Debug)]
-enum Behaviour {
+pub(crate) enum Behaviour {
     Healthy,
     Status(u16),
     /// Accepts the connection and never answers.
@@ -26,13 +26,13 @@ enum Behaviour {
 
 /// A loopback stand-in for a model server (OpenAI-style `/v1/models` and
 /// `/v1/embeddings`). Records `METHOD PATH BODY` of each request.
-struct ModelServer {
+pub(crate) struct ModelServer {
     port: u16,
     hits: Arc<Mutex<Vec<String>>>,
 }
 
 impl ModelServer {
-    fn start(behaviour: Behaviour) -> ModelServer {
+    pub(crate) fn start(behaviour: Behaviour) -> ModelServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let hits = Arc::new(Mutex::new(Vec::new()));
@@ -45,10 +45,10 @@ impl ModelServer {
         });
         ModelServer { port, hits }
     }
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
-    fn hits(&self) -> Vec<String> {
+    pub(crate) fn hits(&self) -> Vec<String> {
         self.hits.lock().clone()
     }
 }

@@ -18,6 +18,7 @@ mod loader;
 mod manifest;
 mod output;
 mod pipeline;
+mod python;
 mod reload;
 mod resources;
 mod sandbox;

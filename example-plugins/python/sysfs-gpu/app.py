@@ -37,7 +37,8 @@ class Bad:
 
 
 def _reason(e: OSError) -> str:
-    return e.strerror or str(e)
+    """The error as Rust's `std::io::Error` shows it (both read wasi-libc's `strerror`)."""
+    return f"{e.strerror} (os error {e.errno})" if e.errno is not None else str(e)
 
 
 def read_num(path: str) -> Union[int, Missing, Bad]:

@@ -84,6 +84,9 @@ enum Command {
         /// Path to plugbox's plugin-sdk crate (default: the one this binary was built from).
         #[arg(long)]
         sdk_path: Option<PathBuf>,
+        /// The plugin's language: `rust` (a crate), `python` (componentize-py) or `js` (jco).
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: scaffold::Lang,
     },
     /// Embed a manifest into a component, so the .wasm alone is a plugin.
     Pack {
@@ -222,7 +225,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::New { name, dir, sdk_path } => scaffold::new_plugin(name, dir, sdk_path.as_deref()),
+        Command::New { name, dir, sdk_path, lang } => scaffold::new_plugin(name, dir, sdk_path.as_deref(), *lang),
         Command::Pack { manifest, component, output } => scaffold::pack(manifest, component, output.as_deref()),
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&plugbox_host::manifest::json_schema())?);

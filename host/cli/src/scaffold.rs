@@ -16,16 +16,59 @@ const TEMPLATE: &[(&str, &str)] = &[
     (".gitignore", include_str!("template/gitignore.tmpl")),
 ];
 
+/// The files of a new Python plugin: (path in the project, contents). The
+/// SDK package and the WIT are copied in, so the project builds on its own.
+const PYTHON_TEMPLATE: &[(&str, &str)] = &[
+    ("app.py", include_str!("template-python/app.py.tmpl")),
+    ("plugin.yaml", include_str!("template-python/plugin.yaml.tmpl")),
+    (".gitignore", include_str!("template-python/gitignore.tmpl")),
+    ("plugbox_plugin/__init__.py", include_str!("../../../plugin-sdk/python/plugbox_plugin/__init__.py")),
+    ("plugbox_plugin/exports.py", include_str!("../../../plugin-sdk/python/plugbox_plugin/exports.py")),
+    ("plugbox_plugin/http.py", include_str!("../../../plugin-sdk/python/plugbox_plugin/http.py")),
+    ("wit/plugbox/types.wit", include_str!("../../../wit/types.wit")),
+    ("wit/plugbox/hooks.wit", include_str!("../../../wit/hooks.wit")),
+    ("wit/plugbox/host.wit", include_str!("../../../wit/host.wit")),
+    ("wit/plugbox/worlds.wit", include_str!("../../../wit/worlds.wit")),
+    ("wit/python/python.wit", include_str!("../../../plugin-sdk/python/wit/python.wit")),
+    ("wit/python/deps/cli.wit", include_str!("../../../plugin-sdk/python/wit/deps/cli.wit")),
+    ("wit/python/deps/clocks.wit", include_str!("../../../plugin-sdk/python/wit/deps/clocks.wit")),
+    ("wit/python/deps/filesystem.wit", include_str!("../../../plugin-sdk/python/wit/deps/filesystem.wit")),
+    ("wit/python/deps/http.wit", include_str!("../../../plugin-sdk/python/wit/deps/http.wit")),
+    ("wit/python/deps/io.wit", include_str!("../../../plugin-sdk/python/wit/deps/io.wit")),
+    ("wit/python/deps/random.wit", include_str!("../../../plugin-sdk/python/wit/deps/random.wit")),
+    ("wit/python/deps/sockets.wit", include_str!("../../../plugin-sdk/python/wit/deps/sockets.wit")),
+];
+
+/// The one command that builds a scaffolded Python plugin (run in its directory).
+pub const PYTHON_BUILD: &str = "componentize-py -d wit/plugbox -d wit/python -w plugbox:python/plugin \
+--import-interface-name plugbox:plugin/types@0.2.0=types componentize app -o plugin.wasm";
+
+/// The language of a new plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// A Rust crate using plugbox-sdk, built with cargo.
+    Rust,
+    /// A Python module using plugbox_plugin, built with componentize-py.
+    Python,
+    /// A JavaScript module, built with jco componentize.
+    Js,
+}
+
 /// The plugin-sdk this binary was built from.
 const DEFAULT_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../plugin-sdk");
 
-pub fn new_plugin(name: &str, parent: &Path, sdk_path: Option<&Path>) -> Result<ExitCode> {
+pub fn new_plugin(name: &str, parent: &Path, sdk_path: Option<&Path>, lang: Lang) -> Result<ExitCode> {
     // The same rule as the manifest's `name`, checked by the manifest parser itself.
     Manifest::from_str(&format!("name: {name}\nversion: 0.1.0\nhooks: [pre-request]\n"), Path::new("<name>"))
         .with_context(|| format!("`{name}` is not a valid plugin name"))?;
     let dir = parent.join(name);
     if dir.exists() {
         bail!("`{}` already exists", dir.display());
+    }
+    match lang {
+        Lang::Rust => {}
+        Lang::Python => return new_python_plugin(name, &dir),
+        Lang::Js => bail!("`--lang js` is not available in this build"),
     }
     let sdk: PathBuf = match sdk_path {
         Some(p) => p.to_path_buf(),
@@ -47,6 +90,23 @@ pub fn new_plugin(name: &str, parent: &Path, sdk_path: Option<&Path>) -> Result<
     println!("next:");
     println!("  cd {} && cargo build --release", dir.display());
     println!("  plugbox check target/wasm32-wasip2/release/{crate_name}.wasm");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `plugbox new NAME --lang python`: app.py, plugin.yaml, and copies of the
+/// SDK package and the WIT, so that one command builds it.
+fn new_python_plugin(name: &str, dir: &Path) -> Result<ExitCode> {
+    for (path, text) in PYTHON_TEMPLATE {
+        let text = text.replace("{{name}}", name);
+        let target = dir.join(path);
+        std::fs::create_dir_all(target.parent().expect("template paths have a parent"))?;
+        std::fs::write(&target, text).with_context(|| format!("writing `{}`", target.display()))?;
+    }
+    println!("created Python plugin `{name}` in {}", dir.display());
+    println!("next (with componentize-py 0.25: `pip install componentize-py==0.25.1`):");
+    println!("  cd {}", dir.display());
+    println!("  {PYTHON_BUILD}");
+    println!("  plugbox check .");
     Ok(ExitCode::SUCCESS)
 }
 
