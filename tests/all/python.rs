@@ -403,3 +403,64 @@ async fn python_and_rust_plugins_run_in_one_pipeline() {
     let decision = host.on_tool_call(&ctx, ToolCall::function("c1", "f", "{}")).await.unwrap();
     assert!(matches!(decision, plugbox_host::ToolDecision::Run(_)), "{decision:?}");
 }
+
+/// Runs the `plugbox` binary.
+fn plugbox(args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plugbox"))
+        .args(args)
+        .env("PLUGBOX_CACHE_DIR", crate::cache_dir())
+        .env_remove("PLUGBOX_POLICY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run plugbox");
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn plugbox_new_python_builds_with_the_printed_command_and_checks_and_calls() {
+    let parent = tempfile::tempdir().unwrap();
+    let o = plugbox(&["new", "long-guard", "--lang", "python", "--dir", &parent.path().display().to_string()], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let printed = String::from_utf8_lossy(&o.stdout).to_string();
+    let dir = parent.path().join("long-guard");
+    // The build command `plugbox new` prints, run as printed (with the pinned componentize-py).
+    let command = printed.lines().map(str::trim).find(|l| l.starts_with("componentize-py ")).expect(&printed);
+    let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+    let build = Command::new(tools::tools().componentize_py()).args(&args).current_dir(&dir).output().unwrap();
+    assert!(build.status.success(), "`{command}` failed:\n{}", String::from_utf8_lossy(&build.stderr));
+    assert!(dir.join("plugin.wasm").exists());
+
+    let d = dir.display().to_string();
+    let check = plugbox(&["check", &d], None);
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(report.contains("long-guard 0.1.0") && report.contains("pre-request"), "{report}");
+    assert!(report.contains("memory 64 MiB"), "{report}");
+
+    // `plugbox call` with the sample input, then with a prompt over the limit.
+    let sample = plugbox(&["call", &d, "pre-request", "--sample"], None);
+    assert!(sample.status.success(), "{}", String::from_utf8_lossy(&sample.stderr));
+    let sample = String::from_utf8_lossy(&sample.stdout).to_string();
+    let o = plugbox(&["call", &d, "pre-request"], Some(&sample));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["result"]["Ok"], "Continue", "{v}");
+    assert_eq!(v["context"]["long-guard.prompt_chars"], "26", "{v}");
+    let o = plugbox(&["call", &d, "pre-request", "--config", r#"{"max_chars": 10}"#], Some(&sample));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let fail = v["result"]["Ok"]["Fail"].to_string();
+    assert!(fail.contains("the prompt is too long: 26 characters, at most 10 allowed"), "{v}");
+
+    // A bad config refuses the load with the plugin's own message.
+    let o = plugbox(&["call", &d, "pre-request", "--config", r#"{"max_chars": 0}"#], Some(&sample));
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("config `max_chars` must be positive, got `0`"), "{o:?}");
+}
