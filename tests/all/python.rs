@@ -464,3 +464,38 @@ fn plugbox_new_python_builds_with_the_printed_command_and_checks_and_calls() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("config `max_chars` must be positive, got `0`"), "{o:?}");
 }
+
+#[tokio::test]
+async fn python_plugins_hot_reload_and_a_broken_upgrade_keeps_the_old_version() {
+    let (py_wasm, py_manifest) = py_example("pii-redact");
+    let manifest = py_manifest.replace("timeout: 200ms", "timeout: 2s");
+    let dir = PluginDir::new();
+    let d = dir.add("pii-redact", &py_wasm, &manifest);
+    let host = builder().build().unwrap();
+    assert!(host.load_dir(dir.path()).await.unwrap().failed.is_empty());
+    let masked = |host: Host| async move {
+        let resp = host.run_request(&RequestContext::new("m"), request("mail bob@example.com"), capture).await.unwrap();
+        text(&resp)
+    };
+    assert!(masked(host.clone()).await.contains("mail [EMAIL]"));
+
+    // A new version with another mask: reloaded, and the new instances use it.
+    let v2 = manifest.replace("version: 0.1.0", "version: 0.2.0").replace("default: \"[EMAIL]\"", "default: \"<mail>\"");
+    std::fs::write(d.join("plugin.yaml"), &v2).unwrap();
+    let report = host.reload_dir(dir.path()).await.unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert!(matches!(report.changes[0].1, plugbox_host::ReloadOutcome::Reloaded { .. }), "{:?}", report.changes);
+    assert!(masked(host.clone()).await.contains("mail <mail>"));
+
+    // An upgrade whose Python init raises is refused; 0.2.0 keeps serving.
+    let (sysfs_wasm, _) = py_example("sysfs-gpu");
+    std::fs::copy(&sysfs_wasm, d.join("plugin.wasm")).unwrap();
+    let v3 = v2.replace("version: 0.2.0", "version: 0.3.0")
+        + "  root:\n    type: string\n    default: relative/path\n    description: a bad root\n";
+    std::fs::write(d.join("plugin.yaml"), v3).unwrap();
+    let report = host.reload_dir(dir.path()).await.unwrap();
+    let failed = report.failed.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("\n");
+    assert!(failed.contains("config `root` must be an absolute guest path, got `relative/path`"), "{failed}");
+    assert_eq!(host.plugin("pii-redact").unwrap().manifest().version.to_string(), "0.2.0");
+    assert!(masked(host.clone()).await.contains("mail <mail>"));
+}
