@@ -13,6 +13,7 @@ mod escalation;
 mod examples;
 mod hostile;
 mod interfaces;
+mod js;
 mod limits;
 mod loader;
 mod manifest;

@@ -43,32 +43,16 @@ const PYTHON_TEMPLATE: &[(&str, &str)] = &[
 pub const PYTHON_BUILD: &str = "componentize-py -d wit/plugbox -d wit/python -w plugbox:python/plugin \
 --import-interface-name plugbox:plugin/types@0.2.0=types componentize app -o plugin.wasm";
 
-/// The language of a new plugin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Lang {
-    /// A Rust crate using plugbox-sdk, built with cargo.
-    Rust,
-    /// A Python module using plugbox_plugin, built with componentize-py.
-    Python,
-    /// A JavaScript module, built with jco componentize.
-    Js,
-}
-
 /// The plugin-sdk this binary was built from.
 const DEFAULT_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../plugin-sdk");
 
-pub fn new_plugin(name: &str, parent: &Path, sdk_path: Option<&Path>, lang: Lang) -> Result<ExitCode> {
+pub fn new_plugin(name: &str, parent: &Path, sdk_path: Option<&Path>) -> Result<ExitCode> {
     // The same rule as the manifest's `name`, checked by the manifest parser itself.
     Manifest::from_str(&format!("name: {name}\nversion: 0.1.0\nhooks: [pre-request]\n"), Path::new("<name>"))
         .with_context(|| format!("`{name}` is not a valid plugin name"))?;
     let dir = parent.join(name);
     if dir.exists() {
         bail!("`{}` already exists", dir.display());
-    }
-    match lang {
-        Lang::Rust => {}
-        Lang::Python => return new_python_plugin(name, &dir),
-        Lang::Js => bail!("`--lang js` is not available in this build"),
     }
     let sdk: PathBuf = match sdk_path {
         Some(p) => p.to_path_buf(),
@@ -95,7 +79,13 @@ pub fn new_plugin(name: &str, parent: &Path, sdk_path: Option<&Path>, lang: Lang
 
 /// `plugbox new NAME --lang python`: app.py, plugin.yaml, and copies of the
 /// SDK package and the WIT, so that one command builds it.
-fn new_python_plugin(name: &str, dir: &Path) -> Result<ExitCode> {
+pub fn new_python_plugin(name: &str, parent: &Path) -> Result<ExitCode> {
+    Manifest::from_str(&format!("name: {name}\nversion: 0.1.0\nhooks: [pre-request]\n"), Path::new("<name>"))
+        .with_context(|| format!("`{name}` is not a valid plugin name"))?;
+    let dir = &parent.join(name);
+    if dir.exists() {
+        bail!("`{}` already exists", dir.display());
+    }
     for (path, text) in PYTHON_TEMPLATE {
         let text = text.replace("{{name}}", name);
         let target = dir.join(path);
