@@ -169,7 +169,9 @@ async fn pii_run(host: &Host) -> Vec<String> {
     // A stream with a card and an address split across chunks.
     let ctx = RequestContext::new("m");
     let mut out = Vec::new();
-    for piece in ["Your card", " is 4111", " 1111 11", "11 1111", ", and mail", " bob@exa", "mple.com", " ok, call +1 555"] {
+    for piece in
+        ["Your card", " is 4111", " 1111 11", "11 1111", ", and mail", " bob@exa", "mple.com", " ok, call +1 555"]
+    {
         out.extend(host.on_chunk(&ctx, chunk(piece)).await.unwrap());
     }
     out.extend(host.on_stream_end(&ctx, None).await.unwrap());
@@ -210,7 +212,8 @@ async fn sysfs_gpu_in_python_reports_what_the_rust_one_reports() {
     let grant = |m: String| m.replace("host: /sys,", &format!("host: {},", sysfs.display()));
     let (py_wasm, py_manifest) = py_example("sysfs-gpu");
     let mut snapshots = Vec::new();
-    for (wasm, manifest) in [(example_wasm("sysfs-gpu"), example_manifest("sysfs-gpu")), (&py_wasm, py_manifest.clone())]
+    for (wasm, manifest) in
+        [(example_wasm("sysfs-gpu"), example_manifest("sysfs-gpu")), (&py_wasm, py_manifest.clone())]
     {
         let policy = Policy { filesystem_roots: vec![sysfs.clone()], ..Policy::default() };
         let counted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -348,7 +351,8 @@ async fn a_python_memory_bomb_stops_at_the_memory_limit() {
 async fn a_python_plugin_gets_no_files_env_or_network_unless_granted() {
     let server = ModelServer::start(Behaviour::Healthy);
     let wasm = hostile_wasm();
-    let manifest = hostile("probe", "memory: 64MiB, timeout: 5s", "").replace("default: \"\"", &format!("default: \"{}\"", server.url()));
+    let manifest = hostile("probe", "memory: 64MiB, timeout: 5s", "")
+        .replace("default: \"\"", &format!("default: \"{}\"", server.url()));
     let (host, _d) = one(builder(), "hostile", &wasm, manifest).await;
     let ctx = RequestContext::new("m");
     host.run_request(&ctx, request("hi"), echo).await.unwrap();
@@ -382,7 +386,8 @@ async fn python_and_rust_plugins_run_in_one_pipeline() {
     // pii-redact in Python and system-prompt in Rust, on one request.
     let (py_wasm, py_manifest) = py_example("pii-redact");
     let sp = plugbox_artifacts::EXAMPLES.iter().find(|a| a.name == "system-prompt").unwrap();
-    let b = builder().plugin_config("system-prompt", json!({"prompt": "Reply to a@b.io."}).as_object().unwrap().clone());
+    let b =
+        builder().plugin_config("system-prompt", json!({"prompt": "Reply to a@b.io."}).as_object().unwrap().clone());
     let (host, _d) = load(
         b,
         &[
@@ -480,7 +485,8 @@ async fn python_plugins_hot_reload_and_a_broken_upgrade_keeps_the_old_version() 
     assert!(masked(host.clone()).await.contains("mail [EMAIL]"));
 
     // A new version with another mask: reloaded, and the new instances use it.
-    let v2 = manifest.replace("version: 0.1.0", "version: 0.2.0").replace("default: \"[EMAIL]\"", "default: \"<mail>\"");
+    let v2 =
+        manifest.replace("version: 0.1.0", "version: 0.2.0").replace("default: \"[EMAIL]\"", "default: \"<mail>\"");
     std::fs::write(d.join("plugin.yaml"), &v2).unwrap();
     let report = host.reload_dir(dir.path()).await.unwrap();
     assert!(report.failed.is_empty(), "{:?}", report.failed);
@@ -498,4 +504,39 @@ async fn python_plugins_hot_reload_and_a_broken_upgrade_keeps_the_old_version() 
     assert!(failed.contains("config `root` must be an absolute guest path, got `relative/path`"), "{failed}");
     assert_eq!(host.plugin("pii-redact").unwrap().manifest().version.to_string(), "0.2.0");
     assert!(masked(host.clone()).await.contains("mail <mail>"));
+}
+
+#[tokio::test]
+async fn system_prompt_in_python_inserts_what_the_rust_one_inserts() {
+    let (py_wasm, py_manifest) = py_example("system-prompt");
+    let mut results = Vec::new();
+    for (wasm, manifest) in
+        [(example_wasm("system-prompt"), example_manifest("system-prompt")), (py_wasm.as_str(), py_manifest)]
+    {
+        let mut seen = Vec::new();
+        for position in ["first", "after-system", "last"] {
+            let config = json!({"prompt": "Be brief.", "position": position});
+            let b = builder().plugin_config("system-prompt", config.as_object().unwrap().clone());
+            let manifest = manifest.replace("timeout: 20ms", "timeout: 2s");
+            let (host, _d) = one(b, "system-prompt", wasm, manifest).await;
+            let mut with_own = request("hi");
+            with_own.messages.insert(0, ChatMessage::system("Own rules."));
+            let mut already = request("hi");
+            already.messages.insert(0, ChatMessage::system("Be brief."));
+            for req in [request("hi"), with_own, already] {
+                seen.push(text(&host.run_request(&RequestContext::new("m"), req, capture).await.unwrap()));
+            }
+        }
+        // A bad position refuses the load with the plugin's own message.
+        let config = json!({"prompt": "x", "position": "middle"});
+        let b = builder().plugin_config("system-prompt", config.as_object().unwrap().clone());
+        let dir = PluginDir::new();
+        dir.add("system-prompt", wasm, &manifest);
+        let report = b.build().unwrap().load_dir(dir.path()).await.unwrap();
+        seen.push(report.failed[0].to_string().rsplit(": ").next().unwrap().to_string());
+        results.push(seen);
+    }
+    assert_eq!(results[1], results[0]);
+    assert!(results[0][0].starts_with(r#"{"role":"system","content":"Be brief."}"#), "{:?}", results[0]);
+    assert_eq!(results[0].last().unwrap(), "config `position` must be `first`, `after-system` or `last`, got `middle`");
 }

@@ -43,8 +43,9 @@ How it maps to the WIT (the same shape as the Rust SDK, ``plugbox-sdk``):
   ``__init__``) and drop any of them; shared state belongs in :mod:`kv`
   functions (:func:`kv_get` ...), per-request state in :func:`context_get`
   and :func:`context_set`.
-* A Python instance holds the interpreter: its linear memory starts near
-  30 MiB, so give Python plugins ``limits.memory: 64MiB`` or more.
+* A Python instance holds the interpreter: its linear memory starts at
+  about 13 MiB (less and ``init`` fails), so give Python plugins
+  ``limits.memory: 64MiB`` to leave room for work.
 """
 
 from __future__ import annotations
@@ -75,11 +76,11 @@ Health = _types.Health
 LogLevel = _types.LogLevel
 
 __all__ = [
-    "AccessError", "PluginError", "Allow", "Answer", "Chunk", "Config", "Continue", "Deny", "DeviceKind", "DeviceReport", "Drop",
-    "ErrorKind", "Fail", "Health", "Hold", "KvError", "LlmError", "LogLevel", "Plugin", "Request", "Respond",
-    "Response", "Role", "StreamEnd", "ToolCall", "ToolCallFragment", "ToolCallRef", "Usage", "context_get",
-    "context_remove", "context_set", "devices", "export", "healthy", "kv_compare_and_swap", "kv_delete", "kv_get",
-    "kv_increment", "kv_set", "log", "unhealthy",
+    "AccessError", "Allow", "Answer", "Chunk", "Config", "Continue", "Deny", "DeviceKind", "DeviceReport",
+    "Drop", "ErrorKind", "Fail", "Health", "Hold", "KvError", "LlmError", "LogLevel", "Plugin", "PluginError",
+    "Request", "Respond", "Response", "Role", "StreamEnd", "ToolCall", "ToolCallFragment", "ToolCallRef",
+    "Usage", "context_get", "context_remove", "context_set", "devices", "export", "healthy",
+    "kv_compare_and_swap", "kv_delete", "kv_get", "kv_increment", "kv_set", "log", "unhealthy",
 ]
 
 
