@@ -81,7 +81,7 @@ pub fn build_python(dir: &Path) -> PathBuf {
     let sdk = root().join("plugin-sdk/python");
     let wit = root().join("wit");
     let mut h = DefaultHasher::new();
-    for d in [dir, &sdk.join("plugbox_plugin"), &sdk.join("wit"), &wit] {
+    for d in [dir, &sdk, &wit] {
         hash_tree(d, &mut h);
     }
     std::fs::read(tools.dir.join("installed")).unwrap_or_default().hash(&mut h);
@@ -539,4 +539,76 @@ async fn system_prompt_in_python_inserts_what_the_rust_one_inserts() {
     assert_eq!(results[1], results[0]);
     assert!(results[0][0].starts_with(r#"{"role":"system","content":"Be brief."}"#), "{:?}", results[0]);
     assert_eq!(results[0].last().unwrap(), "config `position` must be `first`, `after-system` or `last`, got `middle`");
+}
+
+#[tokio::test]
+async fn every_hook_kind_works_from_python() {
+    use futures::StreamExt;
+    let wasm = build_python(&root().join("tests/fixtures-py/all-hooks")).display().to_string();
+    let manifest = |name: &str, hooks: &str, extra: &str| {
+        format!(
+            "name: {name}\nversion: 0.1.0\napi: \"^0.2\"\nhooks: [{hooks}]\non-error: fail-closed\n\
+             limits: {{ memory: 64MiB, timeout: 2s }}\npermissions: {{ messages: write{extra} }}\n"
+        )
+    };
+    let (host, _d) = load(
+        builder(),
+        &[
+            ("py-provider", &wasm, manifest("py-provider", "provider", "")),
+            (
+                "py-hooks",
+                &wasm,
+                manifest("py-hooks", "post-response, on-chunk, on-stream-end, on-tool-call", ", kv: true"),
+            ),
+        ],
+    )
+    .await;
+
+    // Provider: complete, a deliberate error, and a stream through the stream hooks.
+    let ctx = RequestContext::new("m");
+    let resp = host.complete(&ctx, "py-echo", &request("one two three")).await.unwrap();
+    assert_eq!(text(&resp), "one two three");
+    assert_eq!(resp.usage().unwrap().completion_tokens, 3);
+    match host.complete(&ctx, "py-echo", &request("fail")).await {
+        Err(plugbox_host::RequestError::Llm(e)) => {
+            assert_eq!(
+                (e.kind, e.message.as_str(), e.retry_after_ms),
+                (plugbox_host::ErrorKind::RateLimited, "slow down", Some(1500))
+            )
+        }
+        other => panic!("expected a rate-limited error, got {other:?}"),
+    }
+    let chunks: Vec<_> = host.stream(&ctx, "py-echo", request("one two three")).collect().await;
+    let chunks: Vec<_> = chunks.into_iter().collect::<Result<_, _>>().unwrap();
+    assert_eq!(chunks.iter().map(delta).collect::<String>(), "ONE TWO THREE [end]");
+
+    // Post-response: the kv store counts, a field is set, an answer replaces the outcome.
+    for n in 1..=2 {
+        let resp = host.run_request(&RequestContext::new("m"), request("hi"), echo).await.unwrap();
+        assert_eq!(serde_json::to_value(&resp).unwrap()["system_fingerprint"], format!("calls={n}"));
+    }
+    let resp = host.run_request(&RequestContext::new("m"), request("x"), |_| async { Ok(response("recover")) }).await;
+    assert_eq!(text(&resp.unwrap()), "recovered by python");
+
+    // Tool calls: denied, answered, edited.
+    let decide = |call: ToolCall| {
+        let host = host.clone();
+        async move { host.on_tool_call(&RequestContext::new("m"), call).await.unwrap() }
+    };
+    match decide(ToolCall::function("c1", "rm", "{}")).await {
+        plugbox_host::ToolDecision::Denied { plugin, reason } => {
+            assert_eq!((plugin.as_str(), reason.as_str()), ("py-hooks", "no rm"))
+        }
+        other => panic!("{other:?}"),
+    }
+    match decide(ToolCall::function("c2", "clock", "{}")).await {
+        plugbox_host::ToolDecision::Answered { result, .. } => assert_eq!(result, r#"{"time": "noon"}"#),
+        other => panic!("{other:?}"),
+    }
+    match decide(ToolCall::function("c3", "search", r#"{"q":"rust"}"#)).await {
+        plugbox_host::ToolDecision::Run(call) => {
+            assert_eq!(call, ToolCall::function("c3", "web_search", r#"{"q": "rust", "safe": true}"#))
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -25,6 +25,7 @@ const PYTHON_TEMPLATE: &[(&str, &str)] = &[
     ("plugbox_plugin/__init__.py", include_str!("../../../plugin-sdk/python/plugbox_plugin/__init__.py")),
     ("plugbox_plugin/exports.py", include_str!("../../../plugin-sdk/python/plugbox_plugin/exports.py")),
     ("plugbox_plugin/http.py", include_str!("../../../plugin-sdk/python/plugbox_plugin/http.py")),
+    ("provider.py", include_str!("../../../plugin-sdk/python/provider.py")),
     ("wit/plugbox/types.wit", include_str!("../../../wit/types.wit")),
     ("wit/plugbox/hooks.wit", include_str!("../../../wit/hooks.wit")),
     ("wit/plugbox/host.wit", include_str!("../../../wit/host.wit")),

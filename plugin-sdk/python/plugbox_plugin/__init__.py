@@ -640,7 +640,10 @@ class Plugin:
         raise LlmError.internal("this plugin is not a provider (it does not implement `complete`)")
 
     def start_stream(self, req: Request) -> Any:
-        """An iterable of ``chat.completion.chunk`` bodies (``str`` or ``dict``)."""
+        """An iterable of ``chat.completion.chunk`` bodies (``str`` or ``dict``),
+        pulled one ``next`` call at a time. ``req`` is valid only during this
+        call: read what the stream needs before returning (a generator
+        function that reads ``req`` lazily fails)."""
         raise LlmError.internal("this plugin is not a provider (it does not implement `start_stream`)")
 
     # device-hooks / device-probe

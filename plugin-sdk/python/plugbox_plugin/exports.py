@@ -6,7 +6,9 @@
 
 Every interface of the ``plugin`` world is exported; the host calls only the
 hooks the manifest lists, so the defaults of :class:`plugbox_plugin.Plugin`
-answer the rest.
+answer the rest. The exported resource ``provider.chunk-stream`` is
+:class:`ChunkStream`, which componentize-py finds through the top-level
+``provider`` module next to this package.
 """
 
 from typing import List, Optional
@@ -22,11 +24,12 @@ from plugbox_plugin import (
 )
 from componentize_py_types import Err as _Err
 from wit_world import exports as _exports
-from wit_world.exports import provider as _provider
 from wit_world.imports import types as _types
 
+from provider import ChunkStream
+
 __all__ = [
-    "Lifecycle", "RequestHooks", "StreamHooks", "ToolHooks", "Provider", "DeviceHooks", "DeviceProbe", "Endpoint",
+    "ChunkStream", "Lifecycle", "RequestHooks", "StreamHooks", "ToolHooks", "Provider", "DeviceHooks", "DeviceProbe", "Endpoint",
 ]
 
 
@@ -95,22 +98,6 @@ class ToolHooks(_exports.ToolHooks):
             raise _pb._failure(e) from None
 
 
-class ChunkStream(_provider.ChunkStream):
-    """A provider's stream: the chunks of the iterable `start_stream` returned."""
-
-    def __init__(self, chunks):
-        self._chunks = iter(chunks)
-
-    def next(self) -> Optional[str]:
-        try:
-            return _pb._body(next(self._chunks))
-        except StopIteration:
-            return None
-        except Exception as e:  # noqa: BLE001
-            _pb._log_failure("chunk-stream.next", e)
-            raise _pb._llm_failure(e) from None
-
-
 class Provider(_exports.Provider):
     def provider_type(self) -> str:
         return _pb._instance().provider_type()
@@ -118,6 +105,8 @@ class Provider(_exports.Provider):
     def complete(self, req) -> str:
         try:
             return _pb._body(_pb._instance().complete(_Request(req)))
+        except _pb.LlmError as e:
+            raise _pb._llm_failure(e) from None
         except Exception as e:  # noqa: BLE001
             _pb._log_failure("complete", e)
             raise _pb._llm_failure(e) from None
@@ -125,6 +114,8 @@ class Provider(_exports.Provider):
     def start_stream(self, req):
         try:
             return ChunkStream(_pb._instance().start_stream(_Request(req)))
+        except _pb.LlmError as e:
+            raise _pb._llm_failure(e) from None
         except Exception as e:  # noqa: BLE001
             _pb._log_failure("start_stream", e)
             raise _pb._llm_failure(e) from None
