@@ -75,12 +75,17 @@ pub(crate) async fn check_model(host: &Host, config: &GatewayConfig, path: &str,
             let why = v.reason.unwrap_or_else(|| "refused".into());
             return Err(ApiError::new(
                 400,
-                format!("model `{model}` (mode `{}`, interface plugin `{}`) does not serve {path}: {why}", v.mode, v.plugin),
+                format!(
+                    "model `{model}` (mode `{}`, interface plugin `{}`) does not serve {path}: {why}",
+                    v.mode, v.plugin
+                ),
             )
             .with_code("unsupported_endpoint"));
         }
         Ok(_) => {}
-        Err(e @ RouteError::UnknownModel(_)) => return Err(ApiError::new(404, e.to_string()).with_code("model_not_found")),
+        Err(e @ RouteError::UnknownModel(_)) => {
+            return Err(ApiError::new(404, e.to_string()).with_code("model_not_found"));
+        }
         Err(e) => return Err(ApiError::new(503, format!("model `{model}`: {e}")).with_code("model_unavailable")),
     }
     let admission = host.admit(model_config).await;
@@ -130,7 +135,10 @@ async fn handle(shared: Arc<Shared>, admitted: Admitted) -> Result<Response, Api
         Ok(r) => r.map(|resp| axum::Json(resp).into_response()),
         Err(_) => Err(ApiError::new(
             504,
-            format!("the request ran past its deadline of {}", humantime::format_duration(config.limits.request_timeout)),
+            format!(
+                "the request ran past its deadline of {}",
+                humantime::format_duration(config.limits.request_timeout)
+            ),
         )
         .with_code("timeout")),
     }
@@ -157,7 +165,13 @@ async fn complete(
 }
 
 /// Tries each attempt in order while the error allows a fallback.
-async fn attempts(host: &Host, ctx: &RequestContext, request: &ChatRequest, plan: &[Attempt], max_rounds: u32) -> Outcome {
+async fn attempts(
+    host: &Host,
+    ctx: &RequestContext,
+    request: &ChatRequest,
+    plan: &[Attempt],
+    max_rounds: u32,
+) -> Outcome {
     let mut outcome = Err(llm(ErrorKind::Internal, "no provider", false));
     for (i, attempt) in plan.iter().enumerate() {
         outcome = with_tools(host, ctx, attempt, request, max_rounds).await;

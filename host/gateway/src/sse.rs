@@ -88,9 +88,8 @@ pub(crate) async fn start(
         held: (admitted.permit, admitted.in_flight),
     };
     tokio::spawn(driver.run(opened));
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
-    });
+    let body =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) });
     let mut response = Response::new(Body::from_stream(body));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -108,7 +107,12 @@ struct Opened {
     request: ChatRequest,
 }
 
-async fn open(host: &Host, ctx: &RequestContext, attempt: &Attempt, request: &ChatRequest) -> Result<ChunkStream, LlmError> {
+async fn open(
+    host: &Host,
+    ctx: &RequestContext,
+    attempt: &Attempt,
+    request: &ChatRequest,
+) -> Result<ChunkStream, LlmError> {
     let request = for_attempt(attempt, request);
     match &attempt.target {
         Target::Plugin { provider_type } => Ok(host.stream(ctx, provider_type, request)),
@@ -300,6 +304,7 @@ impl Driver {
             self.round_text.push_str(text);
         }
         let mut out = Vec::new();
+        let mut changed = had_calls;
         let finished: Vec<u32> =
             chunk.choices.iter().filter(|c| c.finish_reason().is_some()).map(|c| c.index).collect();
         for index in finished {
@@ -311,12 +316,14 @@ impl Driver {
             if !decided.run.is_empty() {
                 out.push(tools::calls_chunk(&chunk, index, &decided.run));
             }
-            let choice: &mut ChunkChoice = chunk.choices.iter_mut().find(|c| c.index == index).expect("finished choice");
+            let choice: &mut ChunkChoice =
+                chunk.choices.iter_mut().find(|c| c.index == index).expect("finished choice");
             if index == 0 && !decided.answered.is_empty() && self.round < self.max_rounds {
                 let text = Some(self.round_text.clone()).filter(|t| !t.is_empty());
                 self.follow_up = Some(decided.follow_up(text));
                 // The answer goes on in the next round.
                 choice.finish_reason = None;
+                changed = true;
                 continue;
             }
             let mut note = decided.denial_note();
@@ -336,7 +343,7 @@ impl Driver {
                 out.push(tools::chunk_like(&chunk, index, delta));
             }
         }
-        let mut usage_changed = false;
+        let mut usage_changed = changed;
         if let Some(Nullable::Value(usage)) = &chunk.usage {
             if self.follow_up.is_some() {
                 // Counted into the final round's usage.
@@ -361,7 +368,7 @@ impl Driver {
                 }
             }
         }
-        let emptied = had_calls || usage_changed || self.round > 0;
+        let emptied = usage_changed || self.round > 0;
         if !(emptied && tools::is_empty_chunk(&chunk)) {
             out.push(chunk);
         }
