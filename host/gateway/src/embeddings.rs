@@ -84,7 +84,7 @@ async fn handle(shared: &Shared, admitted: &Admitted) -> Result<Value, ApiError>
                 if let (Some(body), Some(status)) = (e.body.clone(), e.status)
                     && (400..500).contains(&status)
                 {
-                    api.body = Some(body);
+                    api.body = Some(Box::new(body));
                     api.status = status;
                 }
                 if !fallback {

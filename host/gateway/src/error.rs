@@ -29,7 +29,7 @@ pub struct ApiError {
     /// Sent as `Retry-After` (whole seconds, rounded up) with 429 and 503.
     pub retry_after: Option<Duration>,
     /// An upstream's own OpenAI error body, passed on as is.
-    pub body: Option<Value>,
+    pub body: Option<Box<Value>>,
 }
 
 impl ApiError {
@@ -67,7 +67,7 @@ impl ApiError {
     /// The OpenAI error body: `{"error": {...}}`.
     pub fn body(&self) -> Value {
         if let Some(b) = &self.body {
-            return b.clone();
+            return (**b).clone();
         }
         json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}})
     }
