@@ -152,7 +152,10 @@ fn retry_after_is_seconds_an_http_date_or_openais_milliseconds() {
         h
     };
     assert_eq!(retry_after(&headers(&[("retry-after", "7".into())])), Some(Duration::from_secs(7)));
-    assert_eq!(retry_after(&headers(&[("retry-after-ms", "1500".into()), ("retry-after", "9".into())])), Some(Duration::from_millis(1500)));
+    assert_eq!(
+        retry_after(&headers(&[("retry-after-ms", "1500".into()), ("retry-after", "9".into())])),
+        Some(Duration::from_millis(1500))
+    );
     let later = std::time::SystemTime::now() + Duration::from_secs(120);
     let d = retry_after(&headers(&[("retry-after", httpdate::fmt_http_date(later))])).unwrap();
     assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120), "{d:?}");
@@ -204,8 +207,8 @@ async fn a_400_is_not_retried_and_does_not_fall_back() {
 async fn a_connect_error_is_retried_then_allows_fallback() {
     // A port nothing listens on: bound, then closed.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let up = Upstream::new(UpstreamConfig { max_retries: 1, ..config(&format!("http://127.0.0.1:{port}/v1")) })
-        .unwrap();
+    let up =
+        Upstream::new(UpstreamConfig { max_retries: 1, ..config(&format!("http://127.0.0.1:{port}/v1")) }).unwrap();
     let e = up.chat(&request()).await.unwrap_err();
     assert_eq!(e.status, None);
     assert!(e.allow_fallback);
@@ -286,7 +289,10 @@ async fn sse_server(
                             return None;
                         }
                         let item = rest[i].clone();
-                        return Some((Ok::<_, std::io::Error>(bytes::Bytes::from(item)), (step + 1, first, go, rest, guard)));
+                        return Some((
+                            Ok::<_, std::io::Error>(bytes::Bytes::from(item)),
+                            (step + 1, first, go, rest, guard),
+                        ));
                     };
                     Some((Ok(bytes::Bytes::from(item)), (step + 1, first, go, rest, guard)))
                 },
@@ -333,8 +339,7 @@ async fn sse_chunks_are_relayed_as_they_arrive() {
 async fn dropping_the_stream_closes_the_connection() {
     let (go_tx, go_rx) = oneshot::channel::<()>();
     let (dropped_tx, dropped_rx) = oneshot::channel();
-    let (base, _) =
-        sse_server(vec![ChatChunk::text("one").to_sse()], Some(go_rx), vec![], Some(dropped_tx)).await;
+    let (base, _) = sse_server(vec![ChatChunk::text("one").to_sse()], Some(go_rx), vec![], Some(dropped_tx)).await;
     let up = Upstream::new(config(&base)).unwrap();
     let mut stream = up.chat_stream(&request()).await.unwrap();
     assert_eq!(text(&stream.next().await.unwrap()), "one");
