@@ -46,13 +46,17 @@ fn json(status: StatusCode, body: &str) -> Response {
 #[tokio::test]
 async fn retries_on_503_then_succeeds_and_sends_the_request_as_is() {
     let calls = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::new(Mutex::new(Vec::<(Option<String>, serde_json::Value)>::new()));
+    let seen = Arc::new(Mutex::new(Vec::<(Option<String>, Option<String>, serde_json::Value)>::new()));
     let (c, s) = (calls.clone(), seen.clone());
     let router = Router::new().route(
         "/v1/chat/completions",
         post(move |headers: HeaderMap, body: String| async move {
-            let auth = headers.get("authorization").map(|v| v.to_str().unwrap().to_string());
-            s.lock().push((auth, serde_json::from_str(&body).unwrap()));
+            let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().to_string());
+            s.lock().push((
+                header("authorization"),
+                header("openai-organization"),
+                serde_json::from_str(&body).unwrap(),
+            ));
             if c.fetch_add(1, Ordering::SeqCst) < 2 {
                 json(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":{"message":"busy","type":"server_error"}}"#)
             } else {
@@ -60,16 +64,27 @@ async fn retries_on_503_then_succeeds_and_sends_the_request_as_is() {
             }
         }),
     );
-    let up = Upstream::new(config(&serve(router).await)).unwrap();
+    let mut config = config(&serve(router).await);
+    config.headers.insert("OpenAI-Organization".into(), "org-secret".into());
+    let up = Upstream::new(config).unwrap();
+    let debug = format!("{up:?}");
+    assert!(!debug.contains("sk-test") && !debug.contains("org-secret"), "{debug}");
     let response = up.chat(&request()).await.unwrap();
     assert_eq!(response.id, "chatcmpl-1");
     assert_eq!(response.extra["x_vendor"], "v", "fields the types do not model are kept");
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     let seen = seen.lock();
     assert_eq!(seen[2].0.as_deref(), Some("Bearer sk-test"));
-    assert_eq!(seen[2].1["model"], "gpt-x");
-    assert_eq!(seen[2].1["top_k"], 5, "unknown request fields reach the upstream");
-    assert!(seen[2].1.get("stream").is_none());
+    assert_eq!(seen[2].1.as_deref(), Some("org-secret"));
+    assert_eq!(seen[2].2["model"], "gpt-x");
+    assert_eq!(seen[2].2["top_k"], 5, "unknown request fields reach the upstream");
+    assert!(seen[2].2.get("stream").is_none());
+}
+
+#[test]
+fn an_https_upstream_gets_a_client() {
+    let up = Upstream::new(UpstreamConfig::new("https://api.openai.com/v1")).unwrap();
+    assert_eq!(up.config().base_url, "https://api.openai.com/v1");
 }
 
 #[tokio::test]
