@@ -112,6 +112,17 @@ impl UpstreamError {
         UpstreamError { status: None, retry_after: None, allow_fallback: true, message, body: None, timed_out }
     }
 
+    /// The HTTP status a gateway answers its client with: the upstream's
+    /// `4xx` as is (`429` included), `504` after a timeout, `502` otherwise
+    /// (the upstream's `5xx`, a refused connection, a broken answer).
+    pub fn client_status(&self) -> u16 {
+        match self.status {
+            _ if self.timed_out => 504,
+            Some(s) if (400..500).contains(&s) => s,
+            _ => 502,
+        }
+    }
+
     /// The error as the pipeline's [`LlmError`]: its kind from the status.
     pub fn to_llm_error(&self) -> LlmError {
         let kind = match self.status {

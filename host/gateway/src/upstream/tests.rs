@@ -105,6 +105,7 @@ async fn retries_stop_after_max_and_the_last_error_is_returned() {
     assert!(e.allow_fallback && !e.timed_out);
     assert!(e.message.ends_with("answered 502: <html>bad gateway</html>"), "{}", e.message);
     assert_eq!(e.body, None);
+    assert_eq!(e.client_status(), 502);
 }
 
 #[tokio::test]
@@ -155,6 +156,7 @@ async fn a_retry_after_beyond_max_backoff_ends_the_retries_as_a_429() {
     let llm = e.to_llm_error();
     assert_eq!(llm.kind, plugbox_host::ErrorKind::RateLimited);
     assert_eq!(llm.retry_after_ms, Some(30_000));
+    assert_eq!(e.client_status(), 429);
 }
 
 #[test]
@@ -216,6 +218,7 @@ async fn a_400_is_not_retried_and_does_not_fall_back() {
     assert!(!e.allow_fallback);
     assert_eq!(e.body.as_ref().unwrap()["error"]["param"], "messages");
     assert_eq!(e.to_llm_error().kind, plugbox_host::ErrorKind::InvalidRequest);
+    assert_eq!(e.client_status(), 400);
 }
 
 #[tokio::test]
@@ -254,6 +257,7 @@ async fn no_headers_within_the_first_byte_timeout_is_a_timeout_that_allows_fallb
     assert!(e.message.contains("sent no response headers within 200ms (the first-byte timeout)"), "{}", e.message);
     assert_eq!(calls.load(Ordering::SeqCst), 1, "a timeout is not retried");
     assert_eq!(e.to_llm_error().kind, plugbox_host::ErrorKind::Timeout);
+    assert_eq!(e.client_status(), 504);
 }
 
 /// Sends a drop signal when the server's response body is dropped.
