@@ -417,3 +417,50 @@ async fn embeddings_are_posted_as_is() {
     let out = up.embeddings(serde_json::json!({"model": "emb", "input": "hi", "dimensions": 3})).await.unwrap();
     assert_eq!(out["data"][0]["embedding"][2], 0.3);
 }
+
+#[tokio::test]
+async fn a_stream_is_retried_until_its_headers_come() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let router = Router::new().route(
+        "/v1/chat/completions",
+        post(move || async move {
+            if c.fetch_add(1, Ordering::SeqCst) == 0 {
+                return json(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":{"message":"warming up"}}"#);
+            }
+            let body = ChatChunk::text("hi").to_sse() + "data: [DONE]\n\n";
+            ([("content-type", "text/event-stream")], body).into_response()
+        }),
+    );
+    let up = Upstream::new(config(&serve(router).await)).unwrap();
+    let items: Vec<_> = up.chat_stream(&request()).await.unwrap().collect().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(items.len(), 1);
+    assert_eq!(text(&items[0]), "hi");
+}
+
+#[tokio::test]
+async fn the_total_timeout_ends_a_stream_that_stalls() {
+    let (go_tx, go_rx) = oneshot::channel::<()>();
+    let (base, _) = sse_server(vec![ChatChunk::text("one").to_sse()], Some(go_rx), vec![], None).await;
+    let up = Upstream::new(UpstreamConfig { total_timeout: Duration::from_millis(300), ..config(&base) }).unwrap();
+    let items: Vec<_> = up.chat_stream(&request()).await.unwrap().collect().await;
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert_eq!(text(&items[0]), "one");
+    let Err(RequestError::Llm(e)) = &items[1] else { panic!("{items:?}") };
+    assert_eq!(e.kind, plugbox_host::ErrorKind::Timeout, "{e:?}");
+    assert!(e.message.ends_with("the stream broke off: timed out"), "{}", e.message);
+    drop(go_tx);
+}
+
+#[tokio::test]
+async fn a_huge_error_body_is_cut_for_the_message() {
+    let router = Router::new().route(
+        "/v1/chat/completions",
+        post(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "x".repeat(1 << 20)).into_response() }),
+    );
+    let up = Upstream::new(UpstreamConfig { max_retries: 0, ..config(&serve(router).await) }).unwrap();
+    let e = up.chat(&request()).await.unwrap_err();
+    assert_eq!(e.status, Some(500));
+    assert!(e.message.len() < 400 && e.message.ends_with("x…"), "{}", e.message);
+}
