@@ -136,7 +136,7 @@ fn errors_name_file_line_column_and_field() {
     );
     assert_eq!(
         err("providers:\n  o: { type: openai-compatible, base-url: 'ftp://h' }\n"),
-        "gw.yaml:2:42: providers.o.base-url: invalid base URL `ftp://h`: use an `http://` or `https://` URL with a host"
+        "gw.yaml:2:43: providers.o.base-url: invalid base URL `ftp://h`: use an `http://` or `https://` URL with a host"
     );
     assert_eq!(
         err("listen: localhost\n"),
@@ -302,4 +302,19 @@ fn the_watcher_reports_changes_and_refusals() {
     std::fs::write(&file, "limits: { max-concurrent: 4 }\n").unwrap();
     assert_eq!(rx.recv().unwrap().unwrap().limits.max_concurrent, 4);
     watcher.stop();
+}
+
+#[test]
+fn empty_files_duplicates_and_wrong_types() {
+    assert_eq!(parse("").unwrap().listen, DEFAULT_LISTEN);
+    assert_eq!(parse("# only a comment\n").unwrap().limits, Limits::default());
+    assert_eq!(
+        err("providers:\n  a: { type: plugin }\n  a: { type: plugin }\n"),
+        "gw.yaml:3:3: providers: provider `a` is defined twice"
+    );
+    assert_eq!(err("routes: 3\n"), "gw.yaml:1:9: routes: invalid type: integer `3`, expected a sequence");
+    assert_eq!(
+        err("providers:\n  o: { type: openai, base-url: 'http://h' }\n"),
+        "gw.yaml:2:14: providers.o.type: unknown variant `openai`, expected `plugin` or `openai-compatible`"
+    );
 }
