@@ -478,6 +478,7 @@ async fn gateway_plugin_reloads_under_load_lose_nothing() {
 struct ServeProcess {
     child: std::process::Child,
     lines: std::sync::mpsc::Receiver<String>,
+    errors: std::sync::mpsc::Receiver<String>,
 }
 
 impl ServeProcess {
@@ -489,19 +490,22 @@ impl ServeProcess {
             .env("PLUGBOX_CACHE_DIR", crate::cache_dir())
             .env_remove("PLUGBOX_POLICY")
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("run plugbox serve");
-        let (tx, lines) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
+        fn follow(from: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(from).lines().map_while(Result::ok) {
+                    eprintln!("plugbox serve: {line}");
+                    let _ = tx.send(line);
                 }
-            }
-        });
-        ServeProcess { child, lines }
+            });
+            rx
+        }
+        let lines = follow(child.stdout.take().unwrap());
+        let errors = follow(child.stderr.take().unwrap());
+        ServeProcess { child, lines, errors }
     }
 
     /// The base URL from `plugbox serve: listening on http://ADDR`.
@@ -635,4 +639,88 @@ async fn gateway_falls_back_from_a_dead_upstream_to_a_live_one_and_swaps_config(
     assert_eq!(status, 200, "{body}");
     gw.stop().await;
     upstream.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_checks_endpoints_through_interface_plugins_and_admits_by_devices() {
+    let chat_mode =
+        std::fs::read_to_string(Path::new(plugbox_artifacts::MANIFESTS_DIR).join("chat-mode.yaml")).unwrap();
+    let plugins = vec![
+        ("echo", plugbox_artifacts::ECHO_PROVIDER, echo_manifest()),
+        ("chat-mode", plugbox_artifacts::CHAT_MODE, chat_mode),
+    ];
+    let yaml = "\
+providers:
+  echo: { type: plugin, provider-type: echo }
+routes:
+  - { model: chatty, targets: [echo] }
+  - { model: big, targets: [echo] }
+models:
+  chatty: { mode: chat }
+  big: { mode: chat, required-devices: [gpu:0], memory-mb: { gpu:0: 8192 } }
+";
+    let gw = Gw::start(&plugins, yaml).await;
+    let (status, body) = gw.chat(&json!({"model": "chatty", "messages": user("fine")})).await;
+    assert_eq!(status, 200, "{body}");
+    // The chat interface plugin refuses the embeddings endpoint for a chat model.
+    let r = gw.post("/v1/embeddings", &json!({"model": "chatty", "input": "x"})).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "unsupported_endpoint", "{e}");
+    assert!(e["error"]["message"].as_str().unwrap().contains("chat-mode"), "{e}");
+    // No gpu:0 here: the model is not admitted.
+    let (status, e) = gw.chat(&json!({"model": "big", "messages": user("heavy")})).await;
+    assert_eq!(status, 503, "{e}");
+    assert_eq!(e["error"]["code"], "insufficient_resources");
+    assert!(e["error"]["message"].as_str().unwrap().contains("gpu:0"), "{e}");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plugbox_serve_hot_reloads_its_config_and_keeps_the_old_one_on_a_bad_edit() {
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("gateway.yaml");
+    let good = |model: &str| {
+        format!(
+            "providers:\n  echo: {{ type: plugin, provider-type: echo }}\nroutes:\n  - {{ model: {model}, targets: [echo] }}\n"
+        )
+    };
+    std::fs::write(&config, good("first")).unwrap();
+    let serve = ServeProcess::start(&["--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    let url = serve.url();
+    let client = client();
+    let status_of = |model: &'static str| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            client
+                .post(format!("{url}/v1/chat/completions"))
+                .json(&json!({"model": model, "messages": user("hi")}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status_of("first").await, 200);
+    // A bad edit: refused with its place, the old config keeps serving.
+    std::fs::write(&config, "routes:\n  - { model: x, targets: [nowhere] }\n").unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    let refused = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = serve.errors.recv_timeout(left).expect("the bad edit is reported on stderr");
+        if line.contains("config not reloaded") {
+            break line;
+        }
+    };
+    assert!(refused.contains("gateway.yaml:2:"), "{refused}");
+    assert_eq!(status_of("first").await, 200);
+    // A good edit swaps in.
+    std::fs::write(&config, good("second")).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while status_of("second").await != 200 {
+        assert!(std::time::Instant::now() < deadline, "the new config never served");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status_of("first").await, 404);
 }
