@@ -42,7 +42,9 @@ fn tool_manifest() -> String {
 
 /// A scripted plugin `name` whose hooks do what `set` says (`("chunk", "upper")` ...).
 fn scripted_as(name: &str, priority: i32, set: &[(&str, &str)]) -> String {
-    let mut m = scripted(name, priority, "continue", "continue");
+    // Fail-open hooks with 1 s (the host's cap) rather than 100 ms: a busy
+    // machine must not turn a hook into a silent pass.
+    let mut m = scripted(name, priority, "continue", "continue").replace("timeout: 100ms", "timeout: 1s");
     for (key, value) in set {
         let default = if *key == "tool" { "allow" } else { "continue" };
         m = m.replace(
@@ -195,6 +197,9 @@ async fn gateway_json_and_sse_pass_through_the_plugins_hooks() {
     let ready = gw.client.get(format!("{}/readyz", gw.url)).send().await.unwrap();
     assert_eq!(ready.status(), 503);
     assert_eq!(ready.json::<Value>().await.unwrap()["missing_provider_plugins"], json!(["tools"]));
+    let (status, e) = gw.chat(&json!({"model": "tool-model", "messages": user("x")})).await;
+    assert_eq!(status, 502, "{e}");
+    assert_eq!(e["error"]["message"], "no provider plugin of type `tools` is loaded");
     gw.stop().await;
 }
 
@@ -311,19 +316,21 @@ async fn gateway_errors_are_openai_shaped_with_the_right_status() {
     let limiter = std::fs::read_to_string(Path::new(plugbox_artifacts::MANIFESTS_DIR).join("rate-limit.yaml"))
         .unwrap()
         .replace("default: 10\n", "default: 0.001\n")
-        .replace("default: 20\n", "default: 1\n");
+        .replace("default: 20\n", "default: 1\n")
+        .replace("timeout: 20ms", "timeout: 1s");
     let yaml = "\
 providers:
   echo: { type: plugin, provider-type: echo }
   tools: { type: plugin, provider-type: tools }
 routes:
   - { model: gpt-x, targets: [echo] }
-  - { model: slow-100, targets: [tools] }
+  - { model: slow, targets: [tools] }
 api-keys:
   - { key: sekret-a, caller: team-a }
   - { key: sekret-b, caller: team-b }
   - { key: sekret-c, caller: team-c }
-limits: { max-body: 1KiB, max-concurrent: 1, request-timeout: 500ms }
+  - { key: sekret-d, caller: team-d }
+limits: { max-body: 1KiB, max-concurrent: 1, request-timeout: 60s }
 ";
     let plugins = vec![
         ("echo", plugbox_artifacts::ECHO_PROVIDER, echo_manifest()),
@@ -382,9 +389,8 @@ limits: { max-body: 1KiB, max-concurrent: 1, request-timeout: 500ms }
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["error"]["type"], "rate_limit_error", "{e}");
 
-    // 503 while the one permit is held by a stream; the stream then runs past
-    // the request deadline: an SSE error event, no [DONE].
-    let slow = json!({"model": "slow-100", "messages": user("tick"), "stream": true});
+    // 503 while the one permit is held by a stream.
+    let slow = json!({"model": "slow", "messages": user("tick"), "stream": true});
     let mut stream = chat(Some("sekret-c"), slow).await.unwrap();
     assert_eq!(stream.status(), 200);
     assert!(stream.chunk().await.unwrap().is_some(), "the stream started");
@@ -392,20 +398,29 @@ limits: { max-body: 1KiB, max-concurrent: 1, request-timeout: 500ms }
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "1");
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "overloaded");
-    let mut rest = String::new();
-    while let Some(bytes) = stream.chunk().await.unwrap() {
-        rest.push_str(&String::from_utf8_lossy(&bytes));
-    }
-    let ev = events(&rest);
+    drop(stream);
+    // The permit comes back with the stream's end.
+    let wait_idle = || async {
+        let deadline = std::time::Instant::now() + WAIT;
+        while gw.gateway.in_flight() > 0 {
+            assert!(std::time::Instant::now() < deadline, "the stream's request never ended");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    wait_idle().await;
+
+    // A stream that runs past the request deadline: an SSE error event, no [DONE].
+    let short =
+        GatewayConfig::from_str(&yaml.replace("request-timeout: 60s", "request-timeout: 300ms"), Path::new("gw.yaml"));
+    gw.gateway.set_config(short.unwrap()).unwrap();
+    let slow = json!({"model": "slow", "messages": user("tick"), "stream": true});
+    let stream = chat(Some("sekret-d"), slow).await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let ev = events(&stream.text().await.unwrap());
     let last: Value = serde_json::from_str(ev.last().unwrap()).unwrap();
     assert_eq!(last["error"]["code"], "timeout", "{ev:?}");
     assert!(!ev.iter().any(|e| e == "[DONE]"));
-    // The permit came back with the stream's end.
-    let deadline = std::time::Instant::now() + WAIT;
-    while gw.gateway.in_flight() > 0 {
-        assert!(std::time::Instant::now() < deadline, "the stream's request never ended");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_idle().await;
     assert_eq!(chat(Some("sekret-a"), ok).await.unwrap().status(), 200);
     gw.stop().await;
 }

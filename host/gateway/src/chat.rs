@@ -281,12 +281,22 @@ async fn call(host: &Host, ctx: &RequestContext, attempt: &Attempt, request: &Ch
     let request = for_attempt(attempt, request);
     match &attempt.target {
         Target::Plugin { provider_type } => {
+            missing_provider(host, provider_type)?;
             host.complete(ctx, provider_type, &request).await.map_err(|e| request_llm(&e))
         }
         Target::Upstream(upstream) => upstream.chat(&request).await.map_err(|e| upstream_llm_error(&e)),
         #[allow(unreachable_patterns)]
         _ => Err(llm(ErrorKind::Internal, "a provider kind this gateway cannot call", true)),
     }
+}
+
+/// A provider error (502, may fall back) when no provider plugin of
+/// `provider_type` is loaded.
+pub(crate) fn missing_provider(host: &Host, provider_type: &str) -> Result<(), LlmError> {
+    if host.provider(provider_type).is_some() {
+        return Ok(());
+    }
+    Err(llm(ErrorKind::Provider, format!("no provider plugin of type `{provider_type}` is loaded"), true))
 }
 
 /// An LLM error.

@@ -27,7 +27,7 @@ use plugbox_host::{
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::chat::{add_usage, for_attempt, llm, request_llm};
+use crate::chat::{add_usage, for_attempt, llm, missing_provider, request_llm};
 use crate::error::{ApiError, upstream_llm_error};
 use crate::routes::{Attempt, Target};
 use crate::server::Admitted;
@@ -115,7 +115,10 @@ async fn open(
 ) -> Result<ChunkStream, LlmError> {
     let request = for_attempt(attempt, request);
     match &attempt.target {
-        Target::Plugin { provider_type } => Ok(host.stream(ctx, provider_type, request)),
+        Target::Plugin { provider_type } => {
+            missing_provider(host, provider_type)?;
+            Ok(host.stream(ctx, provider_type, request))
+        }
         Target::Upstream(upstream) => {
             let chunks = upstream.chat_stream(&request).await.map_err(|e| upstream_llm_error(&e))?;
             Ok(host.filter_stream(ctx, chunks))
