@@ -213,7 +213,12 @@ async fn with_tools(
                 continue;
             }
             let calls = std::mem::take(choice.message.tool_calls_mut());
-            let decided = tools::decide(host, ctx, calls).await.map_err(|e| request_llm(&e))?;
+            let decided = tools::decide(host, ctx, calls).await.map_err(|e| {
+                // A tool hook's failure is no reason to ask another provider.
+                let mut e = request_llm(&e);
+                e.allow_fallback = false;
+                e
+            })?;
             let answers_now = choice.index == 0 && !decided.answered.is_empty() && round < max_rounds;
             if answers_now {
                 let text = choice.message.text().map(|t| t.into_owned()).filter(|t| !t.is_empty());
