@@ -622,8 +622,10 @@ fn plugbox_serve_refuses_a_public_address_without_keys() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn gateway_falls_back_from_a_dead_upstream_to_a_live_one_and_swaps_config() {
-    // The live upstream: another gateway, answering with the echo provider.
-    let upstream = Gw::echo_only(&[]).await;
+    // The live upstream: another gateway, answering `gpt-x` with the echo provider.
+    let echo_yaml =
+        "providers:\n  echo: { type: plugin, provider-type: echo }\nroutes:\n  - { model: gpt-x, targets: [echo] }\n";
+    let upstream = Gw::start(&[("echo", plugbox_artifacts::ECHO_PROVIDER, echo_manifest())], echo_yaml).await;
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
@@ -632,7 +634,8 @@ async fn gateway_falls_back_from_a_dead_upstream_to_a_live_one_and_swaps_config(
         "providers:\n\
          \x20 dead: {{ type: openai-compatible, base-url: 'http://{dead}/v1', retries: {{ max: 0 }} }}\n\
          \x20 live: {{ type: openai-compatible, base-url: '{}/v1', retries: {{ max: 0 }} }}\n\
-         routes:\n  - {{ model: gpt-x, targets: [dead, live] }}\n",
+         routes:\n  - {{ model: gpt-x, targets: [dead, live] }}\n\
+         \x20 - {{ model: gpt-q, targets: [{{ provider: live, model: not-there }}] }}\n",
         upstream.url
     );
     let tagger = scripted_as("tagger", 10, &[("pre", "modify"), ("chunk", "upper")]);
@@ -644,9 +647,23 @@ async fn gateway_falls_back_from_a_dead_upstream_to_a_live_one_and_swaps_config(
     assert_eq!(stream_text(&ev), "STREAMED [TAGGER]");
     assert_eq!(ev.last().unwrap(), "[DONE]");
 
+    // An upstream's 4xx error body reaches the client as the upstream sent it.
+    let (status, direct) = upstream.chat(&json!({"model": "not-there", "messages": user("hi")})).await;
+    assert_eq!(status, 404, "{direct}");
+    let (status, body) = gw.chat(&json!({"model": "gpt-q", "messages": user("hi")})).await;
+    assert_eq!((status, &body), (404, &direct));
+    let (status, body) = gw.chat(&json!({"model": "gpt-q", "messages": user("hi"), "stream": true})).await;
+    assert_eq!((status, &body), (404, &direct));
+
     // A new config swaps in at once; the old routes are gone.
-    let next =
-        GatewayConfig::from_str(&yaml.replace("model: gpt-x", "model: gpt-y"), Path::new("gateway-test.yaml")).unwrap();
+    let next = GatewayConfig::from_str(
+        &yaml.replace(
+            "model: gpt-x, targets: [dead, live]",
+            "model: gpt-y, targets: [{ provider: live, model: gpt-x }]",
+        ),
+        Path::new("gateway-test.yaml"),
+    )
+    .unwrap();
     gw.gateway.set_config(next).unwrap();
     let (status, _) = gw.chat(&json!({"model": "gpt-x", "messages": user("hi")})).await;
     assert_eq!(status, 404);

@@ -94,6 +94,21 @@ impl ApiError {
             .with_retry_after(e.retry_after_ms.map(Duration::from_millis))
     }
 
+    /// The error a request ends with, or, when that is `upstream`'s failure
+    /// unchanged (no plugin rewrote it) and the upstream sent a 4xx OpenAI
+    /// error body, the upstream's status and body as they came.
+    pub(crate) fn from_llm_or_upstream(e: &LlmError, upstream: Option<UpstreamError>) -> ApiError {
+        let mut api = ApiError::from_llm(e);
+        if let Some(u) = upstream
+            && u.message == e.message
+            && let (Some(status @ 400..=499), Some(body)) = (u.status, u.body)
+        {
+            api.status = status;
+            api.body = Some(Box::new(body));
+        }
+        api
+    }
+
     /// The error of a request that failed in the pipeline.
     pub fn from_request(e: &RequestError) -> ApiError {
         match e {

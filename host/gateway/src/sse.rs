@@ -27,7 +27,7 @@ use plugbox_host::{
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::chat::{add_usage, for_attempt, llm, missing_provider, request_llm};
+use crate::chat::{LastUpstreamError, add_usage, for_attempt, llm, missing_provider, request_llm};
 use crate::error::{ApiError, upstream_llm_error};
 use crate::routes::{Attempt, Target};
 use crate::server::Admitted;
@@ -112,6 +112,7 @@ async fn open(
     ctx: &RequestContext,
     attempt: &Attempt,
     request: &ChatRequest,
+    upstream: &LastUpstreamError,
 ) -> Result<ChunkStream, LlmError> {
     let request = for_attempt(attempt, request);
     match &attempt.target {
@@ -119,8 +120,12 @@ async fn open(
             missing_provider(host, provider_type)?;
             Ok(host.stream(ctx, provider_type, request))
         }
-        Target::Upstream(upstream) => {
-            let chunks = upstream.chat_stream(&request).await.map_err(|e| upstream_llm_error(&e))?;
+        Target::Upstream(client) => {
+            let chunks = client.chat_stream(&request).await.map_err(|e| {
+                let llm = upstream_llm_error(&e);
+                *upstream.lock() = Some(e);
+                llm
+            })?;
             Ok(host.filter_stream(ctx, chunks))
         }
         #[allow(unreachable_patterns)]
@@ -136,7 +141,8 @@ async fn open_with_fallback(
 ) -> Result<Opened, ApiError> {
     for (i, attempt) in plan.iter().enumerate() {
         let last = i + 1 == plan.len();
-        let failed = match open(host, ctx, attempt, &request).await {
+        let upstream = LastUpstreamError::default();
+        let failed = match open(host, ctx, attempt, &request, &upstream).await {
             Ok(mut stream) => match stream.next().await {
                 Some(Err(e)) => request_llm(&e),
                 first => return Ok(Opened { stream, first, attempt: Some(attempt.clone()), request }),
@@ -144,7 +150,7 @@ async fn open_with_fallback(
             Err(e) => e,
         };
         if last || !failed.allow_fallback {
-            return Err(ApiError::from_llm(&failed));
+            return Err(ApiError::from_llm_or_upstream(&failed, upstream.lock().take()));
         }
         tracing::info!(
             request_id = %ctx.info().request_id, provider = %attempt.provider,
@@ -255,7 +261,7 @@ impl Driver {
                     self.round += 1;
                     self.round_text.clear();
                     self.assembler = Assembler::default();
-                    match open(&self.host, &self.ctx, attempt, &request).await {
+                    match open(&self.host, &self.ctx, attempt, &request, &LastUpstreamError::default()).await {
                         Ok(s) => stream = s,
                         Err(e) => {
                             let _ = self.tx.send(Bytes::from(ApiError::from_llm(&e).sse_event())).await;
