@@ -307,6 +307,106 @@ async fn js_and_rust_plugins_share_one_pipeline() {
     assert!(matches!(err, RequestError::Llm(ref e) if e.kind == ErrorKind::RateLimited), "{err:?}");
 }
 
+// ------------------------------------------------------------- every hook
+
+/// The `every-hook` fixture (every SDK hook doing something visible).
+async fn every_hook() -> (Host, PluginDir) {
+    let wasm = js_component("tests/fixtures-js/every-hook/plugin.js", None);
+    let manifest = "name: every-hook\nversion: 0.1.0\n\
+        hooks: [post-response, on-chunk, on-stream-end, on-tool-call, provider, device-probe, endpoint]\n\
+        on-error: fail-closed\nlimits: { memory: 32MiB, timeout: 2s }\npermissions: { messages: write }\n";
+    load(&[("every-hook", wasm, manifest.to_string())], &[]).await
+}
+
+#[tokio::test]
+async fn js_provider_and_post_response() {
+    let (host, _d) = every_hook().await;
+    let resp = host.complete(&RequestContext::new("m"), "js-echo", &request("hi there")).await.unwrap();
+    assert_eq!(text(&resp), "echo: hi there");
+    let usage = &serde_json::to_value(&resp).unwrap()["usage"];
+    assert_eq!(usage["prompt_tokens"], 3, "{usage}");
+    assert_eq!(usage["completion_tokens"], 3, "{usage}");
+    assert_eq!(usage["total_tokens"], 6, "{usage}");
+
+    // Post hook: edits the answer and a top-level field ...
+    let resp = host.run_request(&RequestContext::new("m"), request("hi"), echo).await.unwrap();
+    assert_eq!(text(&resp), "echo: hi [js-post]");
+    assert_eq!(serde_json::to_value(&resp).unwrap()["system_fingerprint"], "js");
+    // ... and turns an error outcome into an answer.
+    let resp = host.run_request(&RequestContext::new("m"), request("hi"), failing).await.unwrap();
+    assert_eq!(text(&resp), "recovered: upstream down");
+}
+
+#[tokio::test]
+async fn js_provider_streams_through_the_stream_hooks() {
+    use futures::StreamExt;
+    let (host, _d) = every_hook().await;
+    let chunks: Vec<_> = host.stream(&RequestContext::new("m"), "js-echo", request("one drop two")).collect().await;
+    let text: String = chunks.iter().map(|c| delta(c.as_ref().unwrap())).collect();
+    // `drop ` dropped, the rest upper-cased, the end hook's chunk appended.
+    assert_eq!(text, "ONE TWO [js-end]");
+    let finish = chunks.iter().filter_map(|c| c.as_ref().unwrap().choices.first()?.finish_reason.clone()).count();
+    assert_eq!(finish, 1, "{chunks:?}");
+
+    // A provider that refuses to start: its `LlmError` arrives whole.
+    let first = host.stream(&RequestContext::new("m"), "js-echo", request("fail")).next().await.unwrap();
+    match first {
+        Err(RequestError::Llm(e)) => {
+            assert_eq!(e.kind, ErrorKind::RateLimited);
+            assert_eq!(e.retry_after_ms, Some(1500));
+            assert_eq!(e.message, "slow down");
+        }
+        other => panic!("expected the provider's error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn js_tool_calls_are_denied_answered_and_rewritten() {
+    use plugbox_host::{ToolCall, ToolDecision};
+    let (host, _d) = every_hook().await;
+    let ctx = RequestContext::new("m");
+    let decide = |name: &str, args: &str| host.on_tool_call(&ctx, ToolCall::function("c1", name, args));
+    assert_eq!(
+        decide("rm", "{}").await.unwrap(),
+        ToolDecision::Denied { plugin: "every-hook".into(), reason: "no rm".into() }
+    );
+    assert_eq!(
+        decide("now", "{}").await.unwrap(),
+        ToolDecision::Answered { plugin: "every-hook".into(), result: r#"{"time":42}"#.into() }
+    );
+    let ToolDecision::Run(call) = decide("read_file", r#"{"path":"/etc/passwd","lines":3}"#).await.unwrap() else {
+        panic!("read_file must run")
+    };
+    let args: serde_json::Value = serde_json::from_str(&call.function.arguments).unwrap();
+    assert_eq!(args, json!({"path": "/safe/etc/passwd", "lines": 3}));
+    assert_eq!(decide("ls", "{}").await.unwrap(), ToolDecision::Run(ToolCall::function("c1", "ls", "{}")));
+}
+
+#[test]
+fn js_device_and_endpoint_hooks_through_call() {
+    let wasm = js_component("tests/fixtures-js/every-hook/plugin.js", None);
+    let dir = PluginDir::new();
+    let manifest = "name: every-hook\nversion: 0.1.0\nhooks: [device-probe, endpoint]\n\
+        limits: { memory: 32MiB, timeout: 2s }\n";
+    let p = dir.add("every-hook", wasm.to_str().unwrap(), manifest);
+    let p = p.to_str().unwrap();
+    let o = plugbox(&["call", p, "device-probe"], Some("{}"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let device = &out["result"]["Ok"][0];
+    assert_eq!(device["id"], "js:0", "{out}");
+    assert_eq!(device["memory_total_mb"], 24576, "{out}");
+    assert_eq!(device["utilization"], 12.5, "{out}");
+    assert_eq!(device["annotations"], json!([["vendor", "js"]]), "{out}");
+
+    let o = plugbox(&["call", p, "endpoint"], Some(r#"{"path": "/v1/embeddings", "model": "chat-model"}"#));
+    let out: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(out["result"]["Err"], "`chat-model` is a chat model: `/v1/embeddings` is not served", "{out}");
+    let o = plugbox(&["call", p, "endpoint"], Some(r#"{"path": "/v1/chat/completions", "model": "chat-model"}"#));
+    let out: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(out["result"].get("Ok").is_some(), "{out}");
+}
+
 // ------------------------------------------------------------- hostile code
 
 fn hostile_manifest(mode: &str, in_init: bool, timeout: &str) -> String {
