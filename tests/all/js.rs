@@ -102,6 +102,15 @@ pub fn js_component(source: &str, world: Option<&str>) -> PathBuf {
         String::from_utf8_lossy(&output.stderr)
     );
     std::fs::rename(&tmp, &out).unwrap();
+    // Builds of earlier versions of this plugin are stale now.
+    for entry in std::fs::read_dir(&out_dir).unwrap().flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let stale = (file.starts_with(&format!("{name}-")) && file.ends_with(".wasm"))
+            || file.starts_with(&format!("wit-{name}-"));
+        if stale && !file.contains(&key) {
+            let _ = std::fs::remove_dir_all(entry.path()).or_else(|_| std::fs::remove_file(entry.path()));
+        }
+    }
     out
 }
 
@@ -551,6 +560,54 @@ async fn js_file_grant_holds_and_escapes_fail() {
     for op in ["read:/data/../plugin.yaml", "read:/data/link-abs"] {
         assert!(outcome(&ctx, op).starts_with("err:"), "{op}: {}", outcome(&ctx, op));
     }
+}
+
+#[tokio::test]
+async fn js_kv_calls_with_the_grant() {
+    let ops = [
+        "kv-get:a",
+        "kv-set:a=one",
+        "kv-get:a",
+        "kv-cas:a=two=three",
+        "kv-cas:a=one=two",
+        "kv-get:a",
+        "kv-incr:n",
+        "kv-incr:n",
+        "kv-incr:a",
+        "kv-del:a",
+        "kv-del:a",
+    ];
+    let dir = PluginDir::new();
+    dir.add("probe", probe().to_str().unwrap(), &probe_manifest("{ kv: true }", &ops));
+    let ctx = probe_ops(&dir).await;
+    let keys = [
+        "kv-get:a",
+        "kv-set:a=one",
+        "kv-get:a#2",
+        "kv-cas:a=two=three",
+        "kv-cas:a=one=two",
+        "kv-get:a#3",
+        "kv-incr:n",
+        "kv-incr:n#2",
+        "kv-incr:a",
+        "kv-del:a",
+        "kv-del:a#2",
+    ];
+    let outcomes: Vec<String> = keys.iter().map(|k| outcome(&ctx, k)).collect();
+    let expected = [
+        "ok:none",
+        "ok:set",
+        "ok:one",
+        "ok:false",
+        "ok:true",
+        "ok:two",
+        "ok:5",
+        "ok:10",
+        "err:the stored value is not an integer",
+        "ok:true",
+        "ok:false",
+    ];
+    assert_eq!(outcomes, expected);
 }
 
 // ------------------------------------------------------------- hot reload

@@ -84,7 +84,7 @@ enum Command {
         #[arg(long)]
         sample: bool,
     },
-    /// Create a new plugin crate from the template.
+    /// Create a new plugin from the template: a Rust crate, or with `--lang js` a JavaScript project.
     New {
         /// Plugin name ([a-z0-9-]).
         name: String,
