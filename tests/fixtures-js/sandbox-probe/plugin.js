@@ -62,7 +62,7 @@ function run(op) {
   }
   if (op.startsWith("kv-set:")) {
     const [key, value] = op.slice(7).split("=");
-    kv.set(key, new TextEncoder().encode(value), 60000);
+    kv.set(key, value, 60000); // a string: stored as its UTF-8 bytes
     return "set";
   }
   if (op.startsWith("kv-del:")) return String(kv.delete(op.slice(7)));
