@@ -186,6 +186,23 @@ async fn js_system_prompt_is_added_once() {
 }
 
 #[tokio::test]
+async fn js_instance_serves_thousands_of_calls() {
+    // One long-lived SpiderMonkey instance, reused for every call (the pool
+    // keeps it warm): its heap is collected as it goes, nothing traps.
+    let (wasm, manifest) = js_example("system-prompt");
+    let manifest = manifest.replace("instances: 4", "instances: 1").replace("timeout: 50ms", "timeout: 2s");
+    let (host, _d) =
+        load(&[("system-prompt", wasm, manifest)], &[("system-prompt", json!({"prompt": "Be brief."}))]).await;
+    for i in 0..5000 {
+        let resp = host.run_request(&RequestContext::new("m"), request(&format!("q{i}")), capture).await.unwrap();
+        assert_eq!(text(&resp), format!("system:Be brief.|user:q{i}"));
+    }
+    let stats = host.plugin("system-prompt").unwrap().stats();
+    assert_eq!((stats.calls, stats.errors, stats.traps, stats.timeouts), (5000, 0, 0, 0), "{stats:?}");
+    assert_eq!(stats.instances_created, 1, "{stats:?}");
+}
+
+#[tokio::test]
 async fn js_system_prompt_positions() {
     let own = || {
         let mut req = request("hi");
@@ -356,6 +373,13 @@ async fn js_provider_streams_through_the_stream_hooks() {
     assert_eq!(text, "ONE TWO [js-end]");
     let finish = chunks.iter().filter_map(|c| c.as_ref().unwrap().choices.first()?.finish_reason.clone()).count();
     assert_eq!(finish, 1, "{chunks:?}");
+
+    // The SDK's default stream: the whole `complete` answer, then its usage.
+    let chunks: Vec<_> = host.stream(&RequestContext::new("m"), "js-echo", request("whole thing")).collect().await;
+    let text: String = chunks.iter().map(|c| delta(c.as_ref().unwrap())).collect();
+    assert_eq!(text, "ECHO: WHOLE THING [js-end]");
+    let usage = chunks.iter().find_map(|c| serde_json::to_value(c.as_ref().unwrap()).unwrap().get("usage").cloned());
+    assert_eq!(usage.as_ref().map(|u| u["total_tokens"].clone()), Some(json!(6)), "{chunks:?}");
 
     // A provider that refuses to start: its `LlmError` arrives whole.
     let first = host.stream(&RequestContext::new("m"), "js-echo", request("fail")).next().await.unwrap();

@@ -3,7 +3,8 @@
 //
 // - provider `js-echo`: `complete` answers `echo: <last message>` with usage;
 //   `startStream` streams the same text word by word (its own generator), or
-//   fails with `rate-limited` when the last message is `fail`.
+//   fails with `rate-limited` when the last message is `fail`, or streams the
+//   whole `complete` answer (the SDK's default) when it starts with `whole`.
 // - `postResponse`: appends ` [js-post]` and sets `system_fingerprint`; an
 //   error outcome is replaced by a `recovered: <message>` answer.
 // - `onChunk`: upper-cases text; drops a chunk whose text is `drop `.
@@ -44,6 +45,7 @@ class EveryHook extends Plugin {
     // Read everything first: the generator runs after this call returns.
     const text = lastText(req);
     if (text === "fail") throw LlmError.rateLimited("slow down", 1500);
+    if (text.startsWith("whole")) return super.startStream(req);
     const model = req.model();
     const id = completionId();
     return (function* () {
