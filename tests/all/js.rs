@@ -171,6 +171,52 @@ fn action_of(ctx: &RequestContext, plugin: &str) -> String {
     ctx.trace().into_iter().find(|t| t.plugin == plugin).map(|t| t.action).unwrap_or_default()
 }
 
+/// The interfaces a component imports (its top-level import names).
+fn component_imports(wasm: &Path) -> Vec<String> {
+    let bytes = std::fs::read(wasm).unwrap();
+    let mut names = Vec::new();
+    let mut depth = 0usize;
+    for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
+        match payload.unwrap() {
+            wasmparser::Payload::ModuleSection { .. } | wasmparser::Payload::ComponentSection { .. } => depth += 1,
+            wasmparser::Payload::End(_) => depth = depth.saturating_sub(1),
+            wasmparser::Payload::ComponentImportSection(reader) if depth == 0 => {
+                for import in reader {
+                    names.push(import.unwrap().name.name.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    names
+}
+
+#[test]
+fn js_components_import_only_what_a_plugin_is_given() {
+    // Built with `--disable http fetch-event`: no wasi:http, no sockets; the
+    // rest is what the host links for every plugin (with no directory and no
+    // environment unless granted).
+    let allowed = [
+        "plugbox:plugin/",
+        "wasi:io/",
+        "wasi:clocks/",
+        "wasi:random/",
+        "wasi:cli/stdin@",
+        "wasi:cli/stdout@",
+        "wasi:cli/stderr@",
+        "wasi:cli/terminal-",
+        "wasi:filesystem/",
+    ];
+    for name in ["system-prompt", "rate-limit"] {
+        let (wasm, _) = js_example(name);
+        let imports = component_imports(&wasm);
+        assert!(imports.iter().any(|i| i.starts_with("plugbox:plugin/llm@0.2")), "{name}: {imports:?}");
+        for import in &imports {
+            assert!(allowed.iter().any(|a| import.starts_with(a)), "{name} imports `{import}`: {imports:?}");
+        }
+    }
+}
+
 // ------------------------------------------------------------- system-prompt
 
 #[tokio::test]
