@@ -465,7 +465,7 @@ async fn js_tool_calls_are_denied_answered_and_rewritten() {
 fn js_device_and_endpoint_hooks_through_call() {
     let wasm = js_component("tests/fixtures-js/every-hook/plugin.js", None);
     let dir = PluginDir::new();
-    let manifest = "name: every-hook\nversion: 0.1.0\nhooks: [device-probe, endpoint]\n\
+    let manifest = "name: every-hook\nversion: 0.1.0\nhooks: [device-probe, on-device-probe, endpoint]\n\
         limits: { memory: 32MiB, timeout: 2s }\n";
     let p = dir.add("every-hook", wasm.to_str().unwrap(), manifest);
     let p = p.to_str().unwrap();
@@ -477,6 +477,18 @@ fn js_device_and_endpoint_hooks_through_call() {
     assert_eq!(device["memory_total_mb"], 24576, "{out}");
     assert_eq!(device["utilization"], 12.5, "{out}");
     assert_eq!(device["annotations"], json!([["vendor", "js"]]), "{out}");
+
+    // The device hook gets the host's reports and annotates each.
+    let reports = r#"{"reports": [{"id": "gpu:0", "kind": "Gpu", "name": "G", "online": true, "memory_total_mb": 8192,
+        "memory_free_mb": 8000, "memory_used_mb": 192, "utilization": null, "temperature_c": 40.5,
+        "source": "builtin:nvml", "annotations": []}]}"#;
+    let o = plugbox(&["call", p, "on-device-probe"], Some(reports));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let device = &out["result"]["Ok"][0];
+    assert_eq!(device["memory_total_mb"], 8192, "{out}");
+    assert_eq!(device["temperature_c"], 40.5, "{out}");
+    assert_eq!(device["annotations"], json!([["seen-by", "every-hook"]]), "{out}");
 
     let o = plugbox(&["call", p, "endpoint"], Some(r#"{"path": "/v1/embeddings", "model": "chat-model"}"#));
     let out: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
