@@ -173,6 +173,17 @@ export class LlmError {
   static internal(message) {
     return new LlmError("internal", message);
   }
+  /** The same error with `allowFallback` set. */
+  withFallback(allow = true) {
+    return new LlmError(this.kind, this.message, { allowFallback: allow, retryAfterMs: this.retryAfterMs });
+  }
+  /** The same error with a retry hint. */
+  withRetryAfter(retryAfterMs) {
+    return new LlmError(this.kind, this.message, {
+      allowFallback: this.allowFallback,
+      retryAfterMs: Math.max(0, Math.ceil(retryAfterMs)),
+    });
+  }
   /** The WIT record. */
   toWit() {
     return {

@@ -44,7 +44,7 @@ class EveryHook extends Plugin {
   startStream(req) {
     // Read everything first: the generator runs after this call returns.
     const text = lastText(req);
-    if (text === "fail") throw LlmError.rateLimited("slow down", 1500);
+    if (text === "fail") throw LlmError.rateLimited("slow down", 10).withRetryAfter(1500);
     if (text.startsWith("whole")) return super.startStream(req);
     const model = req.model();
     const id = completionId();
