@@ -14,6 +14,7 @@ mod examples;
 mod gateway;
 mod hostile;
 mod interfaces;
+mod js;
 mod limits;
 mod loader;
 mod manifest;

@@ -6,6 +6,7 @@ mod demo;
 mod devices;
 mod samples;
 mod scaffold;
+mod scaffold_js;
 mod serve;
 
 use std::io::Read;
@@ -37,6 +38,15 @@ struct Cli {
     log: Option<String>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The language of a new plugin (`plugbox new --lang`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Lang {
+    /// A Rust crate using plugin-sdk.
+    Rust,
+    /// JavaScript, built with componentize-js.
+    Js,
 }
 
 #[derive(Subcommand)]
@@ -74,7 +84,7 @@ enum Command {
         #[arg(long)]
         sample: bool,
     },
-    /// Create a new plugin crate from the template.
+    /// Create a new plugin from the template: a Rust crate, or with `--lang js` a JavaScript project.
     New {
         /// Plugin name ([a-z0-9-]).
         name: String,
@@ -84,6 +94,9 @@ enum Command {
         /// Path to plugbox's plugin-sdk crate (default: the one this binary was built from).
         #[arg(long)]
         sdk_path: Option<PathBuf>,
+        /// The plugin's language: `rust` (a crate) or `js` (JavaScript, built with componentize-js).
+        #[arg(long, value_enum, default_value_t = Lang::Rust)]
+        lang: Lang,
     },
     /// Embed a manifest into a component, so the .wasm alone is a plugin.
     Pack {
@@ -244,7 +257,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::New { name, dir, sdk_path } => scaffold::new_plugin(name, dir, sdk_path.as_deref()),
+        Command::New { name, dir, sdk_path, lang } => match lang {
+            Lang::Rust => scaffold::new_plugin(name, dir, sdk_path.as_deref()),
+            Lang::Js => scaffold_js::new_js_plugin(name, dir),
+        },
         Command::Pack { manifest, component, output } => scaffold::pack(manifest, component, output.as_deref()),
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&plugbox_host::manifest::json_schema())?);
