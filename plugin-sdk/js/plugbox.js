@@ -173,6 +173,17 @@ export class LlmError {
   static internal(message) {
     return new LlmError("internal", message);
   }
+  /** The same error with `allowFallback` set. */
+  withFallback(allow = true) {
+    return new LlmError(this.kind, this.message, { allowFallback: allow, retryAfterMs: this.retryAfterMs });
+  }
+  /** The same error with a retry hint. */
+  withRetryAfter(retryAfterMs) {
+    return new LlmError(this.kind, this.message, {
+      allowFallback: this.allowFallback,
+      retryAfterMs: Math.max(0, Math.ceil(retryAfterMs)),
+    });
+  }
   /** The WIT record. */
   toWit() {
     return {
@@ -570,23 +581,29 @@ export const context = Object.freeze({
   remove: (key) => hostContext.remove(key),
 });
 
+function bytes(value) {
+  if (value === undefined || value === null) return undefined;
+  return typeof value === "string" ? new TextEncoder().encode(value) : value;
+}
+
 function ttl(ttlMs) {
   return ttlMs === undefined || ttlMs === null ? undefined : BigInt(Math.max(0, Math.ceil(ttlMs)));
 }
 
 /**
  * The plugin's private key/value store (needs `permissions.kv: true`; else
- * every call throws a `KvError` of kind `denied`). Values are `Uint8Array`s.
+ * every call throws a `KvError` of kind `denied`). Values are `Uint8Array`s
+ * (a string given is stored as its UTF-8 bytes); TTLs are in milliseconds.
  */
 export const kv = Object.freeze({
   get: (key) => kvCall(() => hostKv.get(key)) ?? undefined,
-  set: (key, value, ttlMs) => kvCall(() => hostKv.set(key, value, ttl(ttlMs))),
+  set: (key, value, ttlMs) => kvCall(() => hostKv.set(key, bytes(value), ttl(ttlMs))),
   delete: (key) => kvCall(() => hostKv["delete"](key)),
   /** Adds `delta` to an integer value (missing = 0); returns the result as a number. */
   increment: (key, delta, ttlMs) => Number(kvCall(() => hostKv.increment(key, BigInt(delta), ttl(ttlMs)))),
   /** Replaces the value if it still equals `expected` (`undefined` = absent). */
   compareAndSwap: (key, expected, value, ttlMs) =>
-    kvCall(() => hostKv.compareAndSwap(key, expected ?? undefined, value, ttl(ttlMs))),
+    kvCall(() => hostKv.compareAndSwap(key, bytes(expected), bytes(value), ttl(ttlMs))),
 });
 
 /** The host's device reports (after device hooks). */

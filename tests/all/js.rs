@@ -102,6 +102,15 @@ pub fn js_component(source: &str, world: Option<&str>) -> PathBuf {
         String::from_utf8_lossy(&output.stderr)
     );
     std::fs::rename(&tmp, &out).unwrap();
+    // Builds of earlier versions of this plugin are stale now.
+    for entry in std::fs::read_dir(&out_dir).unwrap().flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let stale = (file.starts_with(&format!("{name}-")) && file.ends_with(".wasm"))
+            || file.starts_with(&format!("wit-{name}-"));
+        if stale && !file.contains(&key) {
+            let _ = std::fs::remove_dir_all(entry.path()).or_else(|_| std::fs::remove_file(entry.path()));
+        }
+    }
     out
 }
 
@@ -162,6 +171,52 @@ fn action_of(ctx: &RequestContext, plugin: &str) -> String {
     ctx.trace().into_iter().find(|t| t.plugin == plugin).map(|t| t.action).unwrap_or_default()
 }
 
+/// The interfaces a component imports (its top-level import names).
+fn component_imports(wasm: &Path) -> Vec<String> {
+    let bytes = std::fs::read(wasm).unwrap();
+    let mut names = Vec::new();
+    let mut depth = 0usize;
+    for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
+        match payload.unwrap() {
+            wasmparser::Payload::ModuleSection { .. } | wasmparser::Payload::ComponentSection { .. } => depth += 1,
+            wasmparser::Payload::End(_) => depth = depth.saturating_sub(1),
+            wasmparser::Payload::ComponentImportSection(reader) if depth == 0 => {
+                for import in reader {
+                    names.push(import.unwrap().name.name.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    names
+}
+
+#[test]
+fn js_components_import_only_what_a_plugin_is_given() {
+    // Built with `--disable http fetch-event`: no wasi:http, no sockets; the
+    // rest is what the host links for every plugin (with no directory and no
+    // environment unless granted).
+    let allowed = [
+        "plugbox:plugin/",
+        "wasi:io/",
+        "wasi:clocks/",
+        "wasi:random/",
+        "wasi:cli/stdin@",
+        "wasi:cli/stdout@",
+        "wasi:cli/stderr@",
+        "wasi:cli/terminal-",
+        "wasi:filesystem/",
+    ];
+    for name in ["system-prompt", "rate-limit"] {
+        let (wasm, _) = js_example(name);
+        let imports = component_imports(&wasm);
+        assert!(imports.iter().any(|i| i.starts_with("plugbox:plugin/llm@0.2")), "{name}: {imports:?}");
+        for import in &imports {
+            assert!(allowed.iter().any(|a| import.starts_with(a)), "{name} imports `{import}`: {imports:?}");
+        }
+    }
+}
+
 // ------------------------------------------------------------- system-prompt
 
 #[tokio::test]
@@ -174,6 +229,23 @@ async fn js_system_prompt_is_added_once() {
     req.messages.insert(0, ChatMessage::system("Be brief."));
     let resp = host.run_request(&RequestContext::new("m"), req, capture).await.unwrap();
     assert_eq!(text(&resp), "system:Be brief.|user:hi");
+}
+
+#[tokio::test]
+async fn js_instance_serves_thousands_of_calls() {
+    // One long-lived SpiderMonkey instance, reused for every call (the pool
+    // keeps it warm): its heap is collected as it goes, nothing traps.
+    let (wasm, manifest) = js_example("system-prompt");
+    let manifest = manifest.replace("instances: 4", "instances: 1").replace("timeout: 50ms", "timeout: 2s");
+    let (host, _d) =
+        load(&[("system-prompt", wasm, manifest)], &[("system-prompt", json!({"prompt": "Be brief."}))]).await;
+    for i in 0..5000 {
+        let resp = host.run_request(&RequestContext::new("m"), request(&format!("q{i}")), capture).await.unwrap();
+        assert_eq!(text(&resp), format!("system:Be brief.|user:q{i}"));
+    }
+    let stats = host.plugin("system-prompt").unwrap().stats();
+    assert_eq!((stats.calls, stats.errors, stats.traps, stats.timeouts), (5000, 0, 0, 0), "{stats:?}");
+    assert_eq!(stats.instances_created, 1, "{stats:?}");
 }
 
 #[tokio::test]
@@ -307,6 +379,125 @@ async fn js_and_rust_plugins_share_one_pipeline() {
     assert!(matches!(err, RequestError::Llm(ref e) if e.kind == ErrorKind::RateLimited), "{err:?}");
 }
 
+// ------------------------------------------------------------- every hook
+
+/// The `every-hook` fixture (every SDK hook doing something visible).
+async fn every_hook() -> (Host, PluginDir) {
+    let wasm = js_component("tests/fixtures-js/every-hook/plugin.js", None);
+    let manifest = "name: every-hook\nversion: 0.1.0\n\
+        hooks: [post-response, on-chunk, on-stream-end, on-tool-call, provider, device-probe, endpoint]\n\
+        on-error: fail-closed\nlimits: { memory: 32MiB, timeout: 2s }\npermissions: { messages: write }\n";
+    load(&[("every-hook", wasm, manifest.to_string())], &[]).await
+}
+
+#[tokio::test]
+async fn js_provider_and_post_response() {
+    let (host, _d) = every_hook().await;
+    let resp = host.complete(&RequestContext::new("m"), "js-echo", &request("hi there")).await.unwrap();
+    assert_eq!(text(&resp), "echo: hi there");
+    let usage = &serde_json::to_value(&resp).unwrap()["usage"];
+    assert_eq!(usage["prompt_tokens"], 3, "{usage}");
+    assert_eq!(usage["completion_tokens"], 3, "{usage}");
+    assert_eq!(usage["total_tokens"], 6, "{usage}");
+
+    // Post hook: edits the answer and a top-level field ...
+    let resp = host.run_request(&RequestContext::new("m"), request("hi"), echo).await.unwrap();
+    assert_eq!(text(&resp), "echo: hi [js-post]");
+    assert_eq!(serde_json::to_value(&resp).unwrap()["system_fingerprint"], "js");
+    // ... and turns an error outcome into an answer.
+    let resp = host.run_request(&RequestContext::new("m"), request("hi"), failing).await.unwrap();
+    assert_eq!(text(&resp), "recovered: upstream down");
+}
+
+#[tokio::test]
+async fn js_provider_streams_through_the_stream_hooks() {
+    use futures::StreamExt;
+    let (host, _d) = every_hook().await;
+    let chunks: Vec<_> = host.stream(&RequestContext::new("m"), "js-echo", request("one drop two")).collect().await;
+    let text: String = chunks.iter().map(|c| delta(c.as_ref().unwrap())).collect();
+    // `drop ` dropped, the rest upper-cased, the end hook's chunk appended.
+    assert_eq!(text, "ONE TWO [js-end]");
+    let finish = chunks.iter().filter_map(|c| c.as_ref().unwrap().choices.first()?.finish_reason.clone()).count();
+    assert_eq!(finish, 1, "{chunks:?}");
+
+    // The SDK's default stream: the whole `complete` answer, then its usage.
+    let chunks: Vec<_> = host.stream(&RequestContext::new("m"), "js-echo", request("whole thing")).collect().await;
+    let text: String = chunks.iter().map(|c| delta(c.as_ref().unwrap())).collect();
+    assert_eq!(text, "ECHO: WHOLE THING [js-end]");
+    let usage = chunks.iter().find_map(|c| serde_json::to_value(c.as_ref().unwrap()).unwrap().get("usage").cloned());
+    assert_eq!(usage.as_ref().map(|u| u["total_tokens"].clone()), Some(json!(6)), "{chunks:?}");
+
+    // A provider that refuses to start: its `LlmError` arrives whole.
+    let first = host.stream(&RequestContext::new("m"), "js-echo", request("fail")).next().await.unwrap();
+    match first {
+        Err(RequestError::Llm(e)) => {
+            assert_eq!(e.kind, ErrorKind::RateLimited);
+            assert_eq!(e.retry_after_ms, Some(1500));
+            assert_eq!(e.message, "slow down");
+        }
+        other => panic!("expected the provider's error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn js_tool_calls_are_denied_answered_and_rewritten() {
+    use plugbox_host::{ToolCall, ToolDecision};
+    let (host, _d) = every_hook().await;
+    let ctx = RequestContext::new("m");
+    let decide = |name: &str, args: &str| host.on_tool_call(&ctx, ToolCall::function("c1", name, args));
+    assert_eq!(
+        decide("rm", "{}").await.unwrap(),
+        ToolDecision::Denied { plugin: "every-hook".into(), reason: "no rm".into() }
+    );
+    assert_eq!(
+        decide("now", "{}").await.unwrap(),
+        ToolDecision::Answered { plugin: "every-hook".into(), result: r#"{"time":42}"#.into() }
+    );
+    let ToolDecision::Run(call) = decide("read_file", r#"{"path":"/etc/passwd","lines":3}"#).await.unwrap() else {
+        panic!("read_file must run")
+    };
+    let args: serde_json::Value = serde_json::from_str(&call.function.arguments).unwrap();
+    assert_eq!(args, json!({"path": "/safe/etc/passwd", "lines": 3}));
+    assert_eq!(decide("ls", "{}").await.unwrap(), ToolDecision::Run(ToolCall::function("c1", "ls", "{}")));
+}
+
+#[test]
+fn js_device_and_endpoint_hooks_through_call() {
+    let wasm = js_component("tests/fixtures-js/every-hook/plugin.js", None);
+    let dir = PluginDir::new();
+    let manifest = "name: every-hook\nversion: 0.1.0\nhooks: [device-probe, on-device-probe, endpoint]\n\
+        limits: { memory: 32MiB, timeout: 2s }\n";
+    let p = dir.add("every-hook", wasm.to_str().unwrap(), manifest);
+    let p = p.to_str().unwrap();
+    let o = plugbox(&["call", p, "device-probe"], Some("{}"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let device = &out["result"]["Ok"][0];
+    assert_eq!(device["id"], "js:0", "{out}");
+    assert_eq!(device["memory_total_mb"], 24576, "{out}");
+    assert_eq!(device["utilization"], 12.5, "{out}");
+    assert_eq!(device["annotations"], json!([["vendor", "js"]]), "{out}");
+
+    // The device hook gets the host's reports and annotates each.
+    let reports = r#"{"reports": [{"id": "gpu:0", "kind": "Gpu", "name": "G", "online": true, "memory_total_mb": 8192,
+        "memory_free_mb": 8000, "memory_used_mb": 192, "utilization": null, "temperature_c": 40.5,
+        "source": "builtin:nvml", "annotations": []}]}"#;
+    let o = plugbox(&["call", p, "on-device-probe"], Some(reports));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let device = &out["result"]["Ok"][0];
+    assert_eq!(device["memory_total_mb"], 8192, "{out}");
+    assert_eq!(device["temperature_c"], 40.5, "{out}");
+    assert_eq!(device["annotations"], json!([["seen-by", "every-hook"]]), "{out}");
+
+    let o = plugbox(&["call", p, "endpoint"], Some(r#"{"path": "/v1/embeddings", "model": "chat-model"}"#));
+    let out: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(out["result"]["Err"], "`chat-model` is a chat model: `/v1/embeddings` is not served", "{out}");
+    let o = plugbox(&["call", p, "endpoint"], Some(r#"{"path": "/v1/chat/completions", "model": "chat-model"}"#));
+    let out: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(out["result"].get("Ok").is_some(), "{out}");
+}
+
 // ------------------------------------------------------------- hostile code
 
 fn hostile_manifest(mode: &str, in_init: bool, timeout: &str) -> String {
@@ -357,10 +548,8 @@ async fn js_memory_bomb_hits_the_cap() {
     let resp = host.run_request(&ctx, request("hi"), echo).await.unwrap();
     assert_eq!(text(&resp), "echo: hi [ok]");
     let action = action_of(&ctx, "hostile");
-    // SpiderMonkey either traps on the failed growth or throws its own
-    // out-of-memory error: both are the plugin failing, contained.
     let cap = FailureKind::MemoryLimit(32 * 1024 * 1024).to_string();
-    assert!(action.contains(&cap) || action.contains("out of memory"), "{action}");
+    assert!(action.contains(&cap), "expected the memory cap, got `{action}`");
     assert_still_serving(&host).await;
 }
 
@@ -453,6 +642,54 @@ async fn js_file_grant_holds_and_escapes_fail() {
     for op in ["read:/data/../plugin.yaml", "read:/data/link-abs"] {
         assert!(outcome(&ctx, op).starts_with("err:"), "{op}: {}", outcome(&ctx, op));
     }
+}
+
+#[tokio::test]
+async fn js_kv_calls_with_the_grant() {
+    let ops = [
+        "kv-get:a",
+        "kv-set:a=one",
+        "kv-get:a",
+        "kv-cas:a=two=three",
+        "kv-cas:a=one=two",
+        "kv-get:a",
+        "kv-incr:n",
+        "kv-incr:n",
+        "kv-incr:a",
+        "kv-del:a",
+        "kv-del:a",
+    ];
+    let dir = PluginDir::new();
+    dir.add("probe", probe().to_str().unwrap(), &probe_manifest("{ kv: true }", &ops));
+    let ctx = probe_ops(&dir).await;
+    let keys = [
+        "kv-get:a",
+        "kv-set:a=one",
+        "kv-get:a#2",
+        "kv-cas:a=two=three",
+        "kv-cas:a=one=two",
+        "kv-get:a#3",
+        "kv-incr:n",
+        "kv-incr:n#2",
+        "kv-incr:a",
+        "kv-del:a",
+        "kv-del:a#2",
+    ];
+    let outcomes: Vec<String> = keys.iter().map(|k| outcome(&ctx, k)).collect();
+    let expected = [
+        "ok:none",
+        "ok:set",
+        "ok:one",
+        "ok:false",
+        "ok:true",
+        "ok:two",
+        "ok:5",
+        "ok:10",
+        "err:the stored value is not an integer",
+        "ok:true",
+        "ok:false",
+    ];
+    assert_eq!(outcomes, expected);
 }
 
 // ------------------------------------------------------------- hot reload
