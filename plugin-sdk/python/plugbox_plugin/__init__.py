@@ -6,7 +6,9 @@ plugin is one class deriving from :class:`Plugin` (override only the hooks the
 manifest lists; every other hook has a harmless default) and one
 :func:`export` call, built with componentize-py::
 
-    componentize-py -d wit -w plugin componentize app -p . -p <plugin-sdk>/python -o plugin.wasm
+    componentize-py -d <repo>/wit -d <repo>/plugin-sdk/python/wit -w plugbox:python/plugin \\
+        --import-interface-name plugbox:plugin/types@0.2.0=types \\
+        componentize app -p . -p <repo>/plugin-sdk/python -o plugin.wasm
 
 A complete plugin (``app.py``)::
 
