@@ -756,3 +756,51 @@ async fn plugbox_serve_hot_reloads_its_config_and_keeps_the_old_one_on_a_bad_edi
     }
     assert_eq!(status_of("first").await, 404);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plugbox_serve_examples_run_the_bundled_plugins_with_config_from_the_file() {
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("gateway.yaml");
+    // The file's `plugins` section wins over the examples' defaults.
+    std::fs::write(
+        &config,
+        "providers:\n  echo: { type: plugin, provider-type: echo }\nroutes:\n  - { model: '*', targets: [echo] }\n\
+         plugins:\n  system-prompt: { prompt: Answer in French. }\n  rate-limit: { rps: 0.001, burst: 1 }\n",
+    )
+    .unwrap();
+    let serve = ServeProcess::start(&["--examples", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    // What it printed before it listened: the plugins' statuses.
+    let mut printed = Vec::new();
+    let url = loop {
+        let line = serve.lines.recv_timeout(WAIT).expect("plugbox serve prints its listening line");
+        if let Some(url) = line.strip_prefix("plugbox serve: listening on ") {
+            break url.to_string();
+        }
+        printed.push(line);
+    };
+    let client = client();
+    let body: Value = client
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&json!({"model": "any", "messages": user("Mail me at bob@example.com")}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // pii-redact masked the address before the echo provider saw it.
+    assert_eq!(body["choices"][0]["message"]["content"], "Mail me at [EMAIL]", "{body}");
+    assert!(
+        printed.iter().any(|l| l.starts_with("system-prompt ") && l.contains("active")),
+        "system-prompt loaded with its prompt from the file: {printed:#?}"
+    );
+    assert!(!printed.iter().any(|l| l.starts_with("FAILED")), "{printed:#?}");
+    // rate-limit got the file's burst of 1, not the examples' 10.
+    let r = client
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&json!({"model": "any", "messages": user("a second request")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429, "{:?}", r.text().await);
+}

@@ -44,6 +44,14 @@ fn bundled_plugins(_dir: &Path) -> Result<()> {
     bail!("this binary was built without the example plugins: run `cargo demo`, or pass --plugins DIR")
 }
 
+/// The bundled example plugins laid out in a new temporary directory
+/// (`plugbox serve --examples`); it is removed when dropped.
+pub fn bundled_plugins_dir() -> Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new().prefix("plugbox-examples-").tempdir()?;
+    bundled_plugins(dir.path())?;
+    Ok(dir)
+}
+
 /// A plugin that traps on every call, dropped in to show fail-open isolation.
 #[cfg(feature = "demo-plugins")]
 fn flaky_plugin(dir: &Path) -> Result<PathBuf> {

@@ -145,6 +145,11 @@ enum Command {
         /// The plugin directory (default: none, the embedded echo provider only).
         #[arg(long)]
         plugins: Option<PathBuf>,
+        /// Serve the bundled example plugins (pii-redact, system-prompt,
+        /// rate-limit ...), laid out in a temporary directory: a quick look at
+        /// plugins at work without writing any.
+        #[arg(long, conflicts_with = "plugins")]
+        examples: bool,
         /// The gateway config file (YAML; see docs/gateway.md). Default: every
         /// model answered by the echo provider, loopback only, no keys.
         #[arg(long)]
@@ -274,6 +279,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Demo { plugins } => demo::run(builder(&cli)?, plugins.as_deref()).await,
         Command::Serve {
             plugins,
+            examples,
             config,
             listen,
             allow_unauthenticated,
@@ -282,14 +288,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             require_approval: _,
             json,
         } => {
+            // Kept for the process's life: the examples' directory.
+            let examples_dir = if *examples { Some(demo::bundled_plugins_dir()?) } else { None };
+            let plugins = examples_dir.as_ref().map(|d| d.path().to_path_buf()).or_else(|| plugins.clone());
             let opts = serve::ServeOptions {
-                plugins: plugins.clone(),
+                plugins,
                 config: config.clone(),
                 listen: *listen,
                 allow_unauthenticated: *allow_unauthenticated,
                 grace: *grace,
                 watch: !no_watch,
                 json: *json,
+                examples: *examples,
             };
             serve::serve(builder(&cli)?, opts).await
         }

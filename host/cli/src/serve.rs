@@ -55,6 +55,22 @@ pub struct ServeOptions {
     pub watch: bool,
     /// `--json`: events as JSON lines.
     pub json: bool,
+    /// `--examples`: the plugins are the bundled examples; give them the
+    /// operator config the demo uses where the config file gives none.
+    pub examples: bool,
+}
+
+/// The operator config `--examples` gives the bundled examples that need one
+/// (the config file's `plugins` section wins).
+fn example_plugin_config() -> Vec<(&'static str, serde_json::Map<String, serde_json::Value>)> {
+    let obj = |v: serde_json::Value| match v {
+        serde_json::Value::Object(m) => m,
+        _ => unreachable!("literal objects"),
+    };
+    vec![
+        ("system-prompt", obj(serde_json::json!({ "prompt": "You are a concise assistant." }))),
+        ("rate-limit", obj(serde_json::json!({ "rps": 5, "burst": 10 }))),
+    ]
 }
 
 /// `plugbox serve`: the OpenAI-compatible gateway.
@@ -73,6 +89,17 @@ pub async fn serve(builder: HostBuilder, opts: ServeOptions) -> Result<ExitCode>
              --allow-unauthenticated"
         );
     }
+    let mut builder = builder;
+    let mut plugin_config = config.plugins.clone();
+    if opts.examples {
+        for (name, values) in example_plugin_config() {
+            plugin_config.entry(name.to_string()).or_insert(values);
+        }
+    }
+    for (name, values) in plugin_config {
+        builder = builder.plugin_config(name, values);
+    }
+    let started_plugin_config = config.plugins.clone();
     let host = builder.build()?;
     let logger = log_events(&host, opts.json);
     let mut failed = Vec::new();
@@ -90,22 +117,33 @@ pub async fn serve(builder: HostBuilder, opts: ServeOptions) -> Result<ExitCode>
         .allow_unauthenticated(opts.allow_unauthenticated)
         .build()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let config_watcher = match (&opts.config, opts.watch) {
-        (Some(path), true) => {
-            let gw = gateway.clone();
-            let json = opts.json;
-            let shown = path.display().to_string();
-            Some(
-                ConfigWatcher::start(path, move |next| match next.and_then(|c| gw.set_config(c)) {
+    let config_watcher =
+        match (&opts.config, opts.watch) {
+            (Some(path), true) => {
+                let gw = gateway.clone();
+                let json = opts.json;
+                let shown = path.display().to_string();
+                Some(
+                    ConfigWatcher::start(path, move |next| {
+                        match next.and_then(|c| {
+                    if c.plugins != started_plugin_config {
+                        eprintln!(
+                            "warning: `{shown}`: the `plugins` section changed; plugin config is read at start, \
+                             restart plugbox serve to apply it"
+                        );
+                    }
+                    gw.set_config(c)
+                }) {
                     Ok(()) if json => println!("{}", serde_json::json!({"event": "config-reloaded", "path": shown})),
                     Ok(()) => println!("config reloaded from `{shown}`"),
                     Err(e) => eprintln!("error: config not reloaded, the current one keeps serving: {e}"),
-                })
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-            )
-        }
-        _ => None,
-    };
+                }
+                    })
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+                )
+            }
+            _ => None,
+        };
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
     if !opts.json {

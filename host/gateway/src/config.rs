@@ -66,6 +66,10 @@ pub struct GatewayConfig {
     /// Model configs for device admission and endpoint validation, by the
     /// route's model name (same format as the host's model file).
     pub models: plugbox_host::ModelSet,
+    /// Operator config of plugins, by plugin name: the values a plugin's
+    /// manifest `config` declares (`system-prompt: { prompt: "..." }`),
+    /// merged over the manifest defaults when the plugin is loaded.
+    pub plugins: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
 }
 
 /// One provider.
@@ -186,6 +190,7 @@ impl GatewayConfig {
             api_keys: Vec::new(),
             limits: Limits::default(),
             models: plugbox_host::ModelSet::default(),
+            plugins: BTreeMap::new(),
         }
     }
 
@@ -362,6 +367,12 @@ struct ConfigFile {
     #[serde(default)]
     #[schemars(schema_with = "models_schema")]
     models: BTreeMap<String, plugbox_host::ModelConfig>,
+    /// Operator config of plugins, by plugin name: the values each plugin's
+    /// manifest `config` declares, checked against it when the plugin loads
+    /// (`system-prompt: { prompt: "You are concise." }`). Read at start: a
+    /// change needs a restart.
+    #[serde(default)]
+    plugins: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
 }
 
 fn de_listen<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
@@ -862,6 +873,14 @@ impl ConfigFile {
             .collect();
         let models = plugbox_host::ModelSet::new(models)
             .map_err(|(model, message)| at(&["models", &model], format!("models.{model}: {message}")))?;
-        Ok(GatewayConfig { listen: self.listen.unwrap_or(DEFAULT_LISTEN), providers, routes, api_keys, limits, models })
+        Ok(GatewayConfig {
+            listen: self.listen.unwrap_or(DEFAULT_LISTEN),
+            providers,
+            routes,
+            api_keys,
+            limits,
+            models,
+            plugins: self.plugins,
+        })
     }
 }

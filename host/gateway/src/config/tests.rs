@@ -110,7 +110,7 @@ fn default_echo_routes_everything_to_the_echo_plugin() {
 fn errors_name_file_line_column_and_field() {
     assert_eq!(
         err("listen: 127.0.0.1:8080\nlimit: {}\n"),
-        "gw.yaml:2:1: unknown field `limit`, expected one of `listen`, `providers`, `routes`, `api-keys`, `limits`, `models`"
+        "gw.yaml:2:1: unknown field `limit`, expected one of `listen`, `providers`, `routes`, `api-keys`, `limits`, `models`, `plugins`"
     );
     assert_eq!(
         err("limits:\n  request-timeout: 5 parsecs\n"),
@@ -262,7 +262,7 @@ fn the_schema_describes_the_file() {
     let schema = GatewayConfig::json_schema();
     let props = schema["properties"].as_object().unwrap();
     let keys: Vec<&str> = props.keys().map(String::as_str).collect();
-    assert_eq!(keys, ["api-keys", "limits", "listen", "models", "providers", "routes"]);
+    assert_eq!(keys, ["api-keys", "limits", "listen", "models", "plugins", "providers", "routes"]);
     assert_eq!(schema["additionalProperties"], false);
 }
 
@@ -317,4 +317,14 @@ fn empty_files_duplicates_and_wrong_types() {
         err("providers:\n  o: { type: openai, base-url: 'http://h' }\n"),
         "gw.yaml:2:14: providers.o.type: unknown variant `openai`, expected `plugin` or `openai-compatible`"
     );
+}
+
+#[test]
+fn plugin_config_is_kept_by_plugin_name() {
+    let c = parse("plugins:\n  system-prompt: { prompt: be brief }\n  rate-limit: { rps: 2.5, burst: 4 }\n").unwrap();
+    assert_eq!(c.plugins["system-prompt"]["prompt"], "be brief");
+    assert_eq!(c.plugins["rate-limit"]["burst"], 4);
+    assert_eq!(c.plugins["rate-limit"]["rps"], 2.5);
+    let e = err("plugins:\n  rate-limit: 5\n");
+    assert!(e.starts_with("gw.yaml:2:"), "{e}");
 }
