@@ -212,11 +212,7 @@ fn sdk_against_serve_with_no_config_gets_the_echo_provider() {
 #[test]
 fn sdk_completion_stream_embeddings_models_auth_and_curl_framing() {
     let (_mock, mock) = mock_upstream();
-    let dir = plugins(&[
-        ("system-prompt", &[("prompt", s("Answer briefly."))]),
-        ("pii-redact", &[]),
-        ("logging", &[]),
-    ]);
+    let dir = plugins(&[("system-prompt", &[("prompt", s("Answer briefly."))]), ("pii-redact", &[]), ("logging", &[])]);
     let gw = Gateway::start(Some(dir.path()), Some(&config(&mock)));
     gw.run("basic", &mock, &[]);
 }
