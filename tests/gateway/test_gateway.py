@@ -221,24 +221,19 @@ def tools_allow():
 
 
 def tools_deny():
+    # A denied call is removed: the client sees a note saying who denied it
+    # and why, the finish reason becomes `stop`, and the model is not called again.
     tag = os.environ["TOOL_TAG"]
-    c = client()
-    for stream, m in zip((False, True), tool_models()):
-        try:
-            if stream:
-                content, calls, _, _, _ = assemble(
-                    c.chat.completions.create(model=m, messages=user("weather?"), tools=TOOLS, stream=True)
-                )
-            else:
-                r = c.chat.completions.create(model=m, messages=user("weather?"), tools=TOOLS)
-                content, calls = r.choices[0].message.content, r.choices[0].message.tool_calls or []
-        except openai.APIStatusError as err:
-            check(err.status_code == 403, "a denied tool call is refused with 403", err)
-            check(f"denied by {tag}" in str(err.body), "the refusal says why", err.body)
-            continue
-        # Or the model is told, and the client never sees the denied call.
-        check(not calls, "a denied tool call never reaches the client", calls)
-        check(f"denied by {tag}" in json.dumps(upstream_calls(m)[-1]["body"]), "the model is told why", content)
+    plain, streamed = tool_models()
+    r, (content, calls, finish, _, _) = tool_call_plain_and_streamed(plain, streamed)
+    msg = r.choices[0].message
+    for what, text, left, end in (("plain", msg.content, msg.tool_calls, r.choices[0].finish_reason),
+                                  ("streamed", content, calls, finish)):
+        check(not left, f"{what}: a denied tool call never reaches the client", left)
+        check(text and "[tool call get_weather denied by" in text and f"denied by {tag}" in text,
+              f"{what}: the client learns who denied the call and why", text)
+        check(end == "stop", f"{what}: finish reason stop once no call is left", end)
+    check(len(upstream_calls(plain)) == 1 and len(upstream_calls(streamed)) == 1, "the model is not called again")
 
 
 def tools_answer():
