@@ -159,7 +159,8 @@ def basic():
             raise AssertionError(f"key {key!r} was accepted")
         except openai.AuthenticationError as err:
             check(err.status_code == 401, "401", err.status_code)
-            check("error" in err.body if isinstance(err.body, dict) else err.body, "OpenAI error body", err.body)
+            # The SDK keeps the `error` object of an OpenAI error body.
+            check(isinstance(err.body, dict) and err.body.get("message"), "OpenAI error body", err.body)
 
     curl_sse_framing()
 
