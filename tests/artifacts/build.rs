@@ -87,6 +87,11 @@ fn main() {
         let wasm = path_str(&b.wasm);
         writeln!(consts, "/// `{}`, built from `{}`.", file_name(&b.wasm), rel(&repo, &b.crate_dir)).unwrap();
         writeln!(consts, "pub const {shouty}: &str = {wasm:?};").unwrap();
+        if b.name == "echo-provider" {
+            // The default provider of `plugbox serve`, embedded in the binary.
+            writeln!(consts, "/// The bytes of [`ECHO_PROVIDER`] (its manifest embedded).").unwrap();
+            writeln!(consts, "pub const ECHO_PROVIDER_BYTES: &[u8] = include_bytes!({wasm:?});").unwrap();
+        }
         let (list, manifest) = if b.crate_dir.starts_with(&fixtures_dir) {
             (&mut fixtures, b.crate_dir.join("plugin.yaml"))
         } else if b.crate_dir.starts_with(&examples_dir) {

@@ -1,1 +1,289 @@
-//! OWNED BY THE SERVER WORK (to be written).
+//! `POST /v1/chat/completions`: the request pipeline for JSON answers.
+//!
+//! door (limits, caller, body) → parse (400 with the JSON path) → route
+//! (404) → endpoint validation and device admission when the model has a
+//! model config → pre hooks → provider attempts in plan order, falling back
+//! when the error allows it, with the tool-call rounds → post hooks. Streams
+//! (`stream: true`) take the same path up to the provider and go on in
+//! [`crate::sse`].
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use plugbox_host::models::RouteError;
+use plugbox_host::{
+    ChatRequest, ChatResponse, ErrorKind, Host, LlmError, Nullable, Outcome, RequestContext, RequestError, Usage,
+};
+
+use crate::config::GatewayConfig;
+use crate::error::{ApiError, upstream_llm_error};
+use crate::routes::{Attempt, Target};
+use crate::server::{Admitted, admit, error_response, with_request_id};
+use crate::state::Shared;
+use crate::tools;
+
+/// The endpoint path, as interface plugins see it.
+pub(crate) const PATH: &str = "/v1/chat/completions";
+
+pub(crate) async fn chat_completions(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let admitted = match admit(&shared, &parts, body).await {
+        Ok(a) => a,
+        Err((e, id)) => return error_response(e, &id),
+    };
+    let id = admitted.request_id.clone();
+    match handle(shared, admitted).await {
+        Ok(r) => with_request_id(r, &id),
+        Err(e) => {
+            tracing::debug!(request_id = %id, status = e.status, "chat request failed: {}", e.message);
+            error_response(e, &id)
+        }
+    }
+}
+
+/// Parses a chat request; a bad field is a 400 naming its JSON path.
+pub(crate) fn parse(body: &[u8]) -> Result<ChatRequest, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let request: ChatRequest = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            ApiError::new(400, format!("invalid request body: {inner}"))
+        } else {
+            ApiError::bad_field(path.clone(), format!("invalid request body at `{path}`: {inner}"))
+        }
+    })?;
+    if request.model.is_empty() {
+        return Err(ApiError::bad_field("model", "`model` must name a model"));
+    }
+    if request.messages.is_empty() {
+        return Err(ApiError::bad_field("messages", "`messages` must hold at least one message"));
+    }
+    Ok(request)
+}
+
+/// Endpoint validation through the interface plugin of the model's mode
+/// (400 when it refuses) and device admission (503 with the reason), for
+/// models the config has a model config for.
+pub(crate) async fn check_model(host: &Host, config: &GatewayConfig, path: &str, model: &str) -> Result<(), ApiError> {
+    let Some(model_config) = config.models.get(model) else {
+        return Ok(());
+    };
+    match host.validate_request(&config.models, path, model).await {
+        Ok(v) if !v.accepted => {
+            let why = v.reason.unwrap_or_else(|| "refused".into());
+            return Err(ApiError::new(
+                400,
+                format!("model `{model}` (mode `{}`, interface plugin `{}`) does not serve {path}: {why}", v.mode, v.plugin),
+            )
+            .with_code("unsupported_endpoint"));
+        }
+        Ok(_) => {}
+        Err(e @ RouteError::UnknownModel(_)) => return Err(ApiError::new(404, e.to_string()).with_code("model_not_found")),
+        Err(e) => return Err(ApiError::new(503, format!("model `{model}`: {e}")).with_code("model_unavailable")),
+    }
+    let admission = host.admit(model_config).await;
+    if !admission.admitted {
+        let reasons = admission.reasons();
+        return Err(ApiError::new(
+            503,
+            format!("model `{model}` does not fit the devices now: {}", reasons.join("; ")),
+        )
+        .with_code("insufficient_resources"));
+    }
+    Ok(())
+}
+
+/// The attempts for `model` (404 when no route serves it).
+pub(crate) fn plan(admitted: &Admitted, model: &str) -> Result<Vec<Attempt>, ApiError> {
+    let plan = admitted.active.routes.plan(model).ok_or_else(|| {
+        ApiError::new(404, format!("the model `{model}` does not exist: no route of this gateway serves it"))
+            .with_code("model_not_found")
+    })?;
+    if plan.is_empty() {
+        return Err(ApiError::new(503, format!("the route of `{model}` has no provider")).with_code("no_provider"));
+    }
+    Ok(plan)
+}
+
+async fn handle(shared: Arc<Shared>, admitted: Admitted) -> Result<Response, ApiError> {
+    let request = parse(&admitted.body)?;
+    let plan = plan(&admitted, &request.model)?;
+    let config = &admitted.active.config;
+    check_model(&shared.host, config, PATH, &request.model).await?;
+    let streaming = request.is_streaming();
+    let mut ctx = RequestContext::new(request.model.clone())
+        .with_request_id(admitted.request_id.clone())
+        .with_streaming(streaming)
+        .with_provider(plan[0].provider.clone());
+    if let Some(caller) = &admitted.caller {
+        ctx = ctx.with_caller(caller.clone());
+    }
+    let deadline = tokio::time::Instant::now() + config.limits.request_timeout;
+    if streaming {
+        return crate::sse::start(shared, admitted, ctx, request, plan, deadline).await;
+    }
+    let max_rounds = config.limits.max_tool_rounds;
+    let work = complete(&shared.host, &ctx, request, &plan, max_rounds);
+    match tokio::time::timeout_at(deadline, work).await {
+        Ok(r) => r.map(|resp| axum::Json(resp).into_response()),
+        Err(_) => Err(ApiError::new(
+            504,
+            format!("the request ran past its deadline of {}", humantime::format_duration(config.limits.request_timeout)),
+        )
+        .with_code("timeout")),
+    }
+}
+
+/// The JSON path: pre hooks, attempts with tool rounds, post hooks.
+async fn complete(
+    host: &Host,
+    ctx: &RequestContext,
+    request: ChatRequest,
+    plan: &[Attempt],
+    max_rounds: u32,
+) -> Result<ChatResponse, ApiError> {
+    let mut stage = host.pre_request(ctx, request).await;
+    let outcome = if let Some(answered) = stage.short_circuit.take() {
+        answered
+    } else if stage.failure.is_some() {
+        // post_response reports the failure itself.
+        Err(llm(ErrorKind::Internal, "a fail-closed plugin failed", false))
+    } else {
+        attempts(host, ctx, &stage.request, plan, max_rounds).await
+    };
+    host.post_response(ctx, stage, outcome).await.map_err(|e| ApiError::from_request(&e))
+}
+
+/// Tries each attempt in order while the error allows a fallback.
+async fn attempts(host: &Host, ctx: &RequestContext, request: &ChatRequest, plan: &[Attempt], max_rounds: u32) -> Outcome {
+    let mut outcome = Err(llm(ErrorKind::Internal, "no provider", false));
+    for (i, attempt) in plan.iter().enumerate() {
+        outcome = with_tools(host, ctx, attempt, request, max_rounds).await;
+        match &outcome {
+            Err(e) if e.allow_fallback && i + 1 < plan.len() => {
+                tracing::info!(
+                    request_id = %ctx.info().request_id, provider = %attempt.provider,
+                    "provider failed ({}), falling back to `{}`", e.message, plan[i + 1].provider
+                );
+            }
+            _ => return outcome,
+        }
+    }
+    outcome
+}
+
+/// One attempt, with the rounds of plugin-answered tool calls.
+async fn with_tools(
+    host: &Host,
+    ctx: &RequestContext,
+    attempt: &Attempt,
+    request: &ChatRequest,
+    max_rounds: u32,
+) -> Outcome {
+    let mut request = request.clone();
+    let mut spent: Option<Usage> = None;
+    let mut round = 0u32;
+    loop {
+        let mut response = call(host, ctx, attempt, &request).await.map_err(|mut e| {
+            if round > 0 {
+                // Tool results were already fed to this provider: no other starts over.
+                e.allow_fallback = false;
+            }
+            e
+        })?;
+        let mut follow_up = None;
+        for choice in &mut response.choices {
+            let calls = std::mem::take(choice.message.tool_calls_mut());
+            if calls.is_empty() {
+                continue;
+            }
+            let decided = tools::decide(host, ctx, calls).await.map_err(|e| request_llm(&e))?;
+            let answers_now = choice.index == 0 && !decided.answered.is_empty() && round < max_rounds;
+            if answers_now {
+                let text = choice.message.text().map(|t| t.into_owned()).filter(|t| !t.is_empty());
+                follow_up = Some(decided.follow_up(text));
+                continue;
+            }
+            let mut note = decided.denial_note();
+            if !decided.answered.is_empty() {
+                note = format!("{note} [tool calls answered by plugins were not run: the limit of {max_rounds} tool rounds was reached]")
+                    .trim()
+                    .to_string();
+            }
+            if !note.is_empty() {
+                tools::append_text(&mut choice.message, &note);
+            }
+            if decided.run.is_empty() {
+                choice.message.tool_calls = None;
+                if choice.finish_reason() == Some("tool_calls") {
+                    choice.finish_reason = Some(Nullable::Value("stop".into()));
+                }
+            } else {
+                *choice.message.tool_calls_mut() = decided.run;
+            }
+        }
+        add_usage(&mut spent, response.usage());
+        match follow_up {
+            Some(messages) => {
+                request = tools::next_round(&request, messages);
+                round += 1;
+            }
+            None => {
+                if round > 0
+                    && let Some(total) = spent
+                {
+                    response.usage = Some(Nullable::Value(total));
+                }
+                return Ok(response);
+            }
+        }
+    }
+}
+
+/// Adds `usage` to `total`.
+pub(crate) fn add_usage(total: &mut Option<Usage>, usage: Option<&Usage>) {
+    let Some(u) = usage else { return };
+    match total {
+        Some(t) => {
+            t.prompt_tokens += u.prompt_tokens;
+            t.completion_tokens += u.completion_tokens;
+            t.total_tokens += u.total_tokens;
+        }
+        None => *total = Some(u.clone()),
+    }
+}
+
+/// The request `attempt` sends: `request` with the provider's model name.
+pub(crate) fn for_attempt(attempt: &Attempt, request: &ChatRequest) -> ChatRequest {
+    let mut request = request.clone();
+    request.model = attempt.model.clone();
+    request
+}
+
+/// One provider call.
+async fn call(host: &Host, ctx: &RequestContext, attempt: &Attempt, request: &ChatRequest) -> Outcome {
+    let request = for_attempt(attempt, request);
+    match &attempt.target {
+        Target::Plugin { provider_type } => {
+            host.complete(ctx, provider_type, &request).await.map_err(|e| request_llm(&e))
+        }
+        Target::Upstream(upstream) => upstream.chat(&request).await.map_err(|e| upstream_llm_error(&e)),
+        #[allow(unreachable_patterns)]
+        _ => Err(llm(ErrorKind::Internal, "a provider kind this gateway cannot call", true)),
+    }
+}
+
+/// An LLM error.
+pub(crate) fn llm(kind: ErrorKind, message: impl Into<String>, allow_fallback: bool) -> LlmError {
+    LlmError { kind, message: message.into(), allow_fallback, retry_after_ms: None }
+}
+
+/// A pipeline error as an LLM error (a provider plugin's failure may fall back).
+pub(crate) fn request_llm(e: &RequestError) -> LlmError {
+    match e {
+        RequestError::Llm(e) => e.clone(),
+        other => llm(ErrorKind::Provider, other.to_string(), true),
+    }
+}

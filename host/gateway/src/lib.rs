@@ -27,8 +27,9 @@ mod embeddings;
 mod error;
 mod models;
 mod server;
+mod sse;
 mod state;
 mod tools;
 
 pub use error::ApiError;
-pub use server::{Gateway, GatewayBuilder, ShutdownHandle};
+pub use server::{Gateway, GatewayBuilder, REQUEST_ID_HEADER, ShutdownHandle};
