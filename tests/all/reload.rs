@@ -682,11 +682,11 @@ fn serve_reloads_on_sighup_and_obeys_disable_and_approve_from_the_cli() {
     let dir = PluginDir::new();
     let d = dir.add("hot", plugbox_artifacts::SCRIPTED, &manifest("hot", "1.0.0", "v1", ""));
     let path = dir.path().to_str().unwrap();
-    let mut serve = Serve::start(&["--plugins", path, "--no-watch", "--require-approval"]);
+    let mut serve = Serve::start(&["--plugins", path, "--no-watch", "--require-approval", "--listen", "127.0.0.1:0"]);
     serve.expect("loaded `hot` 1.0.0");
     let row = serve.expect("hot ");
     assert!(row.contains("1.0.0") && row.contains("active"), "{row}");
-    serve.expect("No HTTP endpoint yet");
+    serve.expect("plugbox serve: listening on http://127.0.0.1:");
 
     // Without a watcher, a change waits for SIGHUP; gaining kv needs approval.
     std::fs::write(d.join("plugin.yaml"), manifest("hot", "2.0.0", "v2", ", kv: true")).unwrap();

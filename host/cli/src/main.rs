@@ -116,15 +116,37 @@ enum Command {
         #[arg(long)]
         plugins: Option<PathBuf>,
     },
-    /// Run a long-lived plugin host on a directory: load it, watch it and hot
-    /// reload plugins as files change, and log plugin events. SIGHUP reloads
-    /// the directory; Ctrl-C or SIGTERM stops. There is no HTTP endpoint yet
-    /// (the OpenAI-compatible gateway comes later): this mode is for running
-    /// and trying out a plugin directory.
+    /// Run the OpenAI-compatible gateway: `POST /v1/chat/completions` (JSON
+    /// and SSE), `POST /v1/embeddings`, `GET /v1/models`, `/healthz`,
+    /// `/readyz`, every request, stream and tool call through the plugins.
+    /// Without `--plugins` (or when the directory has no `echo` provider) the
+    /// embedded echo provider answers, so it works with no key and no network.
+    /// Prints `plugbox serve: listening on http://ADDR` once it accepts. The
+    /// plugin directory and the config file are watched and hot-reloaded;
+    /// SIGHUP reloads the plugins; Ctrl-C or SIGTERM stops accepting, lets
+    /// requests in flight finish within `--grace`, and exits 0.
     Serve {
-        #[arg(long, default_value = "plugins")]
-        plugins: PathBuf,
-        /// Do not watch the directory: reload only on SIGHUP.
+        /// The plugin directory (default: none, the embedded echo provider only).
+        #[arg(long)]
+        plugins: Option<PathBuf>,
+        /// The gateway config file (YAML; see docs/gateway.md). Default: every
+        /// model answered by the echo provider, loopback only, no keys.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Listen address (default: the config's `listen`, 127.0.0.1:8080);
+        /// port 0 picks a free port.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Serve clients that are not on loopback although no API keys are
+        /// configured (needed to listen on a non-loopback address without keys).
+        #[arg(long)]
+        allow_unauthenticated: bool,
+        /// How long requests and streams in flight may take to finish after
+        /// SIGTERM or Ctrl-C.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        grace: std::time::Duration,
+        /// Do not watch the plugin directory and the config file: reload the
+        /// plugins only on SIGHUP.
         #[arg(long)]
         no_watch: bool,
         /// Keep a new version that gains permissions, and a plugin that
@@ -230,8 +252,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Devices { plugins, json } => devices::run(builder(&cli)?, plugins.as_deref(), *json).await,
         Command::Demo { plugins } => demo::run(builder(&cli)?, plugins.as_deref()).await,
-        Command::Serve { plugins, no_watch, require_approval: _, json } => {
-            serve::serve(builder(&cli)?, plugins, !no_watch, *json).await
+        Command::Serve { plugins, config, listen, allow_unauthenticated, grace, no_watch, require_approval: _, json } => {
+            let opts = serve::ServeOptions {
+                plugins: plugins.clone(),
+                config: config.clone(),
+                listen: *listen,
+                allow_unauthenticated: *allow_unauthenticated,
+                grace: *grace,
+                watch: !no_watch,
+                json: *json,
+            };
+            serve::serve(builder(&cli)?, opts).await
         }
         Command::Disable { name, plugins } => serve::set_disabled(plugins, name, true),
         Command::Enable { name, plugins } => serve::set_disabled(plugins, name, false),

@@ -195,10 +195,10 @@ async fn with_tools(
         })?;
         let mut follow_up = None;
         for choice in &mut response.choices {
-            let calls = std::mem::take(choice.message.tool_calls_mut());
-            if calls.is_empty() {
+            if choice.message.tool_calls().is_empty() {
                 continue;
             }
+            let calls = std::mem::take(choice.message.tool_calls_mut());
             let decided = tools::decide(host, ctx, calls).await.map_err(|e| request_llm(&e))?;
             let answers_now = choice.index == 0 && !decided.answered.is_empty() && round < max_rounds;
             if answers_now {
