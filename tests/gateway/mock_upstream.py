@@ -13,6 +13,8 @@ What it answers is chosen by the model name it receives, `KIND[:ARG...]`:
 * `say:TEXT`: a completion whose text is TEXT (`_` stands for a space);
 * `stream:N:MS`: an SSE stream of N chunks `c0 `, `c1 `, ... MS milliseconds
   apart (then a usage chunk when `stream_options.include_usage` is set);
+* `ticks:N:MS`: like `stream`, every chunk `tick ` (no digits, which
+  pii-redact may hold back while a number could be being written);
 * `stream-say:MS:PART|PART|...`: an SSE stream of the given parts (`_` is a
   space), MS milliseconds apart;
 * `gated:KEY`: a stream that sends `first `, then waits until
@@ -299,6 +301,9 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "stream":
             n, ms = int(args[0]), int(args[1])
             self.stream(model, body, [f"c{i} " for i in range(n)], ms / 1000)
+        elif kind == "ticks":
+            n, ms = int(args[0]), int(args[1])
+            self.stream(model, body, ["tick "] * n, ms / 1000)
         elif kind == "stream-say":
             ms, parts = int(args[0]), ":".join(args[1:]).split("|")
             self.stream(model, body, [p.replace("_", " ") for p in parts], ms / 1000)

@@ -320,7 +320,7 @@ def upstream():
     check("released" in events, "the first chunk reached the client before the second was sent", events)
 
     # A client that goes away mid-stream: the gateway drops the upstream call.
-    model = unique("stream:400:25")
+    model = unique("ticks:400:25")
     s = c.chat.completions.create(model=model, messages=user("long"), stream=True)
     got = 0
     for ch in s:
