@@ -130,6 +130,7 @@ impl Gateway {
             .output()
             .expect("running test_gateway.py");
         let stdout = String::from_utf8_lossy(&out.stdout);
+        print!("{stdout}");
         assert!(
             out.status.success(),
             "scenario `{scenario}` failed:\n{stdout}\n{}\n--- {} log:\n{}",
