@@ -80,6 +80,7 @@ impl Drop for Proc {
 fn mock_upstream() -> (Proc, String) {
     let mut cmd = Command::new(tools().python());
     cmd.arg(gateway_dir().join("mock_upstream.py"));
+    cmd.env("PYTHONDONTWRITEBYTECODE", "1");
     Proc::start("mock upstream", cmd, "mock-upstream: listening on ")
 }
 
@@ -126,6 +127,7 @@ impl Gateway {
             .env("GATEWAY_URL", format!("{}/v1", self.url))
             .env("GATEWAY_KEY", CLIENT_KEY)
             .env("MOCK_URL", mock)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
             .envs(env.iter().copied())
             .output()
             .expect("running test_gateway.py");
