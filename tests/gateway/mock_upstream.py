@@ -15,6 +15,8 @@ What it answers is chosen by the model name it receives, `KIND[:ARG...]`:
   apart (then a usage chunk when `stream_options.include_usage` is set);
 * `ticks:N:MS`: like `stream`, every chunk `tick ` (no digits, which
   pii-redact may hold back while a number could be being written);
+* `broken:N`: a stream that sends N chunks `part ` and then drops the
+  connection mid-stream (no `[DONE]`, no end of the chunked body);
 * `stream-say:MS:PART|PART|...`: an SSE stream of the given parts (`_` is a
   space), MS milliseconds apart;
 * `gated:KEY`: a stream that sends `first `, then waits until
@@ -206,7 +208,7 @@ class Handler(BaseHTTPRequestHandler):
         self.write_chunked(b"data: [DONE]\n\n")
         self.write_chunked(b"")
 
-    def stream(self, model, body, parts, delay_s, gate=None):
+    def stream(self, model, body, parts, delay_s, gate=None, break_after=None):
         """Sends `parts` (text deltas or whole deltas) as a stream."""
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         sent = 0
@@ -223,6 +225,11 @@ class Handler(BaseHTTPRequestHandler):
                 delta = part if isinstance(part, dict) else {"content": part}
                 self.event(chunk(model, delta))
                 sent += 1
+                if break_after is not None and sent == break_after:
+                    record({"event": "broken", "model": model, "chunks_sent": sent})
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
             finish = "tool_calls" if any(isinstance(p, dict) and p.get("tool_calls") for p in parts) else "stop"
             self.event(chunk(model, {}, finish))
             if include_usage:
@@ -301,6 +308,9 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "stream":
             n, ms = int(args[0]), int(args[1])
             self.stream(model, body, [f"c{i} " for i in range(n)], ms / 1000)
+        elif kind == "broken":
+            n = int(args[0])
+            self.stream(model, body, ["part "] * (n + 1), 0, break_after=n)
         elif kind == "ticks":
             n, ms = int(args[0]), int(args[1])
             self.stream(model, body, ["tick "] * n, ms / 1000)

@@ -304,6 +304,20 @@ def upstream():
     content, _, _, _, _ = assemble(s)
     check(content == "mock reply to: stream?", "fallback stream", content)
 
+    # An upstream that breaks mid-stream: the client gets the chunks sent so
+    # far, then an SSE error event (the SDK raises), and the stream closes.
+    model = unique("broken:3")
+    s = c.chat.completions.create(model=model, messages=user("break"), stream=True)
+    seen = ""
+    try:
+        for ch in s:
+            if ch.choices and ch.choices[0].delta.content:
+                seen += ch.choices[0].delta.content
+        raise AssertionError(f"a broken upstream stream ended cleanly after {seen!r}")
+    except openai.APIError as err:
+        check(seen == "part part part ", "the chunks before the break", seen)
+        check(isinstance(err.body, dict) and err.body.get("message"), "an OpenAI error event", (err, err.body))
+
     # A slow stream is relayed as it arrives: the upstream holds its second
     # chunk until we have seen the first one through the gateway.
     model = unique("gated")
