@@ -59,10 +59,8 @@ fn client() -> Http {
 
 /// One request; the number of SSE events (`data:` lines) or 1 for JSON.
 async fn one(client: &Http, url: &hyper::Uri, body: &Bytes) -> Result<usize, String> {
-    let req = Request::post(url.clone())
-        .header(CONTENT_TYPE, "application/json")
-        .body(Full::new(body.clone()))
-        .unwrap();
+    let req =
+        Request::post(url.clone()).header(CONTENT_TYPE, "application/json").body(Full::new(body.clone())).unwrap();
     let resp = client.request(req).await.map_err(|e| format!("{e:?}"))?;
     let status = resp.status();
     let bytes = resp.into_body().collect().await.map_err(|e| format!("{e:?}"))?.to_bytes();
@@ -122,7 +120,11 @@ impl Figures {
             self.p99,
             self.p999,
             self.max,
-            if self.first_errors.is_empty() { String::new() } else { format!(" | first errors: {:?}", self.first_errors) }
+            if self.first_errors.is_empty() {
+                String::new()
+            } else {
+                format!(" | first errors: {:?}", self.first_errors)
+            }
         )
     }
 }
@@ -472,7 +474,8 @@ fn main() {
             "rate" => {
                 let url = arg(&args, "--url").expect("--url URL");
                 let chunks: usize = num(&args, "--stream-chunks", 0);
-                let body = if chunks > 0 { chat_body(&format!("stream-{chunks}"), true) } else { chat_body("bench", false) };
+                let body =
+                    if chunks > 0 { chat_body(&format!("stream-{chunks}"), true) } else { chat_body("bench", false) };
                 let f = rate(url, body, num(&args, "--rps", 1000.0), num(&args, "--seconds", 5.0)).await;
                 println!("{}", f.line("rate"));
             }

@@ -93,7 +93,7 @@ fn main() {
         let app = Router::new().route("/v1/chat/completions", post(chat)).route("/v1/embeddings", post(embeddings));
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await.unwrap();
         println!("gateway-load-mock: listening on http://{}", listener.local_addr().unwrap());
-        
+
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             let _ = tcp.set_nodelay(true);
         });
