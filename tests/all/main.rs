@@ -11,6 +11,7 @@ mod devices;
 mod devices_adversarial;
 mod escalation;
 mod examples;
+mod gateway;
 mod gateway_sdk;
 mod hostile;
 mod interfaces;

@@ -252,7 +252,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Devices { plugins, json } => devices::run(builder(&cli)?, plugins.as_deref(), *json).await,
         Command::Demo { plugins } => demo::run(builder(&cli)?, plugins.as_deref()).await,
-        Command::Serve { plugins, config, listen, allow_unauthenticated, grace, no_watch, require_approval: _, json } => {
+        Command::Serve {
+            plugins,
+            config,
+            listen,
+            allow_unauthenticated,
+            grace,
+            no_watch,
+            require_approval: _,
+            json,
+        } => {
             let opts = serve::ServeOptions {
                 plugins: plugins.clone(),
                 config: config.clone(),

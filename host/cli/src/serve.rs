@@ -8,9 +8,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use plugbox_host::reload::{PluginStates, fingerprint_of};
 use plugbox_gateway::GatewayBuilder;
 use plugbox_gateway::config::{ConfigWatcher, GatewayConfig};
+use plugbox_host::reload::{PluginStates, fingerprint_of};
 use plugbox_host::{Host, HostBuilder, PluginEvent, loader};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -77,8 +77,7 @@ pub async fn serve(builder: HostBuilder, opts: ServeOptions) -> Result<ExitCode>
     let logger = log_events(&host, opts.json);
     let mut failed = Vec::new();
     if let Some(dir) = &opts.plugins {
-        let report =
-            host.load_dir(dir).await.with_context(|| format!("loading plugins from `{}`", dir.display()))?;
+        let report = host.load_dir(dir).await.with_context(|| format!("loading plugins from `{}`", dir.display()))?;
         failed = report.failed;
     }
     let watcher = match (&opts.plugins, opts.watch) {
@@ -107,8 +106,7 @@ pub async fn serve(builder: HostBuilder, opts: ServeOptions) -> Result<ExitCode>
         }
         _ => None,
     };
-    let listener =
-        tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
     if !opts.json {
         println!();

@@ -32,7 +32,9 @@ pub(crate) fn caller(
         .with_code("loopback_only"));
     }
     let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(ApiError::new(401, "missing API key: send `Authorization: Bearer <key>`").with_code("missing_api_key"));
+        return Err(
+            ApiError::new(401, "missing API key: send `Authorization: Bearer <key>`").with_code("missing_api_key")
+        );
     };
     let presented = value
         .to_str()

@@ -75,12 +75,17 @@ pub(crate) async fn check_model(host: &Host, config: &GatewayConfig, path: &str,
             let why = v.reason.unwrap_or_else(|| "refused".into());
             return Err(ApiError::new(
                 400,
-                format!("model `{model}` (mode `{}`, interface plugin `{}`) does not serve {path}: {why}", v.mode, v.plugin),
+                format!(
+                    "model `{model}` (mode `{}`, interface plugin `{}`) does not serve {path}: {why}",
+                    v.mode, v.plugin
+                ),
             )
             .with_code("unsupported_endpoint"));
         }
         Ok(_) => {}
-        Err(e @ RouteError::UnknownModel(_)) => return Err(ApiError::new(404, e.to_string()).with_code("model_not_found")),
+        Err(e @ RouteError::UnknownModel(_)) => {
+            return Err(ApiError::new(404, e.to_string()).with_code("model_not_found"));
+        }
         Err(e) => return Err(ApiError::new(503, format!("model `{model}`: {e}")).with_code("model_unavailable")),
     }
     let admission = host.admit(model_config).await;
@@ -130,7 +135,10 @@ async fn handle(shared: Arc<Shared>, admitted: Admitted) -> Result<Response, Api
         Ok(r) => r.map(|resp| axum::Json(resp).into_response()),
         Err(_) => Err(ApiError::new(
             504,
-            format!("the request ran past its deadline of {}", humantime::format_duration(config.limits.request_timeout)),
+            format!(
+                "the request ran past its deadline of {}",
+                humantime::format_duration(config.limits.request_timeout)
+            ),
         )
         .with_code("timeout")),
     }
@@ -144,6 +152,7 @@ async fn complete(
     plan: &[Attempt],
     max_rounds: u32,
 ) -> Result<ChatResponse, ApiError> {
+    let upstream = LastUpstreamError::default();
     let mut stage = host.pre_request(ctx, request).await;
     let outcome = if let Some(answered) = stage.short_circuit.take() {
         answered
@@ -151,16 +160,26 @@ async fn complete(
         // post_response reports the failure itself.
         Err(llm(ErrorKind::Internal, "a fail-closed plugin failed", false))
     } else {
-        attempts(host, ctx, &stage.request, plan, max_rounds).await
+        attempts(host, ctx, &stage.request, plan, max_rounds, &upstream).await
     };
-    host.post_response(ctx, stage, outcome).await.map_err(|e| ApiError::from_request(&e))
+    host.post_response(ctx, stage, outcome).await.map_err(|e| match e {
+        RequestError::Llm(e) => ApiError::from_llm_or_upstream(&e, upstream.lock().take()),
+        other => ApiError::from_request(&other),
+    })
 }
 
 /// Tries each attempt in order while the error allows a fallback.
-async fn attempts(host: &Host, ctx: &RequestContext, request: &ChatRequest, plan: &[Attempt], max_rounds: u32) -> Outcome {
+async fn attempts(
+    host: &Host,
+    ctx: &RequestContext,
+    request: &ChatRequest,
+    plan: &[Attempt],
+    max_rounds: u32,
+    upstream: &LastUpstreamError,
+) -> Outcome {
     let mut outcome = Err(llm(ErrorKind::Internal, "no provider", false));
     for (i, attempt) in plan.iter().enumerate() {
-        outcome = with_tools(host, ctx, attempt, request, max_rounds).await;
+        outcome = with_tools(host, ctx, attempt, request, max_rounds, upstream).await;
         match &outcome {
             Err(e) if e.allow_fallback && i + 1 < plan.len() => {
                 tracing::info!(
@@ -181,12 +200,13 @@ async fn with_tools(
     attempt: &Attempt,
     request: &ChatRequest,
     max_rounds: u32,
+    upstream: &LastUpstreamError,
 ) -> Outcome {
     let mut request = request.clone();
     let mut spent: Option<Usage> = None;
     let mut round = 0u32;
     loop {
-        let mut response = call(host, ctx, attempt, &request).await.map_err(|mut e| {
+        let mut response = call(host, ctx, attempt, &request, upstream).await.map_err(|mut e| {
             if round > 0 {
                 // Tool results were already fed to this provider: no other starts over.
                 e.allow_fallback = false;
@@ -199,7 +219,12 @@ async fn with_tools(
                 continue;
             }
             let calls = std::mem::take(choice.message.tool_calls_mut());
-            let decided = tools::decide(host, ctx, calls).await.map_err(|e| request_llm(&e))?;
+            let decided = tools::decide(host, ctx, calls).await.map_err(|e| {
+                // A tool hook's failure is no reason to ask another provider.
+                let mut e = request_llm(&e);
+                e.allow_fallback = false;
+                e
+            })?;
             let answers_now = choice.index == 0 && !decided.answered.is_empty() && round < max_rounds;
             if answers_now {
                 let text = choice.message.text().map(|t| t.into_owned()).filter(|t| !t.is_empty());
@@ -263,17 +288,41 @@ pub(crate) fn for_attempt(attempt: &Attempt, request: &ChatRequest) -> ChatReque
 }
 
 /// One provider call.
-async fn call(host: &Host, ctx: &RequestContext, attempt: &Attempt, request: &ChatRequest) -> Outcome {
+async fn call(
+    host: &Host,
+    ctx: &RequestContext,
+    attempt: &Attempt,
+    request: &ChatRequest,
+    upstream: &LastUpstreamError,
+) -> Outcome {
     let request = for_attempt(attempt, request);
     match &attempt.target {
         Target::Plugin { provider_type } => {
+            missing_provider(host, provider_type)?;
             host.complete(ctx, provider_type, &request).await.map_err(|e| request_llm(&e))
         }
-        Target::Upstream(upstream) => upstream.chat(&request).await.map_err(|e| upstream_llm_error(&e)),
+        Target::Upstream(client) => client.chat(&request).await.map_err(|e| {
+            let llm = upstream_llm_error(&e);
+            *upstream.lock() = Some(e);
+            llm
+        }),
         #[allow(unreachable_patterns)]
         _ => Err(llm(ErrorKind::Internal, "a provider kind this gateway cannot call", true)),
     }
 }
+
+/// A provider error (502, may fall back) when no provider plugin of
+/// `provider_type` is loaded.
+pub(crate) fn missing_provider(host: &Host, provider_type: &str) -> Result<(), LlmError> {
+    if host.provider(provider_type).is_some() {
+        return Ok(());
+    }
+    Err(llm(ErrorKind::Provider, format!("no provider plugin of type `{provider_type}` is loaded"), true))
+}
+
+/// The last upstream failure of a request: its OpenAI error body goes to the
+/// client as is when the request ends with that failure unchanged.
+pub(crate) type LastUpstreamError = parking_lot::Mutex<Option<crate::upstream::UpstreamError>>;
 
 /// An LLM error.
 pub(crate) fn llm(kind: ErrorKind, message: impl Into<String>, allow_fallback: bool) -> LlmError {

@@ -384,18 +384,26 @@ fn de_providers<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Prov
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut out = BTreeMap::new();
-            while let Some(name) = map.next_key_seed(NameSeed)? {
+            while let Some(name) = map.next_key_seed(NameSeed(&out))? {
                 let provider: ProviderFile = map.next_value()?;
                 out.insert(name, provider);
             }
             Ok(out)
         }
     }
-    struct NameSeed;
-    impl<'de> serde::de::DeserializeSeed<'de> for NameSeed {
+    /// A provider name not defined earlier in the map.
+    struct NameSeed<'a>(&'a BTreeMap<String, ProviderFile>);
+    impl<'de> serde::de::DeserializeSeed<'de> for NameSeed<'_> {
         type Value = String;
         fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
-            de::provider_name(d)
+            let defined = self.0;
+            de::parsed(d, "a provider name", |s| {
+                de::check_name("provider name", s)?;
+                if defined.contains_key(s) {
+                    return Err(format!("provider `{s}` is defined twice"));
+                }
+                Ok(s.to_string())
+            })
         }
     }
     d.deserialize_map(V)

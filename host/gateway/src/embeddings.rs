@@ -32,8 +32,8 @@ pub(crate) async fn embeddings(State(shared): State<Arc<Shared>>, request: Reque
 }
 
 async fn handle(shared: &Shared, admitted: &Admitted) -> Result<Value, ApiError> {
-    let body: Value = serde_json::from_slice(&admitted.body)
-        .map_err(|e| ApiError::new(400, format!("invalid request body: {e}")))?;
+    let body: Value =
+        serde_json::from_slice(&admitted.body).map_err(|e| ApiError::new(400, format!("invalid request body: {e}")))?;
     let Some(object) = body.as_object() else {
         return Err(ApiError::new(400, "the request body must be a JSON object"));
     };
@@ -84,7 +84,7 @@ async fn handle(shared: &Shared, admitted: &Admitted) -> Result<Value, ApiError>
                 if let (Some(body), Some(status)) = (e.body.clone(), e.status)
                     && (400..500).contains(&status)
                 {
-                    api.body = Some(body);
+                    api.body = Some(Box::new(body));
                     api.status = status;
                 }
                 if !fallback {

@@ -29,7 +29,7 @@ pub struct ApiError {
     /// Sent as `Retry-After` (whole seconds, rounded up) with 429 and 503.
     pub retry_after: Option<Duration>,
     /// An upstream's own OpenAI error body, passed on as is.
-    pub body: Option<Value>,
+    pub body: Option<Box<Value>>,
 }
 
 impl ApiError {
@@ -67,7 +67,7 @@ impl ApiError {
     /// The OpenAI error body: `{"error": {...}}`.
     pub fn body(&self) -> Value {
         if let Some(b) = &self.body {
-            return b.clone();
+            return (**b).clone();
         }
         json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}})
     }
@@ -92,6 +92,21 @@ impl ApiError {
         ApiError::new(ApiError::status_of(e.kind), e.message.clone())
             .with_code(code)
             .with_retry_after(e.retry_after_ms.map(Duration::from_millis))
+    }
+
+    /// The error a request ends with, or, when that is `upstream`'s failure
+    /// unchanged (no plugin rewrote it) and the upstream sent a 4xx OpenAI
+    /// error body, the upstream's status and body as they came.
+    pub(crate) fn from_llm_or_upstream(e: &LlmError, upstream: Option<UpstreamError>) -> ApiError {
+        let mut api = ApiError::from_llm(e);
+        if let Some(u) = upstream
+            && u.message == e.message
+            && let (Some(status @ 400..=499), Some(body)) = (u.status, u.body)
+        {
+            api.status = status;
+            api.body = Some(Box::new(body));
+        }
+        api
     }
 
     /// The error of a request that failed in the pipeline.

@@ -12,8 +12,14 @@
 //! * [`upstream`]: OpenAI-compatible upstreams over HTTP (timeouts, retries,
 //!   pooled connections, streams relayed as they arrive);
 //! * [`routes`]: model alias → ordered providers, weights, fallback;
-//! * the server (state, handlers, errors, auth, limits, the tool-call loop,
-//!   lifecycle): [`Gateway`].
+//! * the server: [`Gateway`] (router, serving with graceful shutdown,
+//!   validate-then-swap config reloads), [`ApiError`] (OpenAI-shaped error
+//!   bodies); inside it the door (concurrency limit, caller from the API key,
+//!   body size), the chat pipeline for JSON and SSE (pre hooks, provider
+//!   attempts with fallback, tool-call hooks and plugin-answered rounds, post
+//!   or stream hooks), embeddings, models, health.
+//!
+//! docs/gateway.md describes the HTTP surface, the pipeline and the config.
 
 #![warn(missing_docs)]
 

@@ -189,7 +189,9 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn not_found(parts: Parts) -> Response {
-    ApiError::new(404, format!("no route for {} {}", parts.method, parts.uri.path())).with_code("unknown_url").into_response()
+    ApiError::new(404, format!("no route for {} {}", parts.method, parts.uri.path()))
+        .with_code("unknown_url")
+        .into_response()
 }
 
 /// A request past the door: its config, its concurrency permit, its id and
@@ -241,7 +243,8 @@ pub(crate) async fn admit(shared: &Arc<Shared>, parts: &Parts, body: Body) -> Re
     };
     let in_flight = InFlight::new(shared);
     let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-    let caller = crate::auth::caller(&active.config, &parts.headers, peer, shared.allow_unauthenticated).map_err(fail)?;
+    let caller =
+        crate::auth::caller(&active.config, &parts.headers, peer, shared.allow_unauthenticated).map_err(fail)?;
     let max = active.config.limits.max_body;
     let too_large = || {
         ApiError::new(413, format!("the request body is larger than the limit of {max} bytes"))

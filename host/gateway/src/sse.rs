@@ -27,7 +27,7 @@ use plugbox_host::{
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::chat::{add_usage, for_attempt, llm, request_llm};
+use crate::chat::{LastUpstreamError, add_usage, for_attempt, llm, missing_provider, request_llm};
 use crate::error::{ApiError, upstream_llm_error};
 use crate::routes::{Attempt, Target};
 use crate::server::Admitted;
@@ -88,9 +88,8 @@ pub(crate) async fn start(
         held: (admitted.permit, admitted.in_flight),
     };
     tokio::spawn(driver.run(opened));
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
-    });
+    let body =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) });
     let mut response = Response::new(Body::from_stream(body));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -108,12 +107,25 @@ struct Opened {
     request: ChatRequest,
 }
 
-async fn open(host: &Host, ctx: &RequestContext, attempt: &Attempt, request: &ChatRequest) -> Result<ChunkStream, LlmError> {
+async fn open(
+    host: &Host,
+    ctx: &RequestContext,
+    attempt: &Attempt,
+    request: &ChatRequest,
+    upstream: &LastUpstreamError,
+) -> Result<ChunkStream, LlmError> {
     let request = for_attempt(attempt, request);
     match &attempt.target {
-        Target::Plugin { provider_type } => Ok(host.stream(ctx, provider_type, request)),
-        Target::Upstream(upstream) => {
-            let chunks = upstream.chat_stream(&request).await.map_err(|e| upstream_llm_error(&e))?;
+        Target::Plugin { provider_type } => {
+            missing_provider(host, provider_type)?;
+            Ok(host.stream(ctx, provider_type, request))
+        }
+        Target::Upstream(client) => {
+            let chunks = client.chat_stream(&request).await.map_err(|e| {
+                let llm = upstream_llm_error(&e);
+                *upstream.lock() = Some(e);
+                llm
+            })?;
             Ok(host.filter_stream(ctx, chunks))
         }
         #[allow(unreachable_patterns)]
@@ -129,7 +141,8 @@ async fn open_with_fallback(
 ) -> Result<Opened, ApiError> {
     for (i, attempt) in plan.iter().enumerate() {
         let last = i + 1 == plan.len();
-        let failed = match open(host, ctx, attempt, &request).await {
+        let upstream = LastUpstreamError::default();
+        let failed = match open(host, ctx, attempt, &request, &upstream).await {
             Ok(mut stream) => match stream.next().await {
                 Some(Err(e)) => request_llm(&e),
                 first => return Ok(Opened { stream, first, attempt: Some(attempt.clone()), request }),
@@ -137,7 +150,7 @@ async fn open_with_fallback(
             Err(e) => e,
         };
         if last || !failed.allow_fallback {
-            return Err(ApiError::from_llm(&failed));
+            return Err(ApiError::from_llm_or_upstream(&failed, upstream.lock().take()));
         }
         tracing::info!(
             request_id = %ctx.info().request_id, provider = %attempt.provider,
@@ -248,7 +261,7 @@ impl Driver {
                     self.round += 1;
                     self.round_text.clear();
                     self.assembler = Assembler::default();
-                    match open(&self.host, &self.ctx, attempt, &request).await {
+                    match open(&self.host, &self.ctx, attempt, &request, &LastUpstreamError::default()).await {
                         Ok(s) => stream = s,
                         Err(e) => {
                             let _ = self.tx.send(Bytes::from(ApiError::from_llm(&e).sse_event())).await;
@@ -300,6 +313,7 @@ impl Driver {
             self.round_text.push_str(text);
         }
         let mut out = Vec::new();
+        let mut changed = had_calls;
         let finished: Vec<u32> =
             chunk.choices.iter().filter(|c| c.finish_reason().is_some()).map(|c| c.index).collect();
         for index in finished {
@@ -311,12 +325,14 @@ impl Driver {
             if !decided.run.is_empty() {
                 out.push(tools::calls_chunk(&chunk, index, &decided.run));
             }
-            let choice: &mut ChunkChoice = chunk.choices.iter_mut().find(|c| c.index == index).expect("finished choice");
+            let choice: &mut ChunkChoice =
+                chunk.choices.iter_mut().find(|c| c.index == index).expect("finished choice");
             if index == 0 && !decided.answered.is_empty() && self.round < self.max_rounds {
                 let text = Some(self.round_text.clone()).filter(|t| !t.is_empty());
                 self.follow_up = Some(decided.follow_up(text));
                 // The answer goes on in the next round.
                 choice.finish_reason = None;
+                changed = true;
                 continue;
             }
             let mut note = decided.denial_note();
@@ -336,7 +352,7 @@ impl Driver {
                 out.push(tools::chunk_like(&chunk, index, delta));
             }
         }
-        let mut usage_changed = false;
+        let mut usage_changed = changed;
         if let Some(Nullable::Value(usage)) = &chunk.usage {
             if self.follow_up.is_some() {
                 // Counted into the final round's usage.
@@ -361,7 +377,7 @@ impl Driver {
                 }
             }
         }
-        let emptied = had_calls || usage_changed || self.round > 0;
+        let emptied = usage_changed || self.round > 0;
         if !(emptied && tools::is_empty_chunk(&chunk)) {
             out.push(chunk);
         }

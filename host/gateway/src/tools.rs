@@ -50,12 +50,8 @@ impl Decided {
     pub fn follow_up(&self, text: Option<String>) -> Vec<ChatMessage> {
         let mut assistant = ChatMessage::new(Role::Assistant, "");
         assistant.content = text.map(|t| Nullable::Value(MessageContent::Text(t))).or(Some(Nullable::Null));
-        let calls: Vec<ToolCall> = self
-            .answered
-            .iter()
-            .map(|(c, _)| c.clone())
-            .chain(self.denied.iter().map(|(c, _, _)| c.clone()))
-            .collect();
+        let calls: Vec<ToolCall> =
+            self.answered.iter().map(|(c, _)| c.clone()).chain(self.denied.iter().map(|(c, _, _)| c.clone())).collect();
         assistant.tool_calls = Some(Nullable::Value(calls));
         let mut out = vec![assistant];
         for (call, result) in &self.answered {
@@ -172,7 +168,10 @@ pub(crate) fn chunk_like(like: &ChatChunk, choice: u32, delta: Delta) -> ChatChu
 /// Whether a chunk has nothing to say (after its tool-call fragments were taken).
 pub(crate) fn is_empty_chunk(chunk: &ChatChunk) -> bool {
     chunk.usage.is_none()
-        && chunk.choices.iter().all(|c| c.delta == Delta::default() && c.finish_reason.is_none() && c.logprobs.is_none())
+        && chunk
+            .choices
+            .iter()
+            .all(|c| c.delta == Delta::default() && c.finish_reason.is_none() && c.logprobs.is_none())
 }
 
 /// The request for the next tool round: `request` plus `messages`.

@@ -112,6 +112,17 @@ impl UpstreamError {
         UpstreamError { status: None, retry_after: None, allow_fallback: true, message, body: None, timed_out }
     }
 
+    /// The HTTP status a gateway answers its client with: the upstream's
+    /// `4xx` as is (`429` included), `504` after a timeout, `502` otherwise
+    /// (the upstream's `5xx`, a refused connection, a broken answer).
+    pub fn client_status(&self) -> u16 {
+        match self.status {
+            _ if self.timed_out => 504,
+            Some(s) if (400..500).contains(&s) => s,
+            _ => 502,
+        }
+    }
+
     /// The error as the pipeline's [`LlmError`]: its kind from the status.
     pub fn to_llm_error(&self) -> LlmError {
         let kind = match self.status {
@@ -335,10 +346,8 @@ impl Upstream {
     async fn status_error(&self, response: reqwest::Response, deadline: Instant) -> (UpstreamError, Retry) {
         let status = response.status().as_u16();
         let retry_after = retry_after(response.headers());
-        let bytes = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), response.bytes())
+        let bytes = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), error_body(response))
             .await
-            .ok()
-            .and_then(Result::ok)
             .unwrap_or_default();
         let body: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
         let upstream_message = body
@@ -372,6 +381,23 @@ impl Upstream {
             Err(_) => Err(UpstreamError { status: Some(status), ..self.total_timeout_error() }),
         }
     }
+}
+
+/// The most of an error answer's body read (it only feeds a message and the
+/// error body passed on).
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// The start of an error answer's body, up to [`MAX_ERROR_BODY`] (a broken
+/// connection keeps what arrived).
+async fn error_body(mut response: reqwest::Response) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        body.extend_from_slice(&chunk[..chunk.len().min(MAX_ERROR_BODY - body.len())]);
+        if body.len() >= MAX_ERROR_BODY {
+            break;
+        }
+    }
+    body
 }
 
 /// The request as JSON, as is.

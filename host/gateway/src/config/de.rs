@@ -209,14 +209,6 @@ pub(super) fn check_name(what: &str, s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A provider name (a key of `providers`).
-pub(super) fn provider_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    parsed(d, "a provider name", |s| {
-        check_name("provider name", s)?;
-        Ok(s.to_string())
-    })
-}
-
 /// A route target's `provider`: one of the file's providers.
 pub(super) fn provider_ref(s: &str) -> Result<String, String> {
     context(|c| match &c.providers {

@@ -57,7 +57,10 @@ fn a_full_config_parses() {
     assert_eq!(up.connect_timeout, Duration::from_secs(5));
     assert_eq!(up.first_byte_timeout, Duration::from_secs(60));
     assert_eq!(up.total_timeout, Duration::from_secs(600));
-    assert_eq!((up.max_retries, up.initial_backoff, up.max_backoff), (3, Duration::from_millis(200), Duration::from_secs(5)));
+    assert_eq!(
+        (up.max_retries, up.initial_backoff, up.max_backoff),
+        (3, Duration::from_millis(200), Duration::from_secs(5))
+    );
     assert_eq!(c.routes.len(), 2);
     assert_eq!(
         c.routes[0].targets,
@@ -85,9 +88,10 @@ fn an_empty_file_is_loopback_with_nothing_routed_and_defaults() {
     let c = parse("providers:\n  openai: { type: openai-compatible, base-url: 'http://127.0.0.1:1/v1' }\n").unwrap();
     let ProviderConfig::OpenAiCompatible(up) = &c.providers["openai"] else { panic!() };
     assert_eq!(up, &UpstreamConfig::new("http://127.0.0.1:1/v1"));
-    assert_eq!(parse("providers:\n  echo: { type: plugin }\n").unwrap().providers["echo"], ProviderConfig::Plugin {
-        provider_type: "echo".into()
-    });
+    assert_eq!(
+        parse("providers:\n  echo: { type: plugin }\n").unwrap().providers["echo"],
+        ProviderConfig::Plugin { provider_type: "echo".into() }
+    );
 }
 
 #[test]
@@ -126,20 +130,31 @@ fn errors_name_file_line_column_and_field() {
         err("providers:\n  o:\n    type: openai-compatible\n    base-url: http://h/v1\n    api-key: ${NOT_SET}\n"),
         "gw.yaml:5:14: providers.o.api-key: environment variable `NOT_SET` is not set"
     );
-    assert_eq!(err("api-keys:\n  - { key: '${EMPTY}', caller: c }\n"), "gw.yaml:2:12: api-keys[0].key: `${EMPTY}` expands to an empty string");
+    assert_eq!(
+        err("api-keys:\n  - { key: '${EMPTY}', caller: c }\n"),
+        "gw.yaml:2:12: api-keys[0].key: `${EMPTY}` expands to an empty string"
+    );
     assert_eq!(
         err("providers:\n  o: { type: openai-compatible, base-url: 'ftp://h' }\n"),
-        "gw.yaml:2:42: providers.o.base-url: invalid base URL `ftp://h`: use an `http://` or `https://` URL with a host"
+        "gw.yaml:2:43: providers.o.base-url: invalid base URL `ftp://h`: use an `http://` or `https://` URL with a host"
     );
-    assert_eq!(err("listen: localhost\n"), "gw.yaml:1:9: listen: invalid listen address `localhost`: write an IP address and a port, such as `127.0.0.1:8080` or `[::1]:8080`");
-    assert_eq!(err("limits:\n  max-body: 4 furlongs\n").split(": invalid size").next().unwrap(), "gw.yaml:2:13: limits.max-body");
+    assert_eq!(
+        err("listen: localhost\n"),
+        "gw.yaml:1:9: listen: invalid listen address `localhost`: write an IP address and a port, such as `127.0.0.1:8080` or `[::1]:8080`"
+    );
+    assert_eq!(
+        err("limits:\n  max-body: 4 furlongs\n").split(": invalid size").next().unwrap(),
+        "gw.yaml:2:13: limits.max-body"
+    );
     assert!(err("providers:\n\ta: {type: plugin}\n").contains("a tab in the indentation"));
 }
 
 #[test]
 fn rules_across_fields_are_placed_too() {
     assert_eq!(
-        err("providers:\n  a: { type: plugin }\nroutes:\n  - { model: m, targets: [a] }\n  - { model: m, targets: [a] }\n"),
+        err(
+            "providers:\n  a: { type: plugin }\nroutes:\n  - { model: m, targets: [a] }\n  - { model: m, targets: [a] }\n"
+        ),
         "gw.yaml:5:14: routes[1].model: a route for model `m` is already defined: each model has one route"
     );
     assert_eq!(
@@ -147,11 +162,22 @@ fn rules_across_fields_are_placed_too() {
         "gw.yaml:5:14: routes[0].targets: a route needs at least one target provider"
     );
     assert!(err("routes:\n  - model: m\n").contains("routes[0]: missing field `targets`"));
-    assert_eq!(err("limits: { max-concurrent: 0 }\n"), "gw.yaml:1:27: limits.max-concurrent: `0` is out of range: use 1 to 1000000");
-    assert_eq!(err("limits: { request-timeout: 0s }\n"), "gw.yaml:1:28: limits.request-timeout: `0s` is zero: use a duration above zero");
-    assert_eq!(err("limits: { max-body: 0MiB }\n"), "gw.yaml:1:21: limits.max-body: `0MiB` is zero: use a size above zero");
-    assert!(err("providers:\n  a: { type: plugin }\nroutes:\n  - { model: m, targets: [{ provider: a, weight: 0 }] }\n")
-        .contains("weight: `0` is out of range: use 1 to 1000000"));
+    assert_eq!(
+        err("limits: { max-concurrent: 0 }\n"),
+        "gw.yaml:1:27: limits.max-concurrent: `0` is out of range: use 1 to 1000000"
+    );
+    assert_eq!(
+        err("limits: { request-timeout: 0s }\n"),
+        "gw.yaml:1:28: limits.request-timeout: `0s` is zero: use a duration above zero"
+    );
+    assert_eq!(
+        err("limits: { max-body: 0MiB }\n"),
+        "gw.yaml:1:21: limits.max-body: `0MiB` is zero: use a size above zero"
+    );
+    assert!(
+        err("providers:\n  a: { type: plugin }\nroutes:\n  - { model: m, targets: [{ provider: a, weight: 0 }] }\n")
+            .contains("weight: `0` is out of range: use 1 to 1000000")
+    );
     assert_eq!(
         err("providers:\n  a:\n    type: openai-compatible\n    api-key: x\n"),
         "gw.yaml:2:3: providers.a: an `openai-compatible` provider needs `base-url`, such as `https://api.openai.com/v1`"
@@ -161,7 +187,9 @@ fn rules_across_fields_are_placed_too() {
         "gw.yaml:4:5: providers.a.base-url: only `openai-compatible` providers take `base-url`; a `plugin` provider takes `provider-type`"
     );
     assert_eq!(
-        err("providers:\n  a:\n    type: openai-compatible\n    base-url: http://h\n    timeouts: { first-byte: 2m, total: 1m }\n"),
+        err(
+            "providers:\n  a:\n    type: openai-compatible\n    base-url: http://h\n    timeouts: { first-byte: 2m, total: 1m }\n"
+        ),
         "gw.yaml:5:17: providers.a.timeouts: `first-byte` (2m) is longer than `total` (1m)"
     );
     assert_eq!(
@@ -188,7 +216,11 @@ fn env_expansion_and_its_escape() {
     parse("# api-key: ${NOT_SET}\nlimits: {}\n").unwrap();
     // `from_str` reads the process environment.
     let path = std::env::var("PATH").unwrap();
-    let c = GatewayConfig::from_str("providers:\n  o: { type: openai-compatible, base-url: 'http://h', api-key: '${PATH}' }\n", Path::new("x")).unwrap();
+    let c = GatewayConfig::from_str(
+        "providers:\n  o: { type: openai-compatible, base-url: 'http://h', api-key: '${PATH}' }\n",
+        Path::new("x"),
+    )
+    .unwrap();
     let ProviderConfig::OpenAiCompatible(up) = &c.providers["o"] else { panic!() };
     assert_eq!(up.api_key.as_deref(), Some(path.as_str()));
 }
@@ -270,4 +302,19 @@ fn the_watcher_reports_changes_and_refusals() {
     std::fs::write(&file, "limits: { max-concurrent: 4 }\n").unwrap();
     assert_eq!(rx.recv().unwrap().unwrap().limits.max_concurrent, 4);
     watcher.stop();
+}
+
+#[test]
+fn empty_files_duplicates_and_wrong_types() {
+    assert_eq!(parse("").unwrap().listen, DEFAULT_LISTEN);
+    assert_eq!(parse("# only a comment\n").unwrap().limits, Limits::default());
+    assert_eq!(
+        err("providers:\n  a: { type: plugin }\n  a: { type: plugin }\n"),
+        "gw.yaml:3:3: providers: provider `a` is defined twice"
+    );
+    assert_eq!(err("routes: 3\n"), "gw.yaml:1:9: routes: invalid type: integer `3`, expected a sequence");
+    assert_eq!(
+        err("providers:\n  o: { type: openai, base-url: 'http://h' }\n"),
+        "gw.yaml:2:14: providers.o.type: unknown variant `openai`, expected `plugin` or `openai-compatible`"
+    );
 }

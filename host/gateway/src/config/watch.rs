@@ -17,8 +17,10 @@ use super::{ConfigError, GatewayConfig};
 /// The file's directory is watched, not the file, so that editors that
 /// write a temporary file and rename it into place, `cp`, and Kubernetes'
 /// symlink swaps of mounted config maps are all seen. Events are debounced
-/// (a burst of writes gives one read); a read whose text is the same as the
-/// last one read is not reported. Each report is the whole config, parsed
+/// (a burst of writes gives one read), and the file is used once two reads
+/// 50 ms apart agree; a file that is missing or empty (being replaced or
+/// written) is not read until the next change, and a text equal to the last
+/// one read is not reported. Each report is the whole config, parsed
 /// and validated, or why it was refused: the caller keeps its current config
 /// on an error.
 pub struct ConfigWatcher {
@@ -61,11 +63,11 @@ impl ConfigWatcher {
             if !concerns_file {
                 return;
             }
-            let text = match std::fs::read_to_string(&file) {
-                Ok(text) => text,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    // Removed, or between a rename's two steps: the next event reads it.
-                    tracing::debug!(file = %file.display(), "config file is gone for now");
+            let text = match read_settled(&file) {
+                Ok(Some(text)) => text,
+                Ok(None) => {
+                    // Removed, emptied, or between a rename's two steps: the next event reads it.
+                    tracing::debug!(file = %file.display(), "config file is gone or empty for now");
                     return;
                 }
                 Err(source) => {
@@ -99,6 +101,34 @@ impl ConfigWatcher {
             d.stop();
         }
     }
+}
+
+/// Time between the two reads that must agree before a changed file is used.
+const SETTLE: Duration = Duration::from_millis(50);
+
+/// How many times a file that keeps changing is read again before it is used.
+const SETTLE_TRIES: u32 = 20;
+
+/// The file's text once two reads [`SETTLE`] apart agree (a writer that
+/// truncates, then writes, is not caught half way); `None` when it is
+/// missing or empty.
+fn read_settled(file: &Path) -> std::io::Result<Option<String>> {
+    let read = || match std::fs::read_to_string(file) {
+        Ok(text) if text.trim().is_empty() => Ok(None),
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    };
+    let mut text = read()?;
+    for _ in 0..SETTLE_TRIES {
+        std::thread::sleep(SETTLE);
+        let again = read()?;
+        if again == text {
+            break;
+        }
+        text = again;
+    }
+    Ok(text)
 }
 
 fn watch_error(dir: &Path, e: notify::Error) -> ConfigError {
