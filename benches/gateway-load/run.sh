@@ -40,8 +40,11 @@ plugin() {
 for name in rate-limit pii-redact system-prompt logging; do
     plugin "$work/four" "$name"
 done
+# Every example plugin (manifests/ also holds other files: a plugin is a
+# manifest with a built component of the same name).
 for manifest in manifests/*.yaml; do
-    plugin "$work/all" "$(basename "$manifest" .yaml)"
+    name=$(basename "$manifest" .yaml)
+    [ -f "$guest/${name//-/_}.wasm" ] && plugin "$work/all" "$name"
 done
 
 export PLUGBOX_CACHE_DIR=$target/gateway-load-cache PLUGBOX_DATA_DIR=$work/data

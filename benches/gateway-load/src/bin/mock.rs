@@ -5,7 +5,7 @@
 //! accepts.
 //!
 //! * `POST /v1/chat/completions`: a fixed completion (about 500 bytes);
-//!   with `"stream": true`, an SSE stream of N chunks when the model is
+//!   with `"stream": true`, an SSE stream of N chunks (one word each) when the model is
 //!   `stream-N` (default 20), then `data: [DONE]`, as fast as it can write;
 //! * `POST /v1/embeddings`: a fixed 8-dimensional vector per request.
 
@@ -20,6 +20,8 @@ use axum::routing::post;
 const COMPLETION: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"bench","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! Here is a short answer of a typical size for a chat model, a sentence or two with no personal data in it."},"finish_reason":"stop","logprobs":null}],"usage":{"prompt_tokens":24,"completion_tokens":26,"total_tokens":50},"system_fingerprint":"fp_bench"}"#;
 
 const EMBEDDING: &str = r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8]}],"model":"bench","usage":{"prompt_tokens":3,"total_tokens":3}}"#;
+
+const WORDS: [&str; 8] = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dogs"];
 
 fn json(body: &'static str) -> Response {
     Response::builder()
@@ -39,7 +41,10 @@ fn stream(chunks: usize) -> Response {
     for i in 0..chunks {
         sse.push_str("data: ");
         sse.push_str(head);
-        sse.push_str(&format!(r#"{{"content":"word{i} "}},"finish_reason":null}}]}}"#));
+        // Words without digits: pii-redact holds back text that could be
+        // the start of a phone or card number until it is sure.
+        let word = WORDS[i % WORDS.len()];
+        sse.push_str(&format!(r#"{{"content":"{word} "}},"finish_reason":null}}]}}"#));
         sse.push_str("\n\n");
     }
     sse.push_str("data: ");
