@@ -12,6 +12,7 @@ mod devices_adversarial;
 mod escalation;
 mod examples;
 mod gateway;
+mod gateway_sdk;
 mod hostile;
 mod interfaces;
 mod js;

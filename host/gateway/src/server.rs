@@ -138,6 +138,13 @@ impl Gateway {
             shared.draining.store(true, Ordering::SeqCst);
         };
         let service = self.router().into_make_service_with_connect_info::<SocketAddr>();
+        // No Nagle delay: an SSE stream is many small writes, and with Nagle
+        // a client's delayed ACK stalls each stream by about 40 ms.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!("TCP_NODELAY on an accepted connection: {e}");
+            }
+        });
         axum::serve(listener, service).with_graceful_shutdown(signal).await
     }
 
