@@ -46,10 +46,6 @@ impl Tools {
     pub fn componentize_py(&self) -> PathBuf {
         self.dir.join("venv/bin/componentize-py")
     }
-    /// The `jco` command (run with node).
-    pub fn jco(&self) -> PathBuf {
-        self.dir.join("node_modules/.bin/jco")
-    }
     /// The `componentize-js` command (JavaScript source to component).
     pub fn componentize_js(&self) -> PathBuf {
         self.dir.join("node_modules/.bin/componentize-js")
@@ -58,9 +54,5 @@ impl Tools {
     /// `wasi-http` ...), for worlds that import WASI interfaces by name.
     pub fn wasi_wit(&self) -> PathBuf {
         self.dir.join("node_modules/@bytecodealliance/jco/lib/wit/builtin/0.2.12")
-    }
-    /// The directory holding `node_modules` (for `NODE_PATH`).
-    pub fn node_modules(&self) -> PathBuf {
-        self.dir.join("node_modules")
     }
 }
