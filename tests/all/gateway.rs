@@ -804,3 +804,70 @@ async fn plugbox_serve_examples_run_the_bundled_plugins_with_config_from_the_fil
         .unwrap();
     assert_eq!(r.status(), 429, "{:?}", r.text().await);
 }
+
+/// The gateway with a short request deadline and room for one request.
+async fn one_at_a_time() -> Gw {
+    let yaml = format!("{CONFIG}limits: {{ request-timeout: 3s, max-concurrent: 1 }}\n");
+    Gw::start(&[("tool-provider", plugbox_artifacts::TOOL_PROVIDER, tool_manifest())], &yaml).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_body_that_never_arrives_is_refused_and_frees_its_permit() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = one_at_a_time().await;
+    // Promises 1000 bytes, sends 9, then waits.
+    let mut slow = tokio::net::TcpStream::connect(gw.url.trim_start_matches("http://")).await.unwrap();
+    slow.write_all(
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+          content-length: 1000\r\n\r\n{\"model\":",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = slow.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed without an answer");
+            head.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(WAIT, read).await.expect("the gateway answers a body that never arrives");
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    // The one permit is free again, though the slow client is still connected.
+    let (status, body) = gw.chat(&json!({"model": "tool-model", "messages": user("next")})).await;
+    assert_eq!(status, 200, "{body}");
+    drop(slow);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_stream_to_a_client_that_stops_reading_ends_at_the_deadline() {
+    use tower::ServiceExt;
+    let gw = one_at_a_time().await;
+    let body = json!({"model": "slow", "messages": user("x"), "stream": true}).to_string();
+    let mut request = axum::http::Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body))
+        .unwrap();
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 40000));
+    request.extensions_mut().insert(axum::extract::ConnectInfo(loopback));
+    // The response is kept, its body never read: the stream fills its buffer.
+    let response = gw.gateway.router().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let deadline = std::time::Instant::now() + WAIT;
+    while gw.gateway.in_flight() > 0 {
+        assert!(std::time::Instant::now() < deadline, "a stream nobody reads outlived its deadline");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(gw.kv("ends").await, 1, "the end hooks ran");
+    assert!(gw.kv("produced").await < 500, "the provider was stopped");
+    let (status, body) = gw.chat(&json!({"model": "tool-model", "messages": user("next")})).await;
+    assert_eq!(status, 200, "the permit is free again: {body}");
+    // What the buffer held: ticks, and no `[DONE]`.
+    let text = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains("tick") && !text.contains("[DONE]"), "{text}");
+    gw.stop().await;
+}
