@@ -871,3 +871,27 @@ async fn gateway_stream_to_a_client_that_stops_reading_ends_at_the_deadline() {
     assert!(text.contains("tick") && !text.contains("[DONE]"), "{text}");
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_without_keys_refuses_web_pages_on_loopback() {
+    let gw = Gw::echo_only(&[]).await;
+    let ask = |origin: Option<&str>| {
+        let mut r = gw.post("/v1/chat/completions", &json!({"model": "m", "messages": user("hi")}));
+        if let Some(origin) = origin {
+            r = r.header("origin", origin);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    // A page of another site, run by the user's browser on this machine.
+    let (status, body) = ask(Some("https://evil.example")).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "loopback_only");
+    // A page served from loopback itself, and a client that sends no origin.
+    let local = gw.url.clone();
+    assert_eq!(ask(Some(&local)).await.0, 200);
+    assert_eq!(ask(None).await.0, 200);
+    gw.stop().await;
+}
