@@ -895,3 +895,28 @@ async fn gateway_without_keys_refuses_web_pages_on_loopback() {
     assert_eq!(ask(None).await.0, 200);
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_request_deadline_is_an_error_the_post_hooks_see() {
+    // An upstream that takes connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let yaml = format!(
+        "providers:\n  silent: {{ type: openai-compatible, base-url: 'http://{}/v1', retries: {{ max: 0 }} }}\n\
+         routes:\n  - {{ model: m, targets: [silent] }}\nlimits: {{ request-timeout: 1s }}\n",
+        silent.local_addr().unwrap()
+    );
+    let plain = Gw::start(&[], &yaml).await;
+    let (status, body) = plain.chat(&json!({"model": "m", "messages": user("hi")})).await;
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(body["error"]["code"], "timeout");
+    assert!(body["error"]["message"].as_str().unwrap().contains("ran past its deadline of 1s"), "{body}");
+    plain.stop().await;
+    // A post hook sees the timeout, and may answer in its place.
+    let rescuer = scripted_as("rescuer", 10, &[("post", "recover")]);
+    let gw = Gw::start(&[("rescuer", plugbox_artifacts::SCRIPTED, rescuer)], &yaml).await;
+    let (status, body) = gw.chat(&json!({"model": "m", "messages": user("hi")})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["message"]["content"], "recovered by rescuer");
+    gw.stop().await;
+    drop(silent);
+}
