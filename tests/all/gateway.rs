@@ -920,3 +920,43 @@ async fn gateway_request_deadline_is_an_error_the_post_hooks_see() {
     gw.stop().await;
     drop(silent);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_client_that_leaves_a_json_request_does_not_skip_the_post_hooks() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let yaml = format!(
+        "providers:\n  silent: {{ type: openai-compatible, base-url: 'http://{}/v1', retries: {{ max: 0 }} }}\n\
+         routes:\n  - {{ model: m, targets: [silent] }}\nlimits: {{ request-timeout: 2s }}\n",
+        silent.local_addr().unwrap()
+    );
+    let metrics = plugbox_artifacts::example("metrics").unwrap();
+    let manifest = std::fs::read_to_string(metrics.manifest).unwrap();
+    let gw = Gw::start(&[("metrics", metrics.wasm, manifest)], &yaml).await;
+    let counter = |key: &'static str| {
+        let kv = gw.host.kv();
+        async move {
+            let v = kv.get("metrics", key).await.unwrap();
+            v.map(|b| String::from_utf8(b).unwrap().parse::<i64>().unwrap()).unwrap_or(0)
+        }
+    };
+    // The client gives up once the request is under way.
+    let request = gw.post("/v1/chat/completions", &json!({"model": "m", "messages": user("hi")})).send();
+    let deadline = std::time::Instant::now() + WAIT;
+    tokio::select! {
+        r = request => panic!("the silent upstream answered: {r:?}"),
+        _ = async {
+            while counter("requests").await == 0 {
+                assert!(std::time::Instant::now() < deadline, "the request never reached the pre hooks");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        } => {}
+    }
+    // Its post hooks still run (at the request deadline, with the timeout).
+    while counter("responses").await == 0 || gw.gateway.in_flight() > 0 {
+        assert!(std::time::Instant::now() < deadline, "the post hooks never ran after the client left");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!((counter("requests").await, counter("responses").await, counter("errors").await), (1, 1, 1));
+    gw.stop().await;
+    drop(silent);
+}

@@ -33,7 +33,15 @@ pub(crate) async fn chat_completions(State(shared): State<Arc<Shared>>, request:
         Err((e, id)) => return error_response(e, &id),
     };
     let id = admitted.request_id.clone();
-    match handle(shared, admitted).await {
+    // The request runs to its end in its own task, so that a client that
+    // goes away does not skip the hooks at its end (the post hooks; a
+    // stream's end hooks), and it stays within its deadline.
+    let work = tokio::spawn(handle(shared, admitted));
+    let outcome = match work.await {
+        Ok(outcome) => outcome,
+        Err(e) => Err(ApiError::new(500, format!("the request failed: {e}"))),
+    };
+    match outcome {
         Ok(r) => with_request_id(r, &id),
         Err(e) => {
             tracing::debug!(request_id = %id, status = e.status, "chat request failed: {}", e.message);
