@@ -818,7 +818,7 @@ async fn gateway_body_that_never_arrives_is_refused_and_frees_its_permit() {
     // Promises 1000 bytes, sends 9, then waits.
     let mut slow = tokio::net::TcpStream::connect(gw.url.trim_start_matches("http://")).await.unwrap();
     slow.write_all(
-        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
           content-length: 1000\r\n\r\n{\"model\":",
     )
     .await
