@@ -960,3 +960,45 @@ async fn gateway_client_that_leaves_a_json_request_does_not_skip_the_post_hooks(
     gw.stop().await;
     drop(silent);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_streamed_tool_round_that_never_starts_ends_at_the_deadline() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An upstream that asks for a tool on its first connection, then takes
+    // the next one and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let upstream = tokio::spawn(async move {
+        let chunk = |delta: Value, finish: Value| {
+            let c = json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+            format!("data: {c}\n\n")
+        };
+        let call = json!({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+            "function": {"name": "lookup", "arguments": "{}"}}]});
+        let body = chunk(call, Value::Null) + &chunk(json!({}), json!("tool_calls")) + "data: [DONE]\n\n";
+        let (mut first, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 1 << 16];
+        let _ = first.read(&mut buf).await.unwrap();
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+        first.write_all(format!("{head}{body}").as_bytes()).await.unwrap();
+        drop(first);
+        let (second, _) = listener.accept().await.unwrap();
+        std::future::pending::<()>().await;
+        drop(second);
+    });
+    let yaml = format!(
+        "providers:\n  up: {{ type: openai-compatible, base-url: 'http://{addr}/v1', retries: {{ max: 0 }} }}\n\
+         routes:\n  - {{ model: m, targets: [up] }}\nlimits: {{ request-timeout: 2s }}\n"
+    );
+    let answerer = scripted_as("answerer", 10, &[("tool", "answer")]);
+    let gw = Gw::start(&[("answerer", plugbox_artifacts::SCRIPTED, answerer)], &yaml).await;
+    let request = json!({"model": "m", "messages": user("look it up"), "stream": true});
+    let events = tokio::time::timeout(WAIT, gw.stream(&request)).await.expect("the stream ends at its deadline");
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "timeout", "{events:?}");
+    assert!(!events.iter().any(|e| e == "[DONE]"));
+    assert_eq!(gw.gateway.in_flight(), 0);
+    gw.stop().await;
+    upstream.abort();
+}

@@ -261,10 +261,24 @@ impl Driver {
                     self.round += 1;
                     self.round_text.clear();
                     self.assembler = Assembler::default();
-                    match open(&self.host, &self.ctx, attempt, &request, &LastUpstreamError::default()).await {
-                        Ok(s) => stream = s,
-                        Err(e) => {
+                    // Within the deadline, and only while the client is there
+                    // (the last round's end hooks ran: the end is `Failed`).
+                    let upstream = LastUpstreamError::default();
+                    let reopen = open(&self.host, &self.ctx, attempt, &request, &upstream);
+                    let reopened = tokio::select! {
+                        biased;
+                        _ = self.tx.closed() => break End::Failed,
+                        r = tokio::time::timeout_at(self.deadline, reopen) => r,
+                    };
+                    match reopened {
+                        Ok(Ok(s)) => stream = s,
+                        Ok(Err(e)) => {
                             let _ = self.send(Bytes::from(ApiError::from_llm(&e).sse_event())).await;
+                            break End::Failed;
+                        }
+                        Err(_) => {
+                            let e = ApiError::new(504, "the stream ran past the request deadline").with_code("timeout");
+                            let _ = self.send(Bytes::from(e.sse_event())).await;
                             break End::Failed;
                         }
                     }
