@@ -804,3 +804,201 @@ async fn plugbox_serve_examples_run_the_bundled_plugins_with_config_from_the_fil
         .unwrap();
     assert_eq!(r.status(), 429, "{:?}", r.text().await);
 }
+
+/// The gateway with a short request deadline and room for one request.
+async fn one_at_a_time() -> Gw {
+    let yaml = format!("{CONFIG}limits: {{ request-timeout: 3s, max-concurrent: 1 }}\n");
+    Gw::start(&[("tool-provider", plugbox_artifacts::TOOL_PROVIDER, tool_manifest())], &yaml).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_body_that_never_arrives_is_refused_and_frees_its_permit() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = one_at_a_time().await;
+    // Promises 1000 bytes, sends 9, then waits.
+    let mut slow = tokio::net::TcpStream::connect(gw.url.trim_start_matches("http://")).await.unwrap();
+    slow.write_all(
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+          content-length: 1000\r\n\r\n{\"model\":",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = slow.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed without an answer");
+            head.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(WAIT, read).await.expect("the gateway answers a body that never arrives");
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    // The one permit is free again, though the slow client is still connected.
+    let (status, body) = gw.chat(&json!({"model": "tool-model", "messages": user("next")})).await;
+    assert_eq!(status, 200, "{body}");
+    drop(slow);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_stream_to_a_client_that_stops_reading_ends_at_the_deadline() {
+    use tower::ServiceExt;
+    let gw = one_at_a_time().await;
+    let body = json!({"model": "slow", "messages": user("x"), "stream": true}).to_string();
+    let mut request = axum::http::Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body))
+        .unwrap();
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 40000));
+    request.extensions_mut().insert(axum::extract::ConnectInfo(loopback));
+    // The response is kept, its body never read: the stream fills its buffer.
+    let response = gw.gateway.router().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let deadline = std::time::Instant::now() + WAIT;
+    while gw.gateway.in_flight() > 0 {
+        assert!(std::time::Instant::now() < deadline, "a stream nobody reads outlived its deadline");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(gw.kv("ends").await, 1, "the end hooks ran");
+    assert!(gw.kv("produced").await < 500, "the provider was stopped");
+    let (status, body) = gw.chat(&json!({"model": "tool-model", "messages": user("next")})).await;
+    assert_eq!(status, 200, "the permit is free again: {body}");
+    // What the buffer held: ticks, and no `[DONE]`.
+    let text = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains("tick") && !text.contains("[DONE]"), "{text}");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_without_keys_refuses_web_pages_on_loopback() {
+    let gw = Gw::echo_only(&[]).await;
+    let ask = |origin: Option<&str>| {
+        let mut r = gw.post("/v1/chat/completions", &json!({"model": "m", "messages": user("hi")}));
+        if let Some(origin) = origin {
+            r = r.header("origin", origin);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    // A page of another site, run by the user's browser on this machine.
+    let (status, body) = ask(Some("https://evil.example")).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "loopback_only");
+    // A page served from loopback itself, and a client that sends no origin.
+    let local = gw.url.clone();
+    assert_eq!(ask(Some(&local)).await.0, 200);
+    assert_eq!(ask(None).await.0, 200);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_request_deadline_is_an_error_the_post_hooks_see() {
+    // An upstream that takes connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let yaml = format!(
+        "providers:\n  silent: {{ type: openai-compatible, base-url: 'http://{}/v1', retries: {{ max: 0 }} }}\n\
+         routes:\n  - {{ model: m, targets: [silent] }}\nlimits: {{ request-timeout: 1s }}\n",
+        silent.local_addr().unwrap()
+    );
+    let plain = Gw::start(&[], &yaml).await;
+    let (status, body) = plain.chat(&json!({"model": "m", "messages": user("hi")})).await;
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(body["error"]["code"], "timeout");
+    assert!(body["error"]["message"].as_str().unwrap().contains("ran past its deadline of 1s"), "{body}");
+    plain.stop().await;
+    // A post hook sees the timeout, and may answer in its place.
+    let rescuer = scripted_as("rescuer", 10, &[("post", "recover")]);
+    let gw = Gw::start(&[("rescuer", plugbox_artifacts::SCRIPTED, rescuer)], &yaml).await;
+    let (status, body) = gw.chat(&json!({"model": "m", "messages": user("hi")})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["message"]["content"], "recovered by rescuer");
+    gw.stop().await;
+    drop(silent);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_client_that_leaves_a_json_request_does_not_skip_the_post_hooks() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let yaml = format!(
+        "providers:\n  silent: {{ type: openai-compatible, base-url: 'http://{}/v1', retries: {{ max: 0 }} }}\n\
+         routes:\n  - {{ model: m, targets: [silent] }}\nlimits: {{ request-timeout: 2s }}\n",
+        silent.local_addr().unwrap()
+    );
+    let metrics = plugbox_artifacts::example("metrics").unwrap();
+    let manifest = std::fs::read_to_string(metrics.manifest).unwrap();
+    let gw = Gw::start(&[("metrics", metrics.wasm, manifest)], &yaml).await;
+    let counter = |key: &'static str| {
+        let kv = gw.host.kv();
+        async move {
+            let v = kv.get("metrics", key).await.unwrap();
+            v.map(|b| String::from_utf8(b).unwrap().parse::<i64>().unwrap()).unwrap_or(0)
+        }
+    };
+    // The client gives up once the request is under way.
+    let request = gw.post("/v1/chat/completions", &json!({"model": "m", "messages": user("hi")})).send();
+    let deadline = std::time::Instant::now() + WAIT;
+    tokio::select! {
+        r = request => panic!("the silent upstream answered: {r:?}"),
+        _ = async {
+            while counter("requests").await == 0 {
+                assert!(std::time::Instant::now() < deadline, "the request never reached the pre hooks");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        } => {}
+    }
+    // Its post hooks still run (at the request deadline, with the timeout).
+    while counter("responses").await == 0 || gw.gateway.in_flight() > 0 {
+        assert!(std::time::Instant::now() < deadline, "the post hooks never ran after the client left");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!((counter("requests").await, counter("responses").await, counter("errors").await), (1, 1, 1));
+    gw.stop().await;
+    drop(silent);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_streamed_tool_round_that_never_starts_ends_at_the_deadline() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An upstream that asks for a tool on its first connection, then takes
+    // the next one and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let upstream = tokio::spawn(async move {
+        let chunk = |delta: Value, finish: Value| {
+            let c = json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+            format!("data: {c}\n\n")
+        };
+        let call = json!({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+            "function": {"name": "lookup", "arguments": "{}"}}]});
+        let body = chunk(call, Value::Null) + &chunk(json!({}), json!("tool_calls")) + "data: [DONE]\n\n";
+        let (mut first, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 1 << 16];
+        let _ = first.read(&mut buf).await.unwrap();
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+        first.write_all(format!("{head}{body}").as_bytes()).await.unwrap();
+        drop(first);
+        let (second, _) = listener.accept().await.unwrap();
+        std::future::pending::<()>().await;
+        drop(second);
+    });
+    let yaml = format!(
+        "providers:\n  up: {{ type: openai-compatible, base-url: 'http://{addr}/v1', retries: {{ max: 0 }} }}\n\
+         routes:\n  - {{ model: m, targets: [up] }}\nlimits: {{ request-timeout: 2s }}\n"
+    );
+    let answerer = scripted_as("answerer", 10, &[("tool", "answer")]);
+    let gw = Gw::start(&[("answerer", plugbox_artifacts::SCRIPTED, answerer)], &yaml).await;
+    let request = json!({"model": "m", "messages": user("look it up"), "stream": true});
+    let events = tokio::time::timeout(WAIT, gw.stream(&request)).await.expect("the stream ends at its deadline");
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "timeout", "{events:?}");
+    assert!(!events.iter().any(|e| e == "[DONE]"));
+    assert_eq!(gw.gateway.in_flight(), 0);
+    gw.stop().await;
+    upstream.abort();
+}

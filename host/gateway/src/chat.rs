@@ -33,7 +33,15 @@ pub(crate) async fn chat_completions(State(shared): State<Arc<Shared>>, request:
         Err((e, id)) => return error_response(e, &id),
     };
     let id = admitted.request_id.clone();
-    match handle(shared, admitted).await {
+    // The request runs to its end in its own task, so that a client that
+    // goes away does not skip the hooks at its end (the post hooks; a
+    // stream's end hooks), and it stays within its deadline.
+    let work = tokio::spawn(handle(shared, admitted));
+    let outcome = match work.await {
+        Ok(outcome) => outcome,
+        Err(e) => Err(ApiError::new(500, format!("the request failed: {e}"))),
+    };
+    match outcome {
         Ok(r) => with_request_id(r, &id),
         Err(e) => {
             tracing::debug!(request_id = %id, status = e.status, "chat request failed: {}", e.message);
@@ -129,38 +137,40 @@ async fn handle(shared: Arc<Shared>, admitted: Admitted) -> Result<Response, Api
     if streaming {
         return crate::sse::start(shared, admitted, ctx, request, plan, deadline).await;
     }
-    let max_rounds = config.limits.max_tool_rounds;
-    let work = complete(&shared.host, &ctx, request, &plan, max_rounds);
-    match tokio::time::timeout_at(deadline, work).await {
-        Ok(r) => r.map(|resp| axum::Json(resp).into_response()),
-        Err(_) => Err(ApiError::new(
-            504,
-            format!(
-                "the request ran past its deadline of {}",
-                humantime::format_duration(config.limits.request_timeout)
-            ),
-        )
-        .with_code("timeout")),
-    }
+    let work = complete(&shared.host, &ctx, request, &plan, config, deadline);
+    work.await.map(|resp| axum::Json(resp).into_response())
 }
 
-/// The JSON path: pre hooks, attempts with tool rounds, post hooks.
+/// The JSON path: pre hooks, attempts with tool rounds, post hooks. The
+/// deadline ends the attempts; the post hooks then see the timeout (and may
+/// answer in its place).
 async fn complete(
     host: &Host,
     ctx: &RequestContext,
     request: ChatRequest,
     plan: &[Attempt],
-    max_rounds: u32,
+    config: &GatewayConfig,
+    deadline: tokio::time::Instant,
 ) -> Result<ChatResponse, ApiError> {
     let upstream = LastUpstreamError::default();
-    let mut stage = host.pre_request(ctx, request).await;
+    let past_deadline = || {
+        let limit = humantime::format_duration(config.limits.request_timeout);
+        llm(ErrorKind::Timeout, format!("the request ran past its deadline of {limit}"), false)
+    };
+    let mut stage = match tokio::time::timeout_at(deadline, host.pre_request(ctx, request)).await {
+        Ok(stage) => stage,
+        // The pre hooks did not end: there is no stage for post hooks to see.
+        Err(_) => return Err(ApiError::from_llm(&past_deadline())),
+    };
     let outcome = if let Some(answered) = stage.short_circuit.take() {
         answered
     } else if stage.failure.is_some() {
         // post_response reports the failure itself.
         Err(llm(ErrorKind::Internal, "a fail-closed plugin failed", false))
     } else {
-        attempts(host, ctx, &stage.request, plan, max_rounds, &upstream).await
+        let max_rounds = config.limits.max_tool_rounds;
+        let work = attempts(host, ctx, &stage.request, plan, max_rounds, &upstream);
+        tokio::time::timeout_at(deadline, work).await.unwrap_or_else(|_| Err(past_deadline()))
     };
     host.post_response(ctx, stage, outcome).await.map_err(|e| match e {
         RequestError::Llm(e) => ApiError::from_llm_or_upstream(&e, upstream.lock().take()),

@@ -36,7 +36,7 @@ impl ApiError {
     /// An error with `status` and `message`; the type follows the status.
     pub fn new(status: u16, message: impl Into<String>) -> ApiError {
         let kind = match status {
-            400 | 404 | 405 | 409 | 413 | 415 | 422 => "invalid_request_error",
+            400 | 404 | 405 | 408 | 409 | 413 | 415 | 422 => "invalid_request_error",
             401 => "authentication_error",
             403 => "permission_error",
             429 => "rate_limit_error",

@@ -201,6 +201,10 @@ async fn not_found(parts: Parts) -> Response {
         .into_response()
 }
 
+/// The longest wait for a request's body (or `limits.request-timeout`,
+/// when that is shorter): past it the request is refused with 408.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A request past the door: its config, its concurrency permit, its id and
 /// caller, its body.
 pub(crate) struct Admitted {
@@ -262,7 +266,18 @@ pub(crate) async fn admit(shared: &Arc<Shared>, parts: &Parts, body: Body) -> Re
         return Err(fail(too_large()));
     }
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
-    let body = match axum::body::to_bytes(body, limit).await {
+    // A body that trickles in must not hold its permit for long.
+    let read_limit = active.config.limits.request_timeout.min(BODY_READ_TIMEOUT);
+    let Ok(read) = tokio::time::timeout(read_limit, axum::body::to_bytes(body, limit)).await else {
+        return Err(fail(
+            ApiError::new(
+                408,
+                format!("the request body did not arrive within {}", humantime::format_duration(read_limit)),
+            )
+            .with_code("request_timeout"),
+        ));
+    };
+    let body = match read {
         Ok(b) => b,
         Err(e) => {
             // axum wraps http-body-util's `LengthLimitError`; look for it by its message.

@@ -240,7 +240,7 @@ impl Driver {
                         _ = self.tx.closed() => break End::Cut,
                         _ = tokio::time::sleep_until(self.deadline) => {
                             let e = ApiError::new(504, "the stream ran past the request deadline").with_code("timeout");
-                            let _ = self.tx.send(Bytes::from(e.sse_event())).await;
+                            let _ = self.send(Bytes::from(e.sse_event())).await;
                             break End::Cut;
                         }
                         item = stream.next() => item,
@@ -250,7 +250,7 @@ impl Driver {
             match item {
                 None => {
                     let Some(messages) = self.follow_up.take() else {
-                        if self.tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await.is_err() {
+                        if !self.send(Bytes::from_static(b"data: [DONE]\n\n")).await {
                             break End::Done; // the stream itself ended: its end hooks ran
                         }
                         break End::Done;
@@ -261,16 +261,30 @@ impl Driver {
                     self.round += 1;
                     self.round_text.clear();
                     self.assembler = Assembler::default();
-                    match open(&self.host, &self.ctx, attempt, &request, &LastUpstreamError::default()).await {
-                        Ok(s) => stream = s,
-                        Err(e) => {
-                            let _ = self.tx.send(Bytes::from(ApiError::from_llm(&e).sse_event())).await;
+                    // Within the deadline, and only while the client is there
+                    // (the last round's end hooks ran: the end is `Failed`).
+                    let upstream = LastUpstreamError::default();
+                    let reopen = open(&self.host, &self.ctx, attempt, &request, &upstream);
+                    let reopened = tokio::select! {
+                        biased;
+                        _ = self.tx.closed() => break End::Failed,
+                        r = tokio::time::timeout_at(self.deadline, reopen) => r,
+                    };
+                    match reopened {
+                        Ok(Ok(s)) => stream = s,
+                        Ok(Err(e)) => {
+                            let _ = self.send(Bytes::from(ApiError::from_llm(&e).sse_event())).await;
+                            break End::Failed;
+                        }
+                        Err(_) => {
+                            let e = ApiError::new(504, "the stream ran past the request deadline").with_code("timeout");
+                            let _ = self.send(Bytes::from(e.sse_event())).await;
                             break End::Failed;
                         }
                     }
                 }
                 Some(Err(e)) => {
-                    let _ = self.tx.send(Bytes::from(ApiError::from_request(&e).sse_event())).await;
+                    let _ = self.send(Bytes::from(ApiError::from_request(&e).sse_event())).await;
                     break End::Failed;
                 }
                 Some(Ok(chunk)) => match self.process(chunk).await {
@@ -278,7 +292,7 @@ impl Driver {
                         let mut gone = false;
                         for c in out {
                             let event = format!("data: {}\n\n", c.to_json());
-                            if self.tx.send(Bytes::from(event)).await.is_err() {
+                            if !self.send(Bytes::from(event)).await {
                                 gone = true;
                                 break;
                             }
@@ -288,7 +302,7 @@ impl Driver {
                         }
                     }
                     Err(e) => {
-                        let _ = self.tx.send(Bytes::from(e.sse_event())).await;
+                        let _ = self.send(Bytes::from(e.sse_event())).await;
                         break End::Cut;
                     }
                 },
@@ -304,6 +318,13 @@ impl Driver {
             tracing::debug!(request_id = %self.ctx.info().request_id, "stream cut: client gone or deadline");
         }
         drop(self.held);
+    }
+
+    /// Sends `bytes` to the client; `false` when the client went away or
+    /// did not take them before the request deadline (a client that stops
+    /// reading must not hold its stream, and its permit, for ever).
+    async fn send(&self, bytes: Bytes) -> bool {
+        matches!(tokio::time::timeout_at(self.deadline, self.tx.send(bytes)).await, Ok(Ok(())))
     }
 
     /// One chunk from the hooks → the chunks to send.

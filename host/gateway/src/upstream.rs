@@ -211,6 +211,10 @@ impl Upstream {
             .connect_timeout(config.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
+            // An API answers where it is asked: a redirect is an error, never
+            // followed (it would carry the configured headers, API keys among
+            // them, to wherever it points).
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| bad(format!("cannot make an HTTP client for `{}`: {e}", config.base_url)))?;
         let base = config.base_url.trim_end_matches('/');
@@ -369,11 +373,33 @@ impl Upstream {
         )
     }
 
-    /// The whole body of a successful answer, within the deadline.
-    async fn read_body(&self, response: reqwest::Response, deadline: Instant) -> Result<Bytes, UpstreamError> {
+    /// The whole body of a successful answer, within the deadline and at
+    /// most [`MAX_ANSWER_BODY`] bytes.
+    async fn read_body(&self, mut response: reqwest::Response, deadline: Instant) -> Result<Bytes, UpstreamError> {
         let status = response.status().as_u16();
-        match tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), response.bytes()).await {
-            Ok(Ok(bytes)) => Ok(bytes),
+        let too_large = || UpstreamError {
+            status: Some(status),
+            ..UpstreamError::transport(
+                format!("{} sent an answer larger than {MAX_ANSWER_BODY} bytes", self.name()),
+                false,
+            )
+        };
+        if response.content_length().is_some_and(|n| n > MAX_ANSWER_BODY as u64) {
+            return Err(too_large());
+        }
+        let read = async {
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await? {
+                if body.len() + chunk.len() > MAX_ANSWER_BODY {
+                    return Ok(None);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok::<_, reqwest::Error>(Some(Bytes::from(body)))
+        };
+        match tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), read).await {
+            Ok(Ok(Some(bytes))) => Ok(bytes),
+            Ok(Ok(None)) => Err(too_large()),
             Ok(Err(e)) => {
                 let (error, _) = self.transport_error(e);
                 Err(UpstreamError { status: Some(status), ..error })
@@ -382,6 +408,15 @@ impl Upstream {
         }
     }
 }
+
+/// The most of a successful answer without streaming (a chat completion,
+/// embeddings) read from an upstream: a larger one is an error, not memory
+/// spent.
+pub const MAX_ANSWER_BODY: usize = 64 << 20;
+
+/// The longest line of an upstream's event stream: a stream that sends more
+/// without a line break ends with an error rather than growing a buffer.
+pub const MAX_SSE_LINE: usize = 8 << 20;
 
 /// The most of an error answer's body read (it only feeds a message and the
 /// error body passed on).
@@ -480,9 +515,39 @@ fn stream_error(message: String) -> RequestError {
     RequestError::Llm(LlmError { kind: ErrorKind::Provider, message, allow_fallback: false, retry_after_ms: None })
 }
 
+/// Why the bytes of an event stream stopped: the transport, or a line past
+/// [`MAX_SSE_LINE`].
+#[derive(Debug)]
+enum SseRead {
+    Transport(reqwest::Error),
+    LineTooLong,
+}
+
+impl fmt::Display for SseRead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SseRead::Transport(e) => f.write_str(&error_chain(e)),
+            SseRead::LineTooLong => write!(f, "a line longer than {MAX_SSE_LINE} bytes"),
+        }
+    }
+}
+
 /// The chunks of an SSE response, as they arrive.
 fn sse_chunks(name: String, response: reqwest::Response) -> UpstreamStream {
-    let events = response.bytes_stream().eventsource();
+    // Bytes since the last line break: bounded, so that the parser's buffer is.
+    let mut line = 0usize;
+    let bytes = response.bytes_stream().map(move |read| {
+        let bytes = read.map_err(SseRead::Transport)?;
+        line = match bytes.iter().rposition(|b| *b == b'\n' || *b == b'\r') {
+            Some(at) => bytes.len() - at - 1,
+            None => line + bytes.len(),
+        };
+        if line > MAX_SSE_LINE {
+            return Err(SseRead::LineTooLong);
+        }
+        Ok(bytes)
+    });
+    let events = bytes.eventsource();
     futures_util::stream::unfold(Some(events), move |state| {
         let name = name.clone();
         async move {
@@ -491,9 +556,10 @@ fn sse_chunks(name: String, response: reqwest::Response) -> UpstreamStream {
                 let item = match events.next().await {
                     None => Err(stream_error(format!("{name} closed the stream before `data: [DONE]`"))),
                     Some(Err(EventStreamError::Transport(e))) => {
-                        let what = if e.is_timeout() { "timed out".to_string() } else { error_chain(&e) };
+                        let timed_out = matches!(&e, SseRead::Transport(e) if e.is_timeout());
+                        let what = if timed_out { "timed out".to_string() } else { e.to_string() };
                         Err(RequestError::Llm(LlmError {
-                            kind: if e.is_timeout() { ErrorKind::Timeout } else { ErrorKind::Provider },
+                            kind: if timed_out { ErrorKind::Timeout } else { ErrorKind::Provider },
                             message: format!("{name}: the stream broke off: {what}"),
                             allow_fallback: false,
                             retry_after_ms: None,

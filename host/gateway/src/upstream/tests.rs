@@ -464,3 +464,71 @@ async fn a_huge_error_body_is_cut_for_the_message() {
     assert_eq!(e.status, Some(500));
     assert!(e.message.len() < 400 && e.message.ends_with("x…"), "{}", e.message);
 }
+
+#[tokio::test]
+async fn a_redirect_is_an_error_and_the_keys_do_not_follow_it() {
+    // Where the redirect points: records what reaches it.
+    let reached = Arc::new(Mutex::new(Vec::<HeaderMap>::new()));
+    let r = reached.clone();
+    let elsewhere = serve(Router::new().route(
+        "/v1/chat/completions",
+        post(move |headers: HeaderMap| async move {
+            r.lock().push(headers);
+            json(StatusCode::OK, COMPLETION)
+        }),
+    ))
+    .await;
+    let to = format!("{elsewhere}/chat/completions");
+    let router = Router::new().route(
+        "/v1/chat/completions",
+        post(move || async move { (StatusCode::TEMPORARY_REDIRECT, [("location", to)]).into_response() }),
+    );
+    let mut config = config(&serve(router).await);
+    config.headers.insert("x-api-key".into(), "sk-custom-secret".into());
+    let up = Upstream::new(config).unwrap();
+    let e = up.chat(&request()).await.unwrap_err();
+    assert_eq!(e.status, Some(307), "{e:?}");
+    assert_eq!(e.client_status(), 502);
+    assert!(!e.allow_fallback, "{e:?}");
+    let e = up.chat_stream(&request()).await.err().expect("a redirected stream fails");
+    assert_eq!(e.status, Some(307), "{e:?}");
+    assert!(reached.lock().is_empty(), "the redirect was followed: {:?}", reached.lock());
+}
+
+#[tokio::test]
+async fn an_answer_over_the_size_cap_is_an_error() {
+    // Streamed without a length, so that only counting finds it too large.
+    let huge = || async {
+        let piece = bytes::Bytes::from(vec![b' '; 1 << 20]);
+        let body = futures_util::stream::iter(
+            std::iter::repeat_n(piece, MAX_ANSWER_BODY / (1 << 20) + 2).map(Ok::<_, std::io::Error>),
+        );
+        ([("content-type", "application/json")], Body::from_stream(body)).into_response()
+    };
+    let router = Router::new().route("/v1/chat/completions", post(huge)).route("/v1/embeddings", post(huge));
+    let up = Upstream::new(config(&serve(router).await)).unwrap();
+    let e = up.chat(&request()).await.unwrap_err();
+    assert_eq!(e.status, Some(200), "{e:?}");
+    assert!(e.message.contains(&format!("sent an answer larger than {MAX_ANSWER_BODY} bytes")), "{}", e.message);
+    let e = up.embeddings(serde_json::json!({"model": "e", "input": "x"})).await.unwrap_err();
+    assert!(e.message.contains("larger than"), "{}", e.message);
+}
+
+#[tokio::test]
+async fn an_event_stream_line_without_end_is_cut_at_the_line_cap() {
+    // `data: ` and then spaces forever, never a line break.
+    let router = Router::new().route(
+        "/v1/chat/completions",
+        post(|| async {
+            let start = futures_util::stream::iter([bytes::Bytes::from_static(b"data: ")]);
+            let endless = futures_util::stream::repeat(bytes::Bytes::from(vec![b' '; 64 << 10]));
+            let body = start.chain(endless).map(Ok::<_, std::io::Error>);
+            ([("content-type", "text/event-stream")], Body::from_stream(body)).into_response()
+        }),
+    );
+    let up = Upstream::new(config(&serve(router).await)).unwrap();
+    let items: Vec<_> = up.chat_stream(&request()).await.unwrap().collect().await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    let Err(RequestError::Llm(e)) = &items[0] else { panic!("{items:?}") };
+    assert!(e.message.ends_with(&format!("a line longer than {MAX_SSE_LINE} bytes")), "{}", e.message);
+}
