@@ -639,12 +639,21 @@ async fn gateway_falls_back_from_a_dead_upstream_to_a_live_one_and_swaps_config(
         upstream.url
     );
     let tagger = scripted_as("tagger", 10, &[("pre", "modify"), ("chunk", "upper")]);
-    let gw = Gw::start(&[("tagger", plugbox_artifacts::SCRIPTED, tagger)], &yaml).await;
+    // After the fallback, post and end hooks see the provider that answered.
+    let prov = scripted("prov", 20, "continue", "provider")
+        .replace("on-tool-call]", "on-tool-call, on-stream-end]")
+        .replace("timeout: 100ms", "timeout: 1s")
+        + "  stream_end: { type: string, default: provider }\n";
+    let gw = Gw::start(
+        &[("tagger", plugbox_artifacts::SCRIPTED, tagger), ("prov", plugbox_artifacts::SCRIPTED, prov)],
+        &yaml,
+    )
+    .await;
     let (status, body) = gw.chat(&json!({"model": "gpt-x", "messages": user("over the wire"), "seed": 7})).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["choices"][0]["message"]["content"], "over the wire [tagger]");
+    assert_eq!(body["choices"][0]["message"]["content"], "over the wire [tagger] [provider:live]");
     let ev = gw.stream(&json!({"model": "gpt-x", "messages": user("streamed"), "stream": true})).await;
-    assert_eq!(stream_text(&ev), "STREAMED [TAGGER]");
+    assert_eq!(stream_text(&ev), "STREAMED [TAGGER] [provider:live]");
     assert_eq!(ev.last().unwrap(), "[DONE]");
 
     // An upstream's 4xx error body reaches the client as the upstream sent it.

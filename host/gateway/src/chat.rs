@@ -153,6 +153,9 @@ async fn complete(
     deadline: tokio::time::Instant,
 ) -> Result<ChatResponse, ApiError> {
     let upstream = LastUpstreamError::default();
+    // How many attempts were started (the last one's provider is the one the
+    // post hooks see).
+    let tried = std::sync::atomic::AtomicUsize::new(0);
     let past_deadline = || {
         let limit = humantime::format_duration(config.limits.request_timeout);
         llm(ErrorKind::Timeout, format!("the request ran past its deadline of {limit}"), false)
@@ -169,10 +172,16 @@ async fn complete(
         Err(llm(ErrorKind::Internal, "a fail-closed plugin failed", false))
     } else {
         let max_rounds = config.limits.max_tool_rounds;
-        let work = attempts(host, ctx, &stage.request, plan, max_rounds, &upstream);
+        let work = attempts(host, ctx, &stage.request, plan, max_rounds, &upstream, &tried);
         tokio::time::timeout_at(deadline, work).await.unwrap_or_else(|_| Err(past_deadline()))
     };
-    host.post_response(ctx, stage, outcome).await.map_err(|e| match e {
+    // The post hooks see the provider of the last attempt (after a fallback,
+    // the one that answered or failed last), as its tool hooks did.
+    let post_ctx = match tried.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => ctx.clone(),
+        n => ctx.clone().with_provider(plan[n - 1].provider.clone()),
+    };
+    host.post_response(&post_ctx, stage, outcome).await.map_err(|e| match e {
         RequestError::Llm(e) => ApiError::from_llm_or_upstream(&e, upstream.lock().take()),
         other => ApiError::from_request(&other),
     })
@@ -186,9 +195,13 @@ async fn attempts(
     plan: &[Attempt],
     max_rounds: u32,
     upstream: &LastUpstreamError,
+    tried: &std::sync::atomic::AtomicUsize,
 ) -> Outcome {
     let mut outcome = Err(llm(ErrorKind::Internal, "no provider", false));
     for (i, attempt) in plan.iter().enumerate() {
+        tried.store(i + 1, std::sync::atomic::Ordering::Relaxed);
+        // This attempt's tool hooks see its provider (`req.provider()`).
+        let ctx = &ctx.clone().with_provider(attempt.provider.clone());
         outcome = with_tools(host, ctx, attempt, request, max_rounds, upstream).await;
         match &outcome {
             Err(e) if e.allow_fallback && i + 1 < plan.len() => {

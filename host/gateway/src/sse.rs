@@ -72,6 +72,11 @@ pub(crate) async fn start(
             Err(_) => return Err(ApiError::new(504, "the stream did not start before the request deadline")),
         }
     };
+    // From here on the hooks see the provider that serves the stream.
+    let ctx = match &opened.attempt {
+        Some(attempt) => ctx.with_provider(attempt.provider.clone()),
+        None => ctx,
+    };
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     let driver = Driver {
         host,
@@ -142,6 +147,8 @@ async fn open_with_fallback(
     for (i, attempt) in plan.iter().enumerate() {
         let last = i + 1 == plan.len();
         let upstream = LastUpstreamError::default();
+        // The hooks of this attempt's stream see its provider (`req.provider()`).
+        let ctx = &ctx.clone().with_provider(attempt.provider.clone());
         let failed = match open(host, ctx, attempt, &request, &upstream).await {
             Ok(mut stream) => match stream.next().await {
                 Some(Err(e)) => request_llm(&e),
