@@ -1011,3 +1011,28 @@ async fn gateway_streamed_tool_round_that_never_starts_ends_at_the_deadline() {
     gw.stop().await;
     upstream.abort();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tool_calls_in_a_pre_hooks_answer_go_to_the_tool_hooks_json_and_streamed() {
+    let responder = scripted_as("responder", 10, &[("pre", "respond-tool")]);
+    let answerer = scripted_as("answerer", 20, &[("tool", "answer")]);
+    let gw = Gw::echo_only(&[
+        ("responder", plugbox_artifacts::SCRIPTED, responder),
+        ("answerer", plugbox_artifacts::SCRIPTED, answerer),
+    ])
+    .await;
+    let why = "[tool calls answered by plugins were not run: a plugin answered this request, there is no model to continue with]";
+    let (status, body) = gw.chat(&json!({"model": "any", "messages": user("hi")})).await;
+    assert_eq!(status, 200, "{body}");
+    let choice = &body["choices"][0];
+    assert_eq!(choice["message"]["content"], why, "{body}");
+    assert!(choice["message"].get("tool_calls").is_none_or(Value::is_null), "{body}");
+    assert_eq!(choice["finish_reason"], "stop", "{body}");
+
+    let ev = gw.stream(&json!({"model": "any", "messages": user("hi"), "stream": true})).await;
+    assert_eq!(ev.last().unwrap(), "[DONE]", "{ev:#?}");
+    assert_eq!(stream_text(&ev), why, "{ev:#?}");
+    assert!(streamed_calls(&ev).is_empty(), "{ev:#?}");
+    assert_eq!(finish_reasons(&ev), ["stop"], "{ev:#?}");
+    gw.stop().await;
+}

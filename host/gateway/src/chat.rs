@@ -166,7 +166,15 @@ async fn complete(
         Err(_) => return Err(ApiError::from_llm(&past_deadline())),
     };
     let outcome = if let Some(answered) = stage.short_circuit.take() {
-        answered
+        // A pre hook's answer: its tool calls go to the tool hooks too; there
+        // is no model to send plugin-answered calls back to.
+        match answered {
+            Ok(mut response) => {
+                let why_not = "a plugin answered this request, there is no model to continue with";
+                decide_tools(host, ctx, &mut response, false, why_not).await.map(|_| response)
+            }
+            failed => failed,
+        }
     } else if stage.failure.is_some() {
         // post_response reports the failure itself.
         Err(llm(ErrorKind::Internal, "a fail-closed plugin failed", false))
@@ -236,42 +244,8 @@ async fn with_tools(
             }
             e
         })?;
-        let mut follow_up = None;
-        for choice in &mut response.choices {
-            if choice.message.tool_calls().is_empty() {
-                continue;
-            }
-            let calls = std::mem::take(choice.message.tool_calls_mut());
-            let decided = tools::decide(host, ctx, calls).await.map_err(|e| {
-                // A tool hook's failure is no reason to ask another provider.
-                let mut e = request_llm(&e);
-                e.allow_fallback = false;
-                e
-            })?;
-            let answers_now = choice.index == 0 && !decided.answered.is_empty() && round < max_rounds;
-            if answers_now {
-                let text = choice.message.text().map(|t| t.into_owned()).filter(|t| !t.is_empty());
-                follow_up = Some(decided.follow_up(text));
-                continue;
-            }
-            let mut note = decided.denial_note();
-            if !decided.answered.is_empty() {
-                note = format!("{note} [tool calls answered by plugins were not run: the limit of {max_rounds} tool rounds was reached]")
-                    .trim()
-                    .to_string();
-            }
-            if !note.is_empty() {
-                tools::append_text(&mut choice.message, &note);
-            }
-            if decided.run.is_empty() {
-                choice.message.tool_calls = None;
-                if choice.finish_reason() == Some("tool_calls") {
-                    choice.finish_reason = Some(Nullable::Value("stop".into()));
-                }
-            } else {
-                *choice.message.tool_calls_mut() = decided.run;
-            }
-        }
+        let why_not = format!("the limit of {max_rounds} tool rounds was reached");
+        let follow_up = decide_tools(host, ctx, &mut response, round < max_rounds, &why_not).await?;
         add_usage(&mut spent, response.usage());
         match follow_up {
             Some(messages) => {
@@ -288,6 +262,54 @@ async fn with_tools(
             }
         }
     }
+}
+
+/// Puts the tool calls of every choice of `response` to the tool hooks:
+/// rewritten calls stay as edited, denied ones are removed with a note in the
+/// choice's text. When `may_answer` and plugins answered choice 0's calls,
+/// returns the messages of the next round; answered calls that cannot go
+/// back to a model are removed with a note saying `why_not`.
+pub(crate) async fn decide_tools(
+    host: &Host,
+    ctx: &RequestContext,
+    response: &mut ChatResponse,
+    may_answer: bool,
+    why_not: &str,
+) -> Result<Option<Vec<plugbox_host::ChatMessage>>, LlmError> {
+    let mut follow_up = None;
+    for choice in &mut response.choices {
+        if choice.message.tool_calls().is_empty() {
+            continue;
+        }
+        let calls = std::mem::take(choice.message.tool_calls_mut());
+        let decided = tools::decide(host, ctx, calls).await.map_err(|e| {
+            // A tool hook's failure is no reason to ask another provider.
+            let mut e = request_llm(&e);
+            e.allow_fallback = false;
+            e
+        })?;
+        if choice.index == 0 && !decided.answered.is_empty() && may_answer {
+            let text = choice.message.text().map(|t| t.into_owned()).filter(|t| !t.is_empty());
+            follow_up = Some(decided.follow_up(text));
+            continue;
+        }
+        let mut note = decided.denial_note();
+        if !decided.answered.is_empty() {
+            note = format!("{note} [tool calls answered by plugins were not run: {why_not}]").trim().to_string();
+        }
+        if !note.is_empty() {
+            tools::append_text(&mut choice.message, &note);
+        }
+        if decided.run.is_empty() {
+            choice.message.tool_calls = None;
+            if choice.finish_reason() == Some("tool_calls") {
+                choice.finish_reason = Some(Nullable::Value("stop".into()));
+            }
+        } else {
+            *choice.message.tool_calls_mut() = decided.run;
+        }
+    }
+    Ok(follow_up)
 }
 
 /// Adds `usage` to `total`.

@@ -77,12 +77,15 @@ pub(crate) async fn start(
         Some(attempt) => ctx.with_provider(attempt.provider.clone()),
         None => ctx,
     };
+    // A pre hook's answer has no model to send plugin-answered tool calls to.
+    let model_behind = opened.attempt.is_some();
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     let driver = Driver {
         host,
         ctx,
         include_usage,
         max_rounds,
+        model_behind,
         deadline,
         tx,
         assembler: Assembler::default(),
@@ -208,6 +211,9 @@ struct Driver {
     ctx: RequestContext,
     include_usage: bool,
     max_rounds: u32,
+    /// Whether a model serves the stream (not a pre hook's answer): only then
+    /// can plugin-answered tool calls go back to it.
+    model_behind: bool,
     deadline: Instant,
     tx: mpsc::Sender<Bytes>,
     assembler: Assembler,
@@ -263,7 +269,11 @@ impl Driver {
                         break End::Done;
                     };
                     // Plugins answered tool calls: call the model again.
-                    let Some(attempt) = &attempt else { break End::Done };
+                    let Some(attempt) = &attempt else {
+                        // Not reached: without a model behind the stream no follow-up is planned.
+                        let _ = self.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
+                        break End::Done;
+                    };
                     request = tools::next_round(&request, messages);
                     self.round += 1;
                     self.round_text.clear();
@@ -355,7 +365,7 @@ impl Driver {
             }
             let choice: &mut ChunkChoice =
                 chunk.choices.iter_mut().find(|c| c.index == index).expect("finished choice");
-            if index == 0 && !decided.answered.is_empty() && self.round < self.max_rounds {
+            if index == 0 && !decided.answered.is_empty() && self.model_behind && self.round < self.max_rounds {
                 let text = Some(self.round_text.clone()).filter(|t| !t.is_empty());
                 self.follow_up = Some(decided.follow_up(text));
                 // The answer goes on in the next round.
@@ -365,12 +375,12 @@ impl Driver {
             }
             let mut note = decided.denial_note();
             if !decided.answered.is_empty() {
-                note = format!(
-                    "{note} [tool calls answered by plugins were not run: the limit of {} tool rounds was reached]",
-                    self.max_rounds
-                )
-                .trim()
-                .to_string();
+                let why_not = if self.model_behind {
+                    format!("the limit of {} tool rounds was reached", self.max_rounds)
+                } else {
+                    "a plugin answered this request, there is no model to continue with".to_string()
+                };
+                note = format!("{note} [tool calls answered by plugins were not run: {why_not}]").trim().to_string();
             }
             if decided.run.is_empty() {
                 choice.finish_reason = Some(Nullable::Value("stop".into()));
