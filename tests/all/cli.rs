@@ -9,7 +9,8 @@ fn plugbox(args: &[&str]) -> Output {
     plugbox_stdin(args, None)
 }
 
-fn plugbox_stdin(args: &[&str], stdin: Option<&str>) -> Output {
+/// Runs the `plugbox` binary with `args`, `stdin` as its input.
+pub(crate) fn plugbox_stdin(args: &[&str], stdin: Option<&str>) -> Output {
     use std::io::Write;
     let mut child = Command::new(env!("CARGO_BIN_EXE_plugbox"))
         .args(args)

@@ -730,24 +730,8 @@ async fn js_plugins_hot_reload() {
 
 // ------------------------------------------------------------- the CLI
 
-fn plugbox(args: &[&str], stdin: Option<&str>) -> std::process::Output {
-    use std::io::Write;
-    use std::process::Stdio;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_plugbox"))
-        .args(args)
-        .env("PLUGBOX_CACHE_DIR", crate::cache_dir())
-        .env_remove("PLUGBOX_POLICY")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run plugbox");
-    if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
-}
+/// Runs the `plugbox` binary (the CLI tests' runner).
+use crate::cli::plugbox_stdin as plugbox;
 
 fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
