@@ -75,6 +75,92 @@ pub fn builder() -> HostBuilder {
     HostBuilder::new().cache_dir(Some(cache_dir()))
 }
 
+/// A `plugbox serve` child process, killed when dropped: its stdout lines on
+/// `lines`, its stderr lines on `errors` (both echoed to the test's output).
+pub struct ServeProcess {
+    pub child: std::process::Child,
+    pub lines: std::sync::mpsc::Receiver<String>,
+    pub errors: std::sync::mpsc::Receiver<String>,
+    /// Stdout lines passed over by [`ServeProcess::expect`], in order.
+    pub seen: Vec<String>,
+}
+
+impl ServeProcess {
+    /// How long `expect` waits for a line.
+    pub const WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+    pub fn start(args: &[&str]) -> ServeProcess {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_plugbox"))
+            .arg("serve")
+            .args(args)
+            .env("PLUGBOX_CACHE_DIR", cache_dir())
+            .env_remove("PLUGBOX_POLICY")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run plugbox serve");
+        fn follow(from: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(from).lines().map_while(Result::ok) {
+                    eprintln!("plugbox serve: {line}");
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            rx
+        }
+        let lines = follow(child.stdout.take().unwrap());
+        let errors = follow(child.stderr.take().unwrap());
+        ServeProcess { child, lines, errors, seen: Vec::new() }
+    }
+
+    /// Waits for a stdout line containing `needle` (or finds it among the
+    /// lines passed over so far: events print from their own task, so their
+    /// order with other output is not fixed).
+    pub fn expect(&mut self, needle: &str) -> String {
+        if let Some(i) = self.seen.iter().position(|l| l.contains(needle)) {
+            return self.seen.remove(i);
+        }
+        let deadline = std::time::Instant::now() + Self::WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!(
+                    "`plugbox serve` printed no line with `{needle}` within {:?}; it printed {:#?}",
+                    Self::WAIT,
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    /// The base URL from `plugbox serve: listening on http://ADDR`.
+    pub fn url(&mut self) -> String {
+        const LISTENING: &str = "plugbox serve: listening on ";
+        let line = self.expect(LISTENING);
+        line[line.find(LISTENING).unwrap() + LISTENING.len()..].to_string()
+    }
+
+    /// Sends signal `name` (`HUP`, `TERM`) to the process.
+    pub fn signal(&self, name: &str) {
+        let status =
+            std::process::Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status();
+        assert!(status.unwrap().success());
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The compile cache the tests share: private to this user (`0700`) and
 /// under the target directory, never in a world-writable `/tmp` (the host
 /// refuses a cache dir that another user can write).

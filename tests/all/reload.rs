@@ -599,73 +599,6 @@ async fn explicit_reload_without_a_watcher() {
     assert!(host.reload_plugin("nope").await.is_err());
 }
 
-/// A `plugbox serve` child process, killed when dropped; its stdout lines
-/// arrive on a channel.
-struct Serve {
-    child: std::process::Child,
-    lines: std::sync::mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Serve {
-    fn start(args: &[&str]) -> Serve {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_plugbox"))
-            .arg("serve")
-            .args(args)
-            .env("PLUGBOX_CACHE_DIR", crate::cache_dir())
-            .env_remove("PLUGBOX_POLICY")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("run plugbox serve");
-        let (tx, lines) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Serve { child, lines, seen: Vec::new() }
-    }
-
-    /// Waits for an output line containing `needle` (or finds it among the
-    /// lines passed over so far: events print from their own task, so their
-    /// order with other output is not fixed).
-    fn expect(&mut self, needle: &str) -> String {
-        if let Some(i) = self.seen.iter().position(|l| l.contains(needle)) {
-            return self.seen.remove(i);
-        }
-        let deadline = std::time::Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(line) => self.seen.push(line),
-                Err(_) => panic!(
-                    "`plugbox serve` printed no line with `{needle}` within {WAIT:?}; it printed {:#?}",
-                    self.seen
-                ),
-            }
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let status =
-            std::process::Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status();
-        assert!(status.unwrap().success());
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn plugbox(args: &[&str]) -> String {
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_plugbox"))
         .args(args)
@@ -682,7 +615,8 @@ fn serve_reloads_on_sighup_and_obeys_disable_and_approve_from_the_cli() {
     let dir = PluginDir::new();
     let d = dir.add("hot", plugbox_artifacts::SCRIPTED, &manifest("hot", "1.0.0", "v1", ""));
     let path = dir.path().to_str().unwrap();
-    let mut serve = Serve::start(&["--plugins", path, "--no-watch", "--require-approval", "--listen", "127.0.0.1:0"]);
+    let mut serve =
+        crate::ServeProcess::start(&["--plugins", path, "--no-watch", "--require-approval", "--listen", "127.0.0.1:0"]);
     serve.expect("loaded `hot` 1.0.0");
     let row = serve.expect("hot ");
     assert!(row.contains("1.0.0") && row.contains("active"), "{row}");

@@ -1,60 +1,7 @@
 //! The `plugbox serve` binary: the embedded echo, SIGTERM, public addresses, config hot reload, `--examples`.
 
 use super::*;
-
-/// A `plugbox serve` child: its stdout lines on a channel.
-struct ServeProcess {
-    child: std::process::Child,
-    lines: std::sync::mpsc::Receiver<String>,
-    errors: std::sync::mpsc::Receiver<String>,
-}
-
-impl ServeProcess {
-    fn start(args: &[&str]) -> ServeProcess {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_plugbox"))
-            .arg("serve")
-            .args(args)
-            .env("PLUGBOX_CACHE_DIR", crate::cache_dir())
-            .env_remove("PLUGBOX_POLICY")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("run plugbox serve");
-        fn follow(from: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                for line in std::io::BufReader::new(from).lines().map_while(Result::ok) {
-                    eprintln!("plugbox serve: {line}");
-                    let _ = tx.send(line);
-                }
-            });
-            rx
-        }
-        let lines = follow(child.stdout.take().unwrap());
-        let errors = follow(child.stderr.take().unwrap());
-        ServeProcess { child, lines, errors }
-    }
-
-    /// The base URL from `plugbox serve: listening on http://ADDR`.
-    fn url(&self) -> String {
-        let deadline = std::time::Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = self.lines.recv_timeout(left).expect("plugbox serve prints its listening line");
-            if let Some(url) = line.strip_prefix("plugbox serve: listening on ") {
-                return url.to_string();
-            }
-        }
-    }
-}
-
-impl Drop for ServeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::ServeProcess;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn plugbox_serve_answers_with_the_embedded_echo_and_drains_on_sigterm() {
@@ -68,7 +15,7 @@ async fn plugbox_serve_answers_with_the_embedded_echo_and_drains_on_sigterm() {
          routes:\n  - { model: slow-40, targets: [tools] }\n  - { model: '*', targets: [echo] }\n",
     )
     .unwrap();
-    let serve = ServeProcess::start(&[
+    let mut serve = ServeProcess::start(&[
         "--plugins",
         dir.path().to_str().unwrap(),
         "--config",
@@ -99,15 +46,13 @@ async fn plugbox_serve_answers_with_the_embedded_echo_and_drains_on_sigterm() {
         .await
         .unwrap();
     let mut text = String::from_utf8_lossy(&r.chunk().await.unwrap().unwrap()).into_owned();
-    let status = std::process::Command::new("kill").args(["-TERM", &serve.child.id().to_string()]).status().unwrap();
-    assert!(status.success());
+    serve.signal("TERM");
     while let Some(bytes) = r.chunk().await.unwrap() {
         text.push_str(&String::from_utf8_lossy(&bytes));
     }
     let ev = events(&text);
     assert_eq!(ev.last().unwrap(), "[DONE]");
     assert_eq!(stream_text(&ev).matches("tick").count(), 40, "the whole stream arrived");
-    let mut serve = serve;
     let deadline = std::time::Instant::now() + WAIT;
     let exit = loop {
         if let Some(s) = serve.child.try_wait().unwrap() {
@@ -143,7 +88,7 @@ async fn plugbox_serve_hot_reloads_its_config_and_keeps_the_old_one_on_a_bad_edi
         )
     };
     std::fs::write(&config, good("first")).unwrap();
-    let serve = ServeProcess::start(&["--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    let mut serve = ServeProcess::start(&["--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
     let url = serve.url();
     let client = client();
     let status_of = |model: &'static str| {
@@ -193,16 +138,11 @@ async fn plugbox_serve_examples_run_the_bundled_plugins_with_config_from_the_fil
          plugins:\n  system-prompt: { prompt: Answer in French. }\n  rate-limit: { rps: 0.001, burst: 1 }\n",
     )
     .unwrap();
-    let serve = ServeProcess::start(&["--examples", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    let mut serve =
+        ServeProcess::start(&["--examples", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    let url = serve.url();
     // What it printed before it listened: the plugins' statuses.
-    let mut printed = Vec::new();
-    let url = loop {
-        let line = serve.lines.recv_timeout(WAIT).expect("plugbox serve prints its listening line");
-        if let Some(url) = line.strip_prefix("plugbox serve: listening on ") {
-            break url.to_string();
-        }
-        printed.push(line);
-    };
+    let printed = serve.seen.clone();
     let client = client();
     let body: Value = client
         .post(format!("{url}/v1/chat/completions"))
